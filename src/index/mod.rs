@@ -1,0 +1,619 @@
+//! `Index`: opening and creating a store, the writer lock, and publishing snapshots.
+
+mod snapshot;
+mod verify;
+mod writer;
+
+pub use snapshot::{SearchOptions, Snapshot};
+pub use verify::VerifyReport;
+pub use writer::{CommitInfo, Writer};
+
+use crate::error::{Error, Result};
+use crate::segment::{self, SegmentHandle, SegmentRecord, SEGMENTS_DIR};
+use crate::store::{self, Counters, MetaError, MetaKey, StoreConfig, CATALOG_FILE};
+use crate::types::{Dtype, Metric};
+use redb::{ReadableDatabase, ReadableTable};
+use snapshot::{SnapshotData, Tail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// When `open` recomputes the checksum of every segment body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyPolicy {
+    /// On every open.
+    Always,
+    /// Only when the previous writer did not close the index cleanly.
+    #[default]
+    AfterUncleanShutdown,
+    /// Never (headers, footers and lengths are still checked).
+    Never,
+}
+
+/// Options for opening or creating an [`Index`].
+#[derive(Clone, Debug)]
+pub struct IndexBuilder {
+    dim: Option<usize>,
+    metric: Metric,
+    dtype: Dtype,
+    model_fingerprint: Option<String>,
+    read_only: bool,
+    verify: VerifyPolicy,
+    seal_rows: usize,
+    direct_segment_rows: usize,
+    threads: usize,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        IndexBuilder {
+            dim: None,
+            metric: Metric::Cosine,
+            dtype: Dtype::F32,
+            model_fingerprint: None,
+            read_only: false,
+            verify: VerifyPolicy::default(),
+            seal_rows: 16_384,
+            direct_segment_rows: 4_096,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl IndexBuilder {
+    /// Vector dimension (required to create an index; checked against an existing one).
+    pub fn dim(mut self, dim: usize) -> Self {
+        self.dim = Some(dim);
+        self
+    }
+
+    /// Similarity metric for a new index (default cosine).
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// Storage type of segment rows for a new index (default f32).
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Fingerprint of the model that makes the vectors; recorded at creation and checked
+    /// on every later open.
+    pub fn model_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.model_fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// Opens without a writer: searches only, nothing on disk changes.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// When segment bodies are checksummed at open.
+    pub fn verify_policy(mut self, policy: VerifyPolicy) -> Self {
+        self.verify = policy;
+        self
+    }
+
+    /// Seal the tail into a segment once it holds this many rows (default 16,384).
+    pub fn seal_rows(mut self, rows: usize) -> Self {
+        self.seal_rows = rows.max(1);
+        self
+    }
+
+    /// A commit adding at least this many rows writes them straight into a new segment
+    /// instead of the tail (default 4,096).
+    pub fn direct_segment_rows(mut self, rows: usize) -> Self {
+        self.direct_segment_rows = rows.max(1);
+        self
+    }
+
+    /// Threads a search uses by default (default: all cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Opens the index at `path`, creating it when absent and a dimension was given.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Index> {
+        let root = path.as_ref();
+        if root.join(CATALOG_FILE).exists() {
+            Index::open_existing(root, self)
+        } else if self.dim.is_some() && !self.read_only {
+            Index::create_new(root, self)
+        } else {
+            Err(Error::NotAnIndex {
+                path: root.to_path_buf(),
+            })
+        }
+    }
+
+    /// Creates a new index at `path`; fails if one exists there.
+    pub fn create(self, path: impl AsRef<Path>) -> Result<Index> {
+        let root = path.as_ref();
+        if root.join(CATALOG_FILE).exists() {
+            return Err(Error::AlreadyExists {
+                path: root.to_path_buf(),
+            });
+        }
+        Index::create_new(root, self)
+    }
+}
+
+pub(crate) enum Db {
+    Writable(redb::Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(d) => d.begin_read(),
+            Db::ReadOnly(d) => d.begin_read(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub root: PathBuf,
+    pub catalog_path: PathBuf,
+    pub db: Db,
+    pub options: IndexBuilder,
+    pub current: RwLock<Arc<SnapshotData>>,
+    writer_active: AtomicBool,
+    poisoned: Mutex<Option<String>>,
+    /// Segments a commit dropped whose files stay until their last snapshot goes.
+    retired: Mutex<Vec<std::sync::Weak<SegmentHandle>>>,
+    /// Whether the previous writer closed the index cleanly (as found at open).
+    pub was_clean: bool,
+}
+
+impl Inner {
+    pub fn catalog_err(&self, e: impl Into<redb::Error>) -> Error {
+        Error::catalog(&self.catalog_path, e)
+    }
+
+    pub fn poison(&self, reason: &Error) {
+        let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+        p.get_or_insert_with(|| reason.to_string());
+    }
+
+    pub fn check_poison(&self) -> Result<()> {
+        match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn snapshot_data(&self) -> Arc<SnapshotData> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn publish(&self, data: SnapshotData) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(data);
+    }
+
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.db.begin_read().map_err(|e| self.catalog_err(e))
+    }
+
+    pub fn database(&self) -> Result<&redb::Database> {
+        match &self.db {
+            Db::Writable(d) => Ok(d),
+            Db::ReadOnly(_) => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Loads a snapshot of the last commit. Segment handles and tombstone masks are
+    /// reused from `prev` where the catalog still lists them; `tail` is reused when given.
+    pub fn load_snapshot(
+        &self,
+        prev: Option<&SnapshotData>,
+        tail: Option<Arc<Tail>>,
+        tombstones_changed: bool,
+        full_check: bool,
+    ) -> Result<SnapshotData> {
+        let txn = self.begin_read()?;
+        let err = |e: redb::Error| self.catalog_err(e);
+        let meta = txn.open_table(store::META).map_err(|e| err(e.into()))?;
+        let config = StoreConfig::read(&meta).map_err(|e| self.meta_err(e))?;
+        let counters = Counters::read(&meta).map_err(|e| self.meta_err(e))?;
+        drop(meta);
+        let seg_table = txn.open_table(store::SEGMENTS).map_err(|e| err(e.into()))?;
+        let mut records = BTreeMap::new();
+        for row in seg_table.iter().map_err(|e| err(e.into()))? {
+            let (id, value) = row.map_err(|e| err(e.into()))?;
+            let rec = store::SegmentRecordCodec::decode(value.value()).map_err(|r| {
+                Error::corrupt(&self.catalog_path, format!("segment row {}: {r}", id.value()))
+            })?;
+            records.insert(id.value(), rec);
+        }
+        drop(seg_table);
+        let mut handles = Vec::with_capacity(records.len());
+        for (&id, rec) in &records {
+            let reused = prev.and_then(|p| p.segment(id)).filter(|h| h.record == *rec);
+            let handle = match reused {
+                Some(h) => h,
+                None => Arc::new(self.open_segment(id, rec, &config, full_check)?),
+            };
+            handles.push(handle);
+        }
+        let tail = match tail {
+            Some(t) => t,
+            None => Arc::new(Tail::load(&txn, config.dim).map_err(|r| Error::corrupt(&self.catalog_path, r))?),
+        };
+        SnapshotData::new(self, txn, config, counters, handles, tail, prev, tombstones_changed)
+    }
+
+    fn open_segment(
+        &self,
+        id: u64,
+        rec: &SegmentRecord,
+        config: &StoreConfig,
+        full: bool,
+    ) -> Result<SegmentHandle> {
+        let handle = SegmentHandle::open(&self.root, id, rec, config.uuid, full)?;
+        if handle.dim() != config.dim || handle.dtype() != config.dtype {
+            return Err(Error::corrupt(
+                &handle.path,
+                "segment dimension or dtype differs from the index",
+            ));
+        }
+        Ok(handle)
+    }
+
+    pub fn meta_err(&self, e: MetaError) -> Error {
+        match e {
+            MetaError::Storage(s) => self.catalog_err(s),
+            MetaError::Bad(reason) => Error::corrupt(&self.catalog_path, reason),
+            MetaError::NewerVersion(v) => Error::UnsupportedVersion {
+                path: self.catalog_path.clone(),
+                found: v,
+                supported: store::FORMAT_VERSION,
+            },
+        }
+    }
+
+    /// Marks a segment dropped by a durable commit for unlinking (I4).
+    pub fn retire(&self, handle: &Arc<SegmentHandle>) {
+        handle.retire();
+        let mut r = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        r.retain(|w| w.strong_count() > 0);
+        r.push(Arc::downgrade(handle));
+    }
+
+    /// Ids of retired segments whose files are still in use by some snapshot.
+    pub fn retired_in_use(&self) -> Vec<u64> {
+        let r = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().filter_map(|w| w.upgrade()).map(|h| h.id).collect()
+    }
+
+    fn try_acquire_writer(&self) -> Result<()> {
+        if matches!(self.db, Db::ReadOnly(_)) {
+            return Err(Error::ReadOnly);
+        }
+        self.check_poison()?;
+        self.writer_active
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| Error::WriterBusy)
+    }
+
+    pub fn release_writer(&self) {
+        self.writer_active.store(false, Ordering::Release);
+    }
+
+    fn set_clean(&self, clean: bool) -> Result<()> {
+        let db = self.database()?;
+        let txn = db.begin_write().map_err(|e| self.catalog_err(e))?;
+        {
+            let mut meta = txn.open_table(store::META).map_err(|e| self.catalog_err(e))?;
+            store::put(&mut meta, MetaKey::CleanShutdown, &[clean as u8])
+                .map_err(|e| self.catalog_err(e))?;
+        }
+        txn.commit().map_err(|e| self.catalog_err(e))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if matches!(self.db, Db::Writable(_)) && self.check_poison().is_ok() {
+            let _ = self.set_clean(true);
+        }
+    }
+}
+
+/// An open index. Cheap to clone; `Send + Sync`; searches run on any thread against a
+/// consistent committed snapshot while one [`Writer`] changes the index.
+#[derive(Clone)]
+pub struct Index {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("root", &self.inner.root).finish()
+    }
+}
+
+fn map_open_error(root: &Path, catalog: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: root.to_path_buf(),
+        },
+        redb::DatabaseError::RepairAborted => Error::corrupt(
+            catalog,
+            "the catalog needs recovery after an unclean shutdown; open the index for writing once",
+        ),
+        redb::DatabaseError::UpgradeRequired(v) => Error::UnsupportedVersion {
+            path: catalog.to_path_buf(),
+            found: v as u32,
+            supported: 3,
+        },
+        other => Error::catalog(catalog, other),
+    }
+}
+
+impl Index {
+    /// Options for opening or creating an index.
+    pub fn builder() -> IndexBuilder {
+        IndexBuilder::default()
+    }
+
+    /// Opens an existing index with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Index> {
+        let root = path.as_ref();
+        if !root.join(CATALOG_FILE).exists() {
+            return Err(Error::NotAnIndex {
+                path: root.to_path_buf(),
+            });
+        }
+        Index::open_existing(root, IndexBuilder::default())
+    }
+
+    fn create_new(root: &Path, options: IndexBuilder) -> Result<Index> {
+        let dim = options.dim.ok_or_else(|| {
+            Error::InvalidArgument("a dimension is required to create an index".into())
+        })?;
+        if dim == 0 || dim > crate::MAX_DIM {
+            return Err(Error::InvalidArgument(format!(
+                "dimension {dim} out of range 1..={}",
+                crate::MAX_DIM
+            )));
+        }
+        let seg_dir = root.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+        let catalog = root.join(CATALOG_FILE);
+        let db = redb::Database::builder()
+            .create(&catalog)
+            .map_err(|e| map_open_error(root, &catalog, e))?;
+        let config = StoreConfig {
+            format_version: store::FORMAT_VERSION,
+            uuid: *uuid::Uuid::new_v4().as_bytes(),
+            dim,
+            dtype: options.dtype,
+            metric: options.metric,
+            i8_scale: None,
+            model_fingerprint: options.model_fingerprint.clone(),
+        };
+        let cerr = |e: redb::Error| Error::catalog(&catalog, e);
+        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+        {
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            config.write(&mut meta).map_err(|e| cerr(e.into()))?;
+            Counters::default()
+                .write(&mut meta)
+                .map_err(|e| cerr(e.into()))?;
+            store::put(&mut meta, MetaKey::CleanShutdown, &[0]).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
+            txn.open_multimap_table(store::LANGS)
+                .map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+        }
+        txn.commit().map_err(|e| cerr(e.into()))?;
+        segment::sync_dir(root)?;
+        Index::finish_open(root, catalog, Db::Writable(db), options, true)
+    }
+
+    fn open_existing(root: &Path, options: IndexBuilder) -> Result<Index> {
+        let catalog = root.join(CATALOG_FILE);
+        let db = if options.read_only {
+            Db::ReadOnly(
+                redb::Builder::new()
+                    .open_read_only(&catalog)
+                    .map_err(|e| map_open_error(root, &catalog, e))?,
+            )
+        } else {
+            Db::Writable(
+                redb::Database::builder()
+                    .open(&catalog)
+                    .map_err(|e| map_open_error(root, &catalog, e))?,
+            )
+        };
+        let was_clean = {
+            let txn = db.begin_read().map_err(|e| Error::catalog(&catalog, e))?;
+            let meta = txn
+                .open_table(store::META)
+                .map_err(|e| match e {
+                    redb::TableError::TableDoesNotExist(_) => Error::Foreign {
+                        path: catalog.clone(),
+                        reason: "a redb file without xqdb's tables".into(),
+                    },
+                    e => Error::catalog(&catalog, e),
+                })?;
+            store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
+        };
+        Index::finish_open(root, catalog, db, options, was_clean)
+    }
+
+    fn finish_open(
+        root: &Path,
+        catalog: PathBuf,
+        db: Db,
+        options: IndexBuilder,
+        was_clean: bool,
+    ) -> Result<Index> {
+        let writable = matches!(db, Db::Writable(_));
+        let full = match options.verify {
+            VerifyPolicy::Always => true,
+            VerifyPolicy::AfterUncleanShutdown => !was_clean,
+            VerifyPolicy::Never => false,
+        };
+        let inner = Inner {
+            root: root.to_path_buf(),
+            catalog_path: catalog,
+            db,
+            options,
+            current: RwLock::new(Arc::new(SnapshotData::empty())),
+            writer_active: AtomicBool::new(false),
+            poisoned: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
+            was_clean,
+        };
+        if writable {
+            inner.remove_orphans()?;
+        }
+        let snap = inner.load_snapshot(None, None, true, full)?;
+        inner.check_options(&snap)?;
+        inner.publish(snap);
+        if writable {
+            inner.set_clean(false)?;
+        }
+        Ok(Index {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A consistent view of the last commit; searches on it never see later changes.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.inner.clone(), self.inner.snapshot_data())
+    }
+
+    /// The single writer of this index. A second call while one is alive returns
+    /// [`Error::WriterBusy`]; a read-only index returns [`Error::ReadOnly`].
+    pub fn writer(&self) -> Result<Writer<'_>> {
+        self.inner.try_acquire_writer()?;
+        Ok(Writer::new(&self.inner))
+    }
+
+    /// Top `k` hits for `query` in the latest commit (see [`Snapshot::search`]).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<crate::Hit>> {
+        self.snapshot().search(query, k)
+    }
+
+    /// Top hits for `query` with options (filters, threads) in the latest commit.
+    pub fn search_with(&self, query: &[f32], options: &SearchOptions) -> Result<Vec<crate::Hit>> {
+        self.snapshot().search_with(query, options)
+    }
+
+    /// Top hits for each query of a batch, scanning each segment once.
+    pub fn search_batch(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<crate::Hit>>> {
+        self.snapshot().search_batch(queries, options)
+    }
+
+    /// The passage stored under `id` in the latest commit.
+    pub fn get(&self, id: &str) -> Result<Option<crate::Passage>> {
+        self.snapshot().get(id)
+    }
+
+    /// Counts and sizes of the latest commit.
+    pub fn stats(&self) -> Result<crate::Stats> {
+        self.snapshot().stats()
+    }
+
+    /// Full check of the latest commit (see [`Snapshot::verify`]).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.snapshot().verify()
+    }
+
+    /// Seals the tail and merges all segments (takes the writer; see [`Writer::compact`]).
+    pub fn compact(&self) -> Result<bool> {
+        self.writer()?.compact()
+    }
+
+    /// The index folder.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Whether the previous writer closed the index cleanly.
+    pub fn was_closed_cleanly(&self) -> bool {
+        self.inner.was_clean
+    }
+}
+
+impl Inner {
+    fn check_options(&self, snap: &SnapshotData) -> Result<()> {
+        let c = &snap.config;
+        let mismatch = |field, stored: String, requested: String| Error::IncompatibleOptions {
+            path: self.root.clone(),
+            field,
+            stored,
+            requested,
+        };
+        if let Some(dim) = self.options.dim {
+            if dim != c.dim {
+                return Err(mismatch("dim", c.dim.to_string(), dim.to_string()));
+            }
+        }
+        if let (Some(want), Some(have)) = (&self.options.model_fingerprint, &c.model_fingerprint) {
+            if want != have {
+                return Err(mismatch("model_fingerprint", have.clone(), want.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes segment files the catalog does not list, and temp files (invariant I5).
+    fn remove_orphans(&self) -> Result<()> {
+        let dir = self.root.join(SEGMENTS_DIR);
+        let listed: std::collections::HashSet<u64> = {
+            let txn = self.begin_read()?;
+            let t = txn
+                .open_table(store::SEGMENTS)
+                .map_err(|e| self.catalog_err(e))?;
+            let mut set = std::collections::HashSet::new();
+            for row in t.iter().map_err(|e| self.catalog_err(e))? {
+                set.insert(row.map_err(|e| self.catalog_err(e))?.0.value());
+            }
+            set
+        };
+        let mut removed = false;
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let orphan = name.ends_with(".seg.tmp")
+                || (name.ends_with(".seg")
+                    && segment::parse_file_name(name).is_none_or(|id| !listed.contains(&id)));
+            if orphan {
+                let p = entry.path();
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            segment::sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Index>();
+    is::<Snapshot>();
+}

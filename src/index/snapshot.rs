@@ -1,0 +1,546 @@
+//! Snapshots: what one commit made visible, and the searches and reads over it.
+
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::scan::{self, mark_sorted, Bitmap, Kernel, PreparedQuery, Rows, ScanUnit};
+use crate::segment::SegmentHandle;
+use crate::store::{self, Counters, StoreConfig};
+use crate::types::{Dtype, Filter, Hit, Metric, Passage, Stats};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+use std::sync::Arc;
+
+/// Rows not yet sealed, mirrored in memory from the catalog's tail table, sorted by row id.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    pub rids: Vec<u64>,
+    pub vectors: Vec<f32>,
+}
+
+impl Tail {
+    pub fn load(txn: &ReadTransaction, dim: usize) -> std::result::Result<Tail, String> {
+        let t = txn.open_table(store::TAIL).map_err(|e| e.to_string())?;
+        let mut tail = Tail::default();
+        for row in t.iter().map_err(|e| e.to_string())? {
+            let (rid, bytes) = row.map_err(|e| e.to_string())?;
+            let bytes = bytes.value();
+            if bytes.len() != dim * 4 {
+                return Err(format!("tail row {} has {} bytes, expected {}", rid.value(), bytes.len(), dim * 4));
+            }
+            tail.rids.push(rid.value());
+            tail.vectors.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))));
+        }
+        Ok(tail)
+    }
+
+    /// A copy without the `removed` rows and with `added` appended (ids above all others).
+    pub fn with_changes(&self, dim: usize, removed: &[u64], added: &[(u64, Vec<f32>)]) -> Tail {
+        let removed: std::collections::HashSet<u64> = removed.iter().copied().collect();
+        let mut out = Tail::default();
+        for (i, &rid) in self.rids.iter().enumerate() {
+            if !removed.contains(&rid) {
+                out.rids.push(rid);
+                out.vectors.extend_from_slice(&self.vectors[i * dim..(i + 1) * dim]);
+            }
+        }
+        for (rid, v) in added {
+            out.rids.push(*rid);
+            out.vectors.extend_from_slice(v);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.rids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rids.is_empty()
+    }
+}
+
+/// A segment as one snapshot sees it: the shared mapping plus this commit's deletions.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentView {
+    pub handle: Arc<SegmentHandle>,
+    pub dead: Option<Arc<Bitmap>>,
+    pub dead_count: usize,
+}
+
+/// Everything one commit made visible.
+pub(crate) struct SnapshotData {
+    txn: Option<ReadTransaction>,
+    pub config: StoreConfig,
+    pub counters: Counters,
+    pub segments: Vec<SegmentView>,
+    pub tail: Arc<Tail>,
+    pub live: u64,
+}
+
+impl SnapshotData {
+    /// A placeholder that is replaced before the index is handed out.
+    pub fn empty() -> Self {
+        SnapshotData {
+            txn: None,
+            config: StoreConfig {
+                format_version: 0,
+                uuid: [0; 16],
+                dim: 1,
+                dtype: Dtype::F32,
+                metric: Metric::Dot,
+                i8_scale: None,
+                model_fingerprint: None,
+            },
+            counters: Counters::default(),
+            segments: Vec::new(),
+            tail: Arc::new(Tail::default()),
+            live: 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        inner: &Inner,
+        txn: ReadTransaction,
+        config: StoreConfig,
+        counters: Counters,
+        handles: Vec<Arc<SegmentHandle>>,
+        tail: Arc<Tail>,
+        prev: Option<&SnapshotData>,
+        tombstones_changed: bool,
+    ) -> Result<Self> {
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
+            let t = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            let mut v = Vec::new();
+            for row in t.iter().map_err(|e| cerr(e.into()))? {
+                v.push(row.map_err(|e| cerr(e.into()))?.0.value());
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let segments = handles
+            .into_iter()
+            .map(|handle| {
+                let (dead, dead_count) = match &tombstones {
+                    Some(ts) => {
+                        let r = &handle.record;
+                        let lo = ts.partition_point(|&x| x < r.min_rid);
+                        let hi = ts.partition_point(|&x| x <= r.max_rid);
+                        let mut b = Bitmap::new(handle.rows());
+                        mark_sorted(handle.rids(), &ts[lo..hi], &mut b);
+                        let n = b.count();
+                        ((n > 0).then(|| Arc::new(b)), n)
+                    }
+                    None => prev
+                        .and_then(|p| p.segments.iter().find(|s| s.handle.id == handle.id))
+                        .map_or((None, 0), |s| (s.dead.clone(), s.dead_count)),
+                };
+                SegmentView {
+                    handle,
+                    dead,
+                    dead_count,
+                }
+            })
+            .collect();
+        let live = txn
+            .open_table(store::IDS)
+            .map_err(|e| cerr(e.into()))?
+            .len()
+            .map_err(|e| cerr(e.into()))?;
+        Ok(SnapshotData {
+            txn: Some(txn),
+            config,
+            counters,
+            segments,
+            tail,
+            live,
+        })
+    }
+
+    pub fn segment(&self, id: u64) -> Option<Arc<SegmentHandle>> {
+        self.segments
+            .iter()
+            .find(|s| s.handle.id == id)
+            .map(|s| s.handle.clone())
+    }
+
+    pub fn txn(&self) -> &ReadTransaction {
+        self.txn.as_ref().expect("published snapshots hold a transaction")
+    }
+
+    pub fn tombstone_count(&self) -> usize {
+        self.segments.iter().map(|s| s.dead_count).sum()
+    }
+}
+
+/// Per-search settings.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// How many hits to return.
+    pub k: usize,
+    /// Only rows that match this filter.
+    pub filter: Option<Filter>,
+    /// Threads to scan with (default: the index's setting, all cores unless changed).
+    pub threads: Option<usize>,
+    /// Which scoring kernel to use (the scalar one exists for tests and benchmarks).
+    pub kernel: Kernel,
+}
+
+impl SearchOptions {
+    /// Top `k`, no filter, default threads, SIMD kernels.
+    pub fn new(k: usize) -> Self {
+        SearchOptions {
+            k,
+            filter: None,
+            threads: None,
+            kernel: Kernel::Simd,
+        }
+    }
+
+    /// Sets the filter.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Sets the thread count.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
+    /// Sets the kernel.
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+}
+
+/// A consistent, read-only view of one commit. Cheap to clone and to keep; files it
+/// uses stay on disk until the last snapshot using them is dropped.
+#[derive(Clone)]
+pub struct Snapshot {
+    inner: Arc<Inner>,
+    data: Arc<SnapshotData>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("commit_seq", &self.data.counters.commit_seq)
+            .field("passages", &self.data.live)
+            .finish()
+    }
+}
+
+/// Checks a vector's length and values and normalises it for cosine indexes.
+pub(crate) fn prepare_vector(config: &StoreConfig, what: &str, v: &[f32]) -> Result<Vec<f32>> {
+    if v.len() != config.dim {
+        return Err(Error::DimensionMismatch {
+            id: what.to_string(),
+            expected: config.dim,
+            found: v.len(),
+        });
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::InvalidVector {
+            id: what.to_string(),
+            reason: format!("component {i} is {}", v[i]),
+        });
+    }
+    let mut out = v.to_vec();
+    if config.metric == Metric::Cosine {
+        let norm = out.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return Err(Error::InvalidVector {
+                id: what.to_string(),
+                reason: "a cosine index cannot store or search a zero vector".into(),
+            });
+        }
+        for x in &mut out {
+            *x = (*x as f64 / norm) as f32;
+        }
+    }
+    Ok(out)
+}
+
+impl Snapshot {
+    pub(crate) fn new(inner: Arc<Inner>, data: Arc<SnapshotData>) -> Self {
+        Snapshot { inner, data }
+    }
+
+    fn cerr(&self, e: impl Into<redb::Error>) -> Error {
+        self.inner.catalog_err(e)
+    }
+
+    /// Sequence number of the commit this snapshot shows (0 for a new index).
+    pub fn commit_seq(&self) -> u64 {
+        self.data.counters.commit_seq
+    }
+
+    /// Number of live passages.
+    pub fn len(&self) -> u64 {
+        self.data.live
+    }
+
+    /// True when the index holds no passage.
+    pub fn is_empty(&self) -> bool {
+        self.data.live == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.data.config.dim
+    }
+
+    /// Similarity metric.
+    pub fn metric(&self) -> Metric {
+        self.data.config.metric
+    }
+
+    /// Storage type of segment rows.
+    pub fn dtype(&self) -> Dtype {
+        self.data.config.dtype
+    }
+
+    /// Top `k` passages for `query` (best first; ties go to the passage stored first).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_with(query, &SearchOptions::new(k))
+    }
+
+    /// Top hits for `query` with the given options.
+    pub fn search_with(&self, query: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
+        let mut all = self.search_batch(&[query.to_vec()], options)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Top hits for each query, scanning every segment once for the whole batch.
+    pub fn search_batch(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<Hit>>> {
+        let ranked = self.rank(queries, options)?;
+        ranked
+            .into_iter()
+            .map(|hits| self.fetch_hits(&hits))
+            .collect()
+    }
+
+    /// Row ids and scores of the top hits for each query, without fetching passages.
+    pub(crate) fn rank(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<(f32, u64)>>> {
+        let d = &self.data;
+        let config = &d.config;
+        let quantized = config.dtype != Dtype::F32;
+        let prepared = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let v = prepare_vector(config, &format!("query {i}"), q)?;
+                Ok(PreparedQuery::new(&v, quantized, config.i8_scale.unwrap_or(1.0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if options.k == 0 || queries.is_empty() {
+            return Ok(vec![Vec::new(); queries.len()]);
+        }
+        let allowed = match &options.filter {
+            Some(f) if !f.is_empty() => Some(self.allowed_rids(f)?),
+            _ => None,
+        };
+        let masks: Vec<Option<Bitmap>> = d
+            .segments
+            .iter()
+            .map(|s| {
+                allowed.as_ref().map(|a| {
+                    let mut m = excluded(s.handle.rids(), a);
+                    if let Some(dead) = &s.dead {
+                        m.or(dead);
+                    }
+                    m
+                })
+            })
+            .collect();
+        let tail_mask = allowed.as_ref().map(|a| excluded(&d.tail.rids, a));
+        let mut units = Vec::new();
+        for (s, mask) in d.segments.iter().zip(&masks) {
+            let skip = mask.as_ref().or(s.dead.as_deref());
+            for range in scan::unit_ranges(s.handle.rows()) {
+                units.push(ScanUnit {
+                    rows: s.handle.vectors(),
+                    rids: s.handle.rids(),
+                    skip,
+                    range,
+                });
+            }
+        }
+        for range in scan::unit_ranges(d.tail.len()) {
+            units.push(ScanUnit {
+                rows: Rows::F32(&d.tail.vectors),
+                rids: &d.tail.rids,
+                skip: tail_mask.as_ref(),
+                range,
+            });
+        }
+        let threads = options.threads.unwrap_or(self.inner.options.threads);
+        Ok(scan::search(&units, config.dim, &prepared, options.k, threads, options.kernel))
+    }
+
+    /// Row ids (sorted) that pass `filter`.
+    fn allowed_rids(&self, filter: &Filter) -> Result<Vec<u64>> {
+        let txn = self.data.txn();
+        let mut candidates: Option<Vec<u64>> = None;
+        if let Some(langs) = &filter.langs {
+            let t = txn.open_multimap_table(store::LANGS).map_err(|e| self.cerr(e))?;
+            let mut v = Vec::new();
+            for lang in langs {
+                for rid in t.get(lang.as_str()).map_err(|e| self.cerr(e))? {
+                    v.push(rid.map_err(|e| self.cerr(e))?.value());
+                }
+            }
+            v.sort_unstable();
+            v.dedup();
+            candidates = Some(v);
+        }
+        if filter.meta.is_empty() {
+            return Ok(candidates.unwrap_or_default());
+        }
+        let t = txn.open_table(store::PASSAGES).map_err(|e| self.cerr(e))?;
+        let mut out = Vec::new();
+        let mut check = |rid: u64, bytes: &[u8]| -> Result<()> {
+            let p = store::decode_passage_meta(bytes)
+                .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}")))?;
+            if filter.matches_meta(p.meta.as_ref()) {
+                out.push(rid);
+            }
+            Ok(())
+        };
+        match candidates {
+            Some(c) => {
+                for rid in c {
+                    if let Some(g) = t.get(rid).map_err(|e| self.cerr(e))? {
+                        check(rid, g.value())?;
+                    }
+                }
+            }
+            None => {
+                for row in t.iter().map_err(|e| self.cerr(e))? {
+                    let (rid, bytes) = row.map_err(|e| self.cerr(e))?;
+                    check(rid.value(), bytes.value())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn passage_by_rid(&self, rid: u64) -> Result<Passage> {
+        let t = self.data.txn().open_table(store::PASSAGES).map_err(|e| self.cerr(e))?;
+        let g = t.get(rid).map_err(|e| self.cerr(e))?.ok_or_else(|| {
+            Error::corrupt(&self.inner.catalog_path, format!("row {rid} has a vector but no passage"))
+        })?;
+        store::decode_passage(g.value())
+            .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}")))
+    }
+
+    fn fetch_hits(&self, ranked: &[(f32, u64)]) -> Result<Vec<Hit>> {
+        ranked
+            .iter()
+            .map(|&(score, rid)| {
+                let passage = self.passage_by_rid(rid)?;
+                Ok(Hit {
+                    id: passage.id.clone(),
+                    score,
+                    passage,
+                })
+            })
+            .collect()
+    }
+
+    fn rid_of(&self, id: &str) -> Result<Option<u64>> {
+        let t = self.data.txn().open_table(store::IDS).map_err(|e| self.cerr(e))?;
+        Ok(t.get(id).map_err(|e| self.cerr(e))?.map(|g| g.value()))
+    }
+
+    /// The stored passage with this id.
+    pub fn get(&self, id: &str) -> Result<Option<Passage>> {
+        self.rid_of(id)?.map(|rid| self.passage_by_rid(rid)).transpose()
+    }
+
+    /// True when a passage with this id exists.
+    pub fn contains(&self, id: &str) -> Result<bool> {
+        Ok(self.rid_of(id)?.is_some())
+    }
+
+    /// The stored vector of a passage, as f32 (normalised for cosine indexes; decoded
+    /// from the segment's dtype once sealed).
+    pub fn vector(&self, id: &str) -> Result<Option<Vec<f32>>> {
+        let Some(rid) = self.rid_of(id)? else {
+            return Ok(None);
+        };
+        let d = &self.data;
+        let dim = d.config.dim;
+        if let Ok(i) = d.tail.rids.binary_search(&rid) {
+            return Ok(Some(d.tail.vectors[i * dim..(i + 1) * dim].to_vec()));
+        }
+        for s in &d.segments {
+            if let Ok(i) = s.handle.rids().binary_search(&rid) {
+                let scale = d.config.i8_scale.unwrap_or(1.0);
+                let v = match s.handle.vectors() {
+                    Rows::F32(r) => r[i * dim..(i + 1) * dim].to_vec(),
+                    Rows::F16(r) => r[i * dim..(i + 1) * dim]
+                        .iter()
+                        .map(|&b| half::f16::from_bits(b).to_f32())
+                        .collect(),
+                    Rows::I8(r) => r[i * dim..(i + 1) * dim].iter().map(|&x| x as f32 / scale).collect(),
+                };
+                return Ok(Some(v));
+            }
+        }
+        Err(Error::corrupt(&self.inner.catalog_path, format!("passage {id:?} has no vector")))
+    }
+
+    /// All passage ids, in id order.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let t = self.data.txn().open_table(store::IDS).map_err(|e| self.cerr(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.cerr(e))? {
+            out.push(row.map_err(|e| self.cerr(e))?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats> {
+        let d = &self.data;
+        let catalog_bytes = std::fs::metadata(&self.inner.catalog_path)
+            .map_err(|e| Error::io(&self.inner.catalog_path, e))?
+            .len();
+        Ok(Stats {
+            passages: d.live,
+            tail_rows: d.tail.len() as u64,
+            segments: d.segments.len() as u64,
+            segment_rows: d.segments.iter().map(|s| s.handle.rows() as u64).sum(),
+            tombstones: d.tombstone_count() as u64,
+            dim: d.config.dim,
+            dtype: d.config.dtype,
+            metric: d.config.metric,
+            commit_seq: d.counters.commit_seq,
+            segment_bytes: d.segments.iter().map(|s| s.handle.file_len()).sum(),
+            catalog_bytes,
+            store_uuid: uuid::Uuid::from_bytes(d.config.uuid).to_string(),
+            model_fingerprint: d.config.model_fingerprint.clone(),
+        })
+    }
+
+    pub(crate) fn data(&self) -> &SnapshotData {
+        &self.data
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// Bitmap over `rids` of the rows whose id is *not* in `allowed` (both sorted).
+fn excluded(rids: &[u64], allowed: &[u64]) -> Bitmap {
+    let mut keep = Bitmap::new(rids.len());
+    mark_sorted(rids, allowed, &mut keep);
+    keep.invert();
+    keep
+}

@@ -1,0 +1,128 @@
+//! Full verification of a snapshot: every segment byte and every catalog row.
+
+use super::snapshot::Snapshot;
+use crate::error::{Error, Result};
+use crate::segment::{self, SEGMENTS_DIR};
+use crate::store;
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+/// What [`Snapshot::verify`] checked.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files checked (checksums recomputed).
+    pub segments: usize,
+    /// Bytes of segment files read.
+    pub segment_bytes: u64,
+    /// Rows in segments, deleted ones included.
+    pub segment_rows: u64,
+    /// Rows in the tail.
+    pub tail_rows: u64,
+    /// Live passages.
+    pub passages: u64,
+    /// Deleted rows awaiting compaction.
+    pub tombstones: u64,
+}
+
+impl Snapshot {
+    /// Checks every segment's checksum and row ids, and every catalog row against the
+    /// segments: each live passage has exactly one vector, each vector a passage, each
+    /// id its record, and no unlisted segment file lies in the folder. The first problem
+    /// is returned as an error naming the file.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let d = self.data();
+        let inner = self.inner();
+        let catalog = &inner.catalog_path;
+        let corrupt = |reason: String| Error::corrupt(catalog, reason);
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let mut report = VerifyReport::default();
+        let mut live: Vec<u64> = Vec::new();
+        for s in &d.segments {
+            s.handle.verify_full()?;
+            report.segments += 1;
+            report.segment_bytes += s.handle.file_len();
+            report.segment_rows += s.handle.rows() as u64;
+            for (i, &rid) in s.handle.rids().iter().enumerate() {
+                if !s.dead.as_ref().is_some_and(|m| m.get(i)) {
+                    live.push(rid);
+                }
+            }
+        }
+        let dim = d.config.dim;
+        for (i, &rid) in d.tail.rids.iter().enumerate() {
+            if d.tail.vectors[i * dim..(i + 1) * dim].iter().any(|x| !x.is_finite()) {
+                return Err(corrupt(format!("tail row {rid} holds a non-finite value")));
+            }
+            live.push(rid);
+        }
+        report.tail_rows = d.tail.len() as u64;
+        live.sort_unstable();
+        if let Some(w) = live.windows(2).find(|w| w[0] == w[1]) {
+            return Err(corrupt(format!("row {} is stored twice", w[0])));
+        }
+        let txn = d.txn();
+        let tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+        let tomb_count = tombstones.len().map_err(|e| cerr(e.into()))?;
+        if tomb_count != d.tombstone_count() as u64 {
+            return Err(corrupt(format!(
+                "{tomb_count} tombstones listed but {} match segment rows",
+                d.tombstone_count()
+            )));
+        }
+        report.tombstones = tomb_count;
+        let passages = txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
+        let mut expected = live.iter();
+        for row in passages.iter().map_err(|e| cerr(e.into()))? {
+            let (rid, _) = row.map_err(|e| cerr(e.into()))?;
+            let rid = rid.value();
+            match expected.next() {
+                Some(&want) if want == rid => {}
+                Some(&want) if want < rid => {
+                    return Err(corrupt(format!("row {want} has a vector but no passage")))
+                }
+                _ => return Err(corrupt(format!("passage row {rid} has no vector"))),
+            }
+        }
+        if let Some(rid) = expected.next() {
+            return Err(corrupt(format!("row {rid} has a vector but no passage")));
+        }
+        let ids = txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
+        for row in ids.iter().map_err(|e| cerr(e.into()))? {
+            let (id, rid) = row.map_err(|e| cerr(e.into()))?;
+            let (id, rid) = (id.value(), rid.value());
+            let g = passages
+                .get(rid)
+                .map_err(|e| cerr(e.into()))?
+                .ok_or_else(|| corrupt(format!("id {id:?} points at missing row {rid}")))?;
+            let p = store::decode_passage(g.value()).map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
+            if p.id != id {
+                return Err(corrupt(format!("id {id:?} points at the passage of {:?}", p.id)));
+            }
+        }
+        let id_count = ids.len().map_err(|e| cerr(e.into()))?;
+        if id_count != live.len() as u64 {
+            return Err(corrupt(format!("{id_count} ids but {} live rows", live.len())));
+        }
+        report.passages = id_count;
+        self.check_no_orphans()?;
+        Ok(report)
+    }
+
+    fn check_no_orphans(&self) -> Result<()> {
+        let inner = self.inner();
+        let dir = inner.root.join(SEGMENTS_DIR);
+        let listed: Vec<u64> = self.data().segments.iter().map(|s| s.handle.id).collect();
+        let in_use = inner.retired_in_use();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let known = segment::parse_file_name(&name)
+                .is_some_and(|id| listed.contains(&id) || in_use.contains(&id) || id >= self.data().counters.next_segment);
+            if !known {
+                return Err(Error::corrupt(entry.path(), "file in segments/ is not listed in the catalog"));
+            }
+        }
+        Ok(())
+    }
+}

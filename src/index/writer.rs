@@ -1,0 +1,468 @@
+//! The single writer: buffered changes, the commit protocol, sealing and compaction.
+
+use super::snapshot::{prepare_vector, SnapshotData, Tail};
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::segment::{encode_rows, write_segment, RowSource, SegmentRecord};
+use crate::store::{self, Counters, MetaKey};
+use crate::types::{Dtype, Passage};
+use redb::WriteTransaction;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// What a successful commit made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Sequence number of the commit (visible to new snapshots).
+    pub commit_seq: u64,
+    /// Passages written (inserted or replaced).
+    pub written: usize,
+    /// Passages deleted.
+    pub deleted: usize,
+}
+
+enum Op {
+    Put {
+        passage: Passage,
+        meta_json: Option<String>,
+        vector: Vec<f32>,
+    },
+    Delete(String),
+}
+
+/// The one writer of an index. Changes are buffered and become durable and visible
+/// together when [`Writer::commit`] returns `Ok`; dropping the writer discards them.
+pub struct Writer<'a> {
+    inner: &'a Inner,
+    ops: Vec<Op>,
+    /// For ids touched by buffered ops: whether the id exists after them.
+    pending: HashMap<String, bool>,
+}
+
+impl std::fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("pending_ops", &self.ops.len()).finish()
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        self.inner.release_writer();
+    }
+}
+
+fn validate_passage(p: &Passage) -> Result<Option<String>> {
+    let bad = |reason: &str| Error::InvalidPassage {
+        id: p.id.clone(),
+        reason: reason.to_string(),
+    };
+    if p.id.is_empty() {
+        return Err(bad("the id is empty"));
+    }
+    if p.id.len() > crate::MAX_ID_BYTES {
+        return Err(bad(&format!("the id is longer than {} bytes", crate::MAX_ID_BYTES)));
+    }
+    if p.text.trim().is_empty() {
+        return Err(bad("the text is empty"));
+    }
+    if p.text.len() > crate::MAX_TEXT_BYTES {
+        return Err(bad(&format!(
+            "the text has {} bytes; the limit is {}",
+            p.text.len(),
+            crate::MAX_TEXT_BYTES
+        )));
+    }
+    if p.title.as_ref().is_some_and(|t| t.len() > crate::MAX_TEXT_BYTES) {
+        return Err(bad("the title is too long"));
+    }
+    if let Some(lang) = &p.lang {
+        if lang.is_empty() || lang.len() > 35 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad("the language tag must be 1-35 ASCII letters, digits, '-' or '_'"));
+        }
+    }
+    match &p.meta {
+        None => Ok(None),
+        Some(m) if m.is_object() => Ok(Some(m.to_string())),
+        Some(_) => Err(bad("metadata must be a JSON object")),
+    }
+}
+
+/// New rows of one commit, in row-id order, as a segment source.
+struct NewRows<'a> {
+    rows: &'a [(u64, Vec<f32>)],
+    encoded: Vec<u8>,
+    width: usize,
+}
+
+impl RowSource for NewRows<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn rid(&self, i: usize) -> u64 {
+        self.rows[i].0
+    }
+    fn row(&self, i: usize) -> &[u8] {
+        &self.encoded[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// Rows gathered from existing segments for compaction, in row-id order.
+struct MergedRows<'a> {
+    picks: Vec<(u64, &'a [u8])>,
+}
+
+impl RowSource for MergedRows<'_> {
+    fn len(&self) -> usize {
+        self.picks.len()
+    }
+    fn rid(&self, i: usize) -> u64 {
+        self.picks[i].0
+    }
+    fn row(&self, i: usize) -> &[u8] {
+        self.picks[i].1
+    }
+}
+
+/// The i8 scale for new rows: the stored one, or one chosen from `vectors` (largest
+/// magnitude maps to 127) when the index has none yet.
+fn i8_scale_for(stored: Option<f32>, vectors: &[f32]) -> f32 {
+    stored.unwrap_or_else(|| {
+        let max = vectors.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if max > 0.0 {
+            127.0 / max
+        } else {
+            1.0
+        }
+    })
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(inner: &'a Inner) -> Self {
+        Writer {
+            inner,
+            ops: Vec::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        if let Some(&present) = self.pending.get(id) {
+            return Ok(present);
+        }
+        let snap = self.inner.snapshot_data();
+        let t = snap
+            .txn()
+            .open_table(store::IDS)
+            .map_err(|e| self.inner.catalog_err(e))?;
+        Ok(t.get(id).map_err(|e| self.inner.catalog_err(e))?.is_some())
+    }
+
+    fn stage(&mut self, passage: Passage, vector: &[f32], replace: bool) -> Result<()> {
+        self.inner.check_poison()?;
+        let meta_json = validate_passage(&passage)?;
+        let config = self.inner.snapshot_data().config.clone();
+        let vector = prepare_vector(&config, &passage.id, vector)?;
+        if !replace && self.exists(&passage.id)? {
+            return Err(Error::DuplicateId { id: passage.id });
+        }
+        self.pending.insert(passage.id.clone(), true);
+        self.ops.push(Op::Put {
+            passage,
+            meta_json,
+            vector,
+        });
+        Ok(())
+    }
+
+    /// Buffers a new passage. Fails with [`Error::DuplicateId`] if the id exists (committed
+    /// or buffered); nothing is buffered when any check fails.
+    pub fn insert(&mut self, passage: Passage, vector: &[f32]) -> Result<()> {
+        self.stage(passage, vector, false)
+    }
+
+    /// Buffers a passage that replaces any passage with the same id.
+    pub fn upsert(&mut self, passage: Passage, vector: &[f32]) -> Result<()> {
+        self.stage(passage, vector, true)
+    }
+
+    /// Buffers the deletion of `id`; returns whether it existed.
+    pub fn delete(&mut self, id: &str) -> Result<bool> {
+        self.inner.check_poison()?;
+        if !self.exists(id)? {
+            return Ok(false);
+        }
+        self.pending.insert(id.to_string(), false);
+        self.ops.push(Op::Delete(id.to_string()));
+        Ok(true)
+    }
+
+    /// Number of buffered changes.
+    pub fn pending(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Discards buffered changes.
+    pub fn rollback(&mut self) {
+        self.ops.clear();
+        self.pending.clear();
+    }
+
+    /// Makes every buffered change durable and visible in one transaction. When it returns
+    /// `Ok`, a crash cannot lose the changes. Afterwards the tail is sealed into a segment
+    /// if it has grown past the index's `seal_rows`.
+    pub fn commit(&mut self) -> Result<CommitInfo> {
+        self.inner.check_poison()?;
+        let ops = std::mem::take(&mut self.ops);
+        self.pending.clear();
+        let result = self.apply(ops);
+        if let Err(e) = &result {
+            self.inner.poison(e);
+        }
+        let info = result?;
+        if self.inner.snapshot_data().tail.len() >= self.inner.options.seal_rows {
+            self.seal()?;
+        }
+        Ok(info)
+    }
+
+    fn apply(&mut self, ops: Vec<Op>) -> Result<CommitInfo> {
+        let inner = self.inner;
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let snap = inner.snapshot_data();
+        let mut config = snap.config.clone();
+        let mut counters = snap.counters;
+        let first_new_rid = counters.next_rid;
+        let db = inner.database()?;
+        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+        let mut new_rows: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut dead_new: HashSet<u64> = HashSet::new();
+        let mut tail_removed: Vec<u64> = Vec::new();
+        let mut tombstoned = false;
+        let (mut written, mut deleted) = (0, 0);
+        {
+            let mut ids = txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
+            let mut passages = txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
+            let mut langs = txn.open_multimap_table(store::LANGS).map_err(|e| cerr(e.into()))?;
+            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
+            let mut tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            for op in ops {
+                let id = match &op {
+                    Op::Put { passage, .. } => passage.id.clone(),
+                    Op::Delete(id) => id.clone(),
+                };
+                let old = ids.remove(id.as_str()).map_err(|e| cerr(e.into()))?.map(|g| g.value());
+                if let Some(rid) = old {
+                    let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
+                    if let Some(lang) = record
+                        .as_ref()
+                        .and_then(|r| store::decode_passage_meta(r.value()).ok())
+                        .and_then(|p| p.lang)
+                    {
+                        langs.remove(lang.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                    }
+                    if rid >= first_new_rid {
+                        dead_new.insert(rid);
+                    } else if tail.remove(rid).map_err(|e| cerr(e.into()))?.is_some() {
+                        tail_removed.push(rid);
+                    } else {
+                        tombstones.insert(rid, ()).map_err(|e| cerr(e.into()))?;
+                        tombstoned = true;
+                    }
+                }
+                match op {
+                    Op::Put {
+                        passage,
+                        meta_json,
+                        vector,
+                    } => {
+                        let rid = counters.next_rid;
+                        counters.next_rid += 1;
+                        ids.insert(passage.id.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                        let record = store::encode_passage(&passage, meta_json.as_deref());
+                        passages.insert(rid, record.as_slice()).map_err(|e| cerr(e.into()))?;
+                        if let Some(lang) = &passage.lang {
+                            langs.insert(lang.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                        }
+                        new_rows.push((rid, vector));
+                        written += 1;
+                    }
+                    Op::Delete(_) => deleted += old.is_some() as usize,
+                }
+            }
+            new_rows.retain(|(rid, _)| !dead_new.contains(rid));
+            if new_rows.len() < inner.options.direct_segment_rows {
+                for (rid, v) in &new_rows {
+                    tail.insert(*rid, bytemuck::cast_slice::<f32, u8>(v))
+                        .map_err(|e| cerr(e.into()))?;
+                }
+            }
+        }
+        let direct = new_rows.len() >= inner.options.direct_segment_rows;
+        if direct {
+            let flat: Vec<f32> = new_rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            self.write_rows(&txn, &mut config, &mut counters, &new_rows, &flat)?;
+        }
+        counters.commit_seq += 1;
+        {
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
+        }
+        txn.commit().map_err(|e| cerr(e.into()))?;
+        let added: &[(u64, Vec<f32>)] = if direct { &[] } else { &new_rows };
+        let tail = if tail_removed.is_empty() && added.is_empty() {
+            snap.tail.clone()
+        } else {
+            Arc::new(snap.tail.with_changes(config.dim, &tail_removed, added))
+        };
+        let next = inner.load_snapshot(Some(&snap), Some(tail), tombstoned, false)?;
+        inner.publish(next);
+        Ok(CommitInfo {
+            commit_seq: counters.commit_seq,
+            written,
+            deleted,
+        })
+    }
+
+    /// Encodes rows into a new durable segment and lists it in `txn` (with the i8 scale
+    /// when this is the index's first quantized segment).
+    fn write_rows(
+        &self,
+        txn: &WriteTransaction,
+        config: &mut store::StoreConfig,
+        counters: &mut Counters,
+        rows: &[(u64, Vec<f32>)],
+        flat: &[f32],
+    ) -> Result<(u64, SegmentRecord)> {
+        let inner = self.inner;
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let scale = i8_scale_for(config.i8_scale, flat);
+        let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+        if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
+            config.i8_scale = Some(scale);
+            store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes()).map_err(|e| cerr(e.into()))?;
+        }
+        let source = NewRows {
+            rows,
+            encoded: encode_rows(flat, config.dtype, scale),
+            width: config.dim * config.dtype.size(),
+        };
+        let id = counters.next_segment;
+        counters.next_segment += 1;
+        let rec = write_segment(&inner.root, config.uuid, id, config.dim as u32, config.dtype, &source)?;
+        let mut segs = txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
+        segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
+            .map_err(|e| cerr(e.into()))?;
+        Ok((id, rec))
+    }
+
+    fn guard<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.inner.check_poison()?;
+        let r = f(self);
+        if let Err(e) = &r {
+            self.inner.poison(e);
+        }
+        r
+    }
+
+    /// Commits buffered changes, then moves every tail row into a new segment file
+    /// (a crash-safe step of its own). Returns the new segment's id, if any.
+    pub fn seal(&mut self) -> Result<Option<u64>> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        self.guard(|w| w.seal_tail())
+    }
+
+    fn seal_tail(&self) -> Result<Option<u64>> {
+        let inner = self.inner;
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let snap = inner.snapshot_data();
+        if snap.tail.is_empty() {
+            return Ok(None);
+        }
+        let mut config = snap.config.clone();
+        let mut counters = snap.counters;
+        let db = inner.database()?;
+        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+        let dim = config.dim;
+        let rows: Vec<(u64, Vec<f32>)> = snap
+            .tail
+            .rids
+            .iter()
+            .enumerate()
+            .map(|(i, &rid)| (rid, snap.tail.vectors[i * dim..(i + 1) * dim].to_vec()))
+            .collect();
+        let (id, _) = self.write_rows(&txn, &mut config, &mut counters, &rows, &snap.tail.vectors)?;
+        {
+            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
+            for rid in &snap.tail.rids {
+                tail.remove(*rid).map_err(|e| cerr(e.into()))?;
+            }
+            counters.commit_seq += 1;
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
+        }
+        txn.commit().map_err(|e| cerr(e.into()))?;
+        let next = inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
+        inner.publish(next);
+        Ok(Some(id))
+    }
+
+    /// Seals the tail, then merges every segment into one, dropping deleted rows. The new
+    /// segment is published by one commit; the old files are unlinked once no snapshot
+    /// uses them. Returns whether anything was rewritten.
+    pub fn compact(&mut self) -> Result<bool> {
+        self.seal()?;
+        self.guard(|w| w.merge_segments())
+    }
+
+    fn merge_segments(&self) -> Result<bool> {
+        let inner = self.inner;
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let snap: Arc<SnapshotData> = inner.snapshot_data();
+        if snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
+            return Ok(false);
+        }
+        let config = snap.config.clone();
+        let mut counters = snap.counters;
+        let width = config.dim * config.dtype.size();
+        let mut picks: Vec<(u64, &[u8])> = Vec::new();
+        for s in &snap.segments {
+            let bytes = s.handle.row_bytes();
+            for (i, &rid) in s.handle.rids().iter().enumerate() {
+                if !s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                    picks.push((rid, &bytes[i * width..(i + 1) * width]));
+                }
+            }
+        }
+        picks.sort_unstable_by_key(|p| p.0);
+        let db = inner.database()?;
+        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+        {
+            let mut segs = txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
+            for s in &snap.segments {
+                segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
+            }
+            if !picks.is_empty() {
+                let id = counters.next_segment;
+                counters.next_segment += 1;
+                let source = MergedRows { picks };
+                let rec = write_segment(&inner.root, config.uuid, id, config.dim as u32, config.dtype, &source)?;
+                segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
+                    .map_err(|e| cerr(e.into()))?;
+            }
+            let mut tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            tombstones.retain(|_, _| false).map_err(|e| cerr(e.into()))?;
+            counters.commit_seq += 1;
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
+        }
+        txn.commit().map_err(|e| cerr(e.into()))?;
+        for s in &snap.segments {
+            inner.retire(&s.handle);
+        }
+        let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), true, false)?;
+        inner.publish(next);
+        Ok(true)
+    }
+}

@@ -1,0 +1,43 @@
+//! xqdb: an embedded, on-disk search library for passages and their vectors.
+//!
+//! An application opens a folder, stores passages with vectors durably, and searches
+//! them exactly (SIMD scans of memory-mapped, immutable segment files) from any thread,
+//! while one writer inserts, replaces and deletes. The catalog is a transactional redb
+//! database; `format/FORMAT.md` in the repository describes every byte on disk.
+//!
+//! ```
+//! use xqdb::{Index, Metric, Passage};
+//! # fn main() -> xqdb::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let index = Index::builder().dim(3).metric(Metric::Cosine).create(dir.path())?;
+//! let mut w = index.writer()?;
+//! w.insert(Passage::new("helsinki", "Helsinki is the capital of Finland.").with_lang("en"), &[0.9, 0.1, 0.0])?;
+//! w.insert(Passage::new("tokyo", "Tokyo is the capital of Japan.").with_lang("en"), &[0.0, 0.2, 0.9])?;
+//! w.commit()?; // durable when it returns
+//! drop(w);
+//! let hits = index.snapshot().search(&[1.0, 0.0, 0.0], 1)?;
+//! assert_eq!(hits[0].id, "helsinki");
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod index;
+mod scan;
+pub mod segment;
+mod store;
+mod types;
+
+pub use error::{Error, Result};
+pub use index::{CommitInfo, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer};
+pub use scan::Kernel;
+pub use store::FORMAT_VERSION;
+pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};
+
+/// Largest vector dimension an index accepts.
+pub const MAX_DIM: usize = 65_536;
+/// Largest passage text (and title), in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 << 20;
+/// Longest passage id, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;

@@ -1,0 +1,44 @@
+//! Immutable segment files: the format, the durable writer and the checked mmap reader.
+
+pub mod format;
+mod reader;
+mod writer;
+
+pub(crate) use reader::SegmentHandle;
+pub(crate) use writer::{encode_rows, sync_dir, write_segment, RowSource};
+
+use std::path::{Path, PathBuf};
+
+/// The folder that holds segment files, inside an index folder.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+
+/// File name of segment `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("{id:016x}.seg")
+}
+
+/// Parses a segment file name back into its id.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Path of segment `id` under the index folder `root`.
+pub(crate) fn path_of(root: &Path, id: u64) -> PathBuf {
+    root.join(SEGMENTS_DIR).join(file_name(id))
+}
+
+/// Catalog row for one segment (what the commit that published it promised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentRecord {
+    pub dtype: crate::types::Dtype,
+    pub dim: u32,
+    pub rows: u64,
+    pub file_len: u64,
+    pub checksum: u64,
+    pub min_rid: u64,
+    pub max_rid: u64,
+}

@@ -1,0 +1,159 @@
+//! Opens a published segment: length and framing checks first, then a read-only mmap.
+
+use super::format::{inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION};
+use super::{path_of, SegmentRecord};
+use crate::error::{Error, Result};
+use crate::scan::Rows;
+use crate::types::Dtype;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A mapped, checked, immutable segment. Shared by every snapshot that lists it.
+///
+/// When the writer retires it (a commit dropped it), the file is unlinked as soon as the
+/// last snapshot holding this handle is gone (invariant I4).
+#[derive(Debug)]
+pub(crate) struct SegmentHandle {
+    pub id: u64,
+    pub path: PathBuf,
+    pub record: SegmentRecord,
+    map: Mmap,
+    info: SegmentInfo,
+    retired: AtomicBool,
+}
+
+impl SegmentHandle {
+    /// Opens segment `id` as the catalog describes it. `full` also verifies the body checksum.
+    pub fn open(
+        root: &Path,
+        id: u64,
+        record: &SegmentRecord,
+        store_uuid: [u8; 16],
+        full: bool,
+    ) -> Result<Self> {
+        let path = path_of(root, id);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::corrupt(&path, "segment listed in the catalog is missing")
+            }
+            _ => Error::io(&path, e),
+        })?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len != record.file_len {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "length is {len} bytes; the catalog recorded {}",
+                    record.file_len
+                ),
+            ));
+        }
+        // SAFETY: segment files are never modified or truncated after publication (I3), and
+        // the length was checked against the catalog just above, so every offset that
+        // `inspect` validates lies inside the mapping. A file truncated behind our back by
+        // another program is outside the contract (see FORMAT.md, "Assumptions").
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        let info = inspect(&map, full).map_err(|reason| classify(&path, &map, reason))?;
+        let h = &info.header;
+        if h.store_uuid != store_uuid {
+            return Err(Error::Foreign {
+                path,
+                reason: "segment belongs to another store".into(),
+            });
+        }
+        if h.segment_id != id
+            || h.dim != record.dim
+            || h.dtype != record.dtype
+            || h.rows != record.rows
+            || info.footer.body_checksum != record.checksum
+        {
+            return Err(Error::corrupt(
+                &path,
+                "header or checksum disagrees with the catalog row",
+            ));
+        }
+        Ok(SegmentHandle {
+            id,
+            path,
+            record: *record,
+            map,
+            info,
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    /// Re-runs the full check (body checksum, row-id order) on the mapped bytes.
+    pub fn verify_full(&self) -> Result<()> {
+        inspect(&self.map, true)
+            .map(|_| ())
+            .map_err(|reason| Error::corrupt(&self.path, reason))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.info.header.rows as usize
+    }
+
+    pub fn dim(&self) -> usize {
+        self.info.header.dim as usize
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.info.header.dtype
+    }
+
+    /// The row ids, in increasing order.
+    pub fn rids(&self) -> &[u64] {
+        let l = &self.info.layout;
+        let bytes = &self.map[l.rids_offset..l.rids_offset + self.rows() * 8];
+        // Offsets are multiples of 64 and the map is page-aligned, so the cast cannot fail.
+        bytemuck::cast_slice(bytes)
+    }
+
+    /// Raw bytes of the rows.
+    pub fn row_bytes(&self) -> &[u8] {
+        let l = &self.info.layout;
+        &self.map[l.vectors_offset..l.vectors_offset + l.vectors_len]
+    }
+
+    /// The rows, typed.
+    pub fn vectors(&self) -> Rows<'_> {
+        Rows::from_bytes(self.dtype(), self.row_bytes())
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.record.file_len
+    }
+
+    /// Marks the file for unlinking once the last snapshot drops this handle.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for SegmentHandle {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            // A failure leaves an orphan that the next writable open removes (I5).
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn classify(path: &Path, bytes: &[u8], reason: String) -> Error {
+    if bytes.len() >= 8 && bytes[0..8] != HEADER_MAGIC {
+        return Error::Foreign {
+            path: path.to_path_buf(),
+            reason: "not an xqdb segment (bad magic)".into(),
+        };
+    }
+    if let Err(HeaderError::Version(v)) = SegmentHeader::decode(bytes) {
+        return Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: v,
+            supported: SEGMENT_VERSION,
+        };
+    }
+    Error::corrupt(path, reason)
+}

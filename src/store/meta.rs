@@ -1,0 +1,164 @@
+//! The meta table: format version, store identity, vector settings and counters.
+
+use super::FORMAT_VERSION;
+use crate::types::{Dtype, Metric};
+use redb::{ReadableTable, Table};
+
+/// Keys of the meta table (FORMAT.md, "Meta table").
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MetaKey {
+    FormatVersion,
+    StoreUuid,
+    Dim,
+    Dtype,
+    Metric,
+    I8Scale,
+    ModelFingerprint,
+    NextRid,
+    NextSegment,
+    CommitSeq,
+    CleanShutdown,
+}
+
+impl MetaKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaKey::FormatVersion => "format_version",
+            MetaKey::StoreUuid => "store_uuid",
+            MetaKey::Dim => "dim",
+            MetaKey::Dtype => "dtype",
+            MetaKey::Metric => "metric",
+            MetaKey::I8Scale => "i8_scale",
+            MetaKey::ModelFingerprint => "model_fingerprint",
+            MetaKey::NextRid => "next_rid",
+            MetaKey::NextSegment => "next_segment",
+            MetaKey::CommitSeq => "commit_seq",
+            MetaKey::CleanShutdown => "clean_shutdown",
+        }
+    }
+}
+
+/// Settings fixed when the store was created (plus the i8 scale, fixed at first seal).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StoreConfig {
+    pub format_version: u32,
+    pub uuid: [u8; 16],
+    pub dim: usize,
+    pub dtype: Dtype,
+    pub metric: Metric,
+    pub i8_scale: Option<f32>,
+    pub model_fingerprint: Option<String>,
+}
+
+/// Counters that every commit advances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub next_rid: u64,
+    pub next_segment: u64,
+    pub commit_seq: u64,
+}
+
+pub(crate) fn put(t: &mut Table<&str, &[u8]>, key: MetaKey, v: &[u8]) -> Result<(), redb::StorageError> {
+    t.insert(key.name(), v)?;
+    Ok(())
+}
+
+pub(crate) fn put_u64(t: &mut Table<&str, &[u8]>, key: MetaKey, v: u64) -> Result<(), redb::StorageError> {
+    put(t, key, &v.to_le_bytes())
+}
+
+fn get(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<Option<Vec<u8>>, redb::StorageError> {
+    Ok(t.get(key.name())?.map(|g| g.value().to_vec()))
+}
+
+/// Why the meta table could not be read.
+pub(crate) enum MetaError {
+    Storage(redb::StorageError),
+    Bad(String),
+    NewerVersion(u32),
+}
+
+impl From<redb::StorageError> for MetaError {
+    fn from(e: redb::StorageError) -> Self {
+        MetaError::Storage(e)
+    }
+}
+
+fn need(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<Vec<u8>, MetaError> {
+    get(t, key)?.ok_or_else(|| MetaError::Bad(format!("meta key {} missing", key.name())))
+}
+
+fn fixed<const N: usize>(v: Vec<u8>, key: MetaKey) -> Result<[u8; N], MetaError> {
+    v.try_into()
+        .map_err(|_| MetaError::Bad(format!("meta key {} has the wrong length", key.name())))
+}
+
+pub(crate) fn read_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<u64, MetaError> {
+    Ok(u64::from_le_bytes(fixed(need(t, key)?, key)?))
+}
+
+impl StoreConfig {
+    pub fn write(&self, t: &mut Table<&str, &[u8]>) -> Result<(), redb::StorageError> {
+        put(t, MetaKey::FormatVersion, &self.format_version.to_le_bytes())?;
+        put(t, MetaKey::StoreUuid, &self.uuid)?;
+        put_u64(t, MetaKey::Dim, self.dim as u64)?;
+        put(t, MetaKey::Dtype, &[self.dtype.code()])?;
+        put(t, MetaKey::Metric, &[self.metric.code()])?;
+        if let Some(s) = self.i8_scale {
+            put(t, MetaKey::I8Scale, &s.to_le_bytes())?;
+        }
+        if let Some(f) = &self.model_fingerprint {
+            put(t, MetaKey::ModelFingerprint, f.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn read(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, MetaError> {
+        let version = u32::from_le_bytes(fixed(need(t, MetaKey::FormatVersion)?, MetaKey::FormatVersion)?);
+        if version > FORMAT_VERSION {
+            return Err(MetaError::NewerVersion(version));
+        }
+        let dim = read_u64(t, MetaKey::Dim)?;
+        let [dtype] = fixed::<1>(need(t, MetaKey::Dtype)?, MetaKey::Dtype)?;
+        let [metric] = fixed::<1>(need(t, MetaKey::Metric)?, MetaKey::Metric)?;
+        let i8_scale = get(t, MetaKey::I8Scale)?
+            .map(|v| fixed::<4>(v, MetaKey::I8Scale).map(f32::from_le_bytes))
+            .transpose()?;
+        let model_fingerprint = get(t, MetaKey::ModelFingerprint)?
+            .map(|v| String::from_utf8(v).map_err(|_| MetaError::Bad("model fingerprint is not UTF-8".into())))
+            .transpose()?;
+        if dim == 0 || dim > crate::MAX_DIM as u64 {
+            return Err(MetaError::Bad(format!("dimension {dim} out of range")));
+        }
+        Ok(StoreConfig {
+            format_version: version,
+            uuid: fixed(need(t, MetaKey::StoreUuid)?, MetaKey::StoreUuid)?,
+            dim: dim as usize,
+            dtype: Dtype::from_code(dtype).ok_or_else(|| MetaError::Bad("unknown dtype".into()))?,
+            metric: Metric::from_code(metric).ok_or_else(|| MetaError::Bad("unknown metric".into()))?,
+            i8_scale,
+            model_fingerprint,
+        })
+    }
+}
+
+impl Counters {
+    pub fn write(&self, t: &mut Table<&str, &[u8]>) -> Result<(), redb::StorageError> {
+        put_u64(t, MetaKey::NextRid, self.next_rid)?;
+        put_u64(t, MetaKey::NextSegment, self.next_segment)?;
+        put_u64(t, MetaKey::CommitSeq, self.commit_seq)
+    }
+
+    pub fn read(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, MetaError> {
+        Ok(Counters {
+            next_rid: read_u64(t, MetaKey::NextRid)?,
+            next_segment: read_u64(t, MetaKey::NextSegment)?,
+            commit_seq: read_u64(t, MetaKey::CommitSeq)?,
+        })
+    }
+}
+
+/// Whether the last writer closed the store cleanly (absent counts as clean for new stores).
+pub(crate) fn read_clean(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<bool, redb::StorageError> {
+    Ok(get(t, MetaKey::CleanShutdown)?.is_none_or(|v| v == [1]))
+}

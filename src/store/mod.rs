@@ -1,0 +1,30 @@
+//! The redb catalog: table definitions, value codecs and the stored configuration.
+
+mod codec;
+mod meta;
+
+pub(crate) use codec::{decode_passage, decode_passage_meta, encode_passage, SegmentRecordCodec};
+pub(crate) use meta::{put, read_clean, Counters, MetaError, MetaKey, StoreConfig};
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// Name of the catalog file inside an index folder.
+pub(crate) const CATALOG_FILE: &str = "catalog.redb";
+
+/// Catalog format version written by this build (see FORMAT.md, "Version log").
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Store-wide settings and counters.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// External passage id → internal row id.
+pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+/// Row id → encoded passage record.
+pub(crate) const PASSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("passages");
+/// Language tag → row ids (for language filters).
+pub(crate) const LANGS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("langs");
+/// Row id → f32 little-endian vector, for rows not yet sealed into a segment.
+pub(crate) const TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("tail");
+/// Segment id → encoded segment record.
+pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+/// Row ids deleted from segments (dropped by compaction).
+pub(crate) const TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("tombstones");
