@@ -70,7 +70,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// Another process holds the index open.
-    #[error("index {path} is locked by another process (one process may open an index for writing)")]
+    #[error(
+        "index {path} is locked by another process (one process may open an index for writing)"
+    )]
     Locked {
         /// The folder.
         path: PathBuf,

@@ -30,7 +30,9 @@ mod store;
 mod types;
 
 pub use error::{Error, Result};
-pub use index::{CommitInfo, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer};
+pub use index::{
+    CommitInfo, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
+};
 pub use scan::Kernel;
 pub use store::FORMAT_VERSION;
 pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};

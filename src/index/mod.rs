@@ -233,14 +233,19 @@ impl Inner {
         for row in seg_table.iter().map_err(|e| err(e.into()))? {
             let (id, value) = row.map_err(|e| err(e.into()))?;
             let rec = store::SegmentRecordCodec::decode(value.value()).map_err(|r| {
-                Error::corrupt(&self.catalog_path, format!("segment row {}: {r}", id.value()))
+                Error::corrupt(
+                    &self.catalog_path,
+                    format!("segment row {}: {r}", id.value()),
+                )
             })?;
             records.insert(id.value(), rec);
         }
         drop(seg_table);
         let mut handles = Vec::with_capacity(records.len());
         for (&id, rec) in &records {
-            let reused = prev.and_then(|p| p.segment(id)).filter(|h| h.record == *rec);
+            let reused = prev
+                .and_then(|p| p.segment(id))
+                .filter(|h| h.record == *rec);
             let handle = match reused {
                 Some(h) => h,
                 None => Arc::new(self.open_segment(id, rec, &config, full_check)?),
@@ -249,9 +254,20 @@ impl Inner {
         }
         let tail = match tail {
             Some(t) => t,
-            None => Arc::new(Tail::load(&txn, config.dim).map_err(|r| Error::corrupt(&self.catalog_path, r))?),
+            None => Arc::new(
+                Tail::load(&txn, config.dim).map_err(|r| Error::corrupt(&self.catalog_path, r))?,
+            ),
         };
-        SnapshotData::new(self, txn, config, counters, handles, tail, prev, tombstones_changed)
+        SnapshotData::new(
+            self,
+            txn,
+            config,
+            counters,
+            handles,
+            tail,
+            prev,
+            tombstones_changed,
+        )
     }
 
     fn open_segment(
@@ -316,7 +332,9 @@ impl Inner {
         let db = self.database()?;
         let txn = db.begin_write().map_err(|e| self.catalog_err(e))?;
         {
-            let mut meta = txn.open_table(store::META).map_err(|e| self.catalog_err(e))?;
+            let mut meta = txn
+                .open_table(store::META)
+                .map_err(|e| self.catalog_err(e))?;
             store::put(&mut meta, MetaKey::CleanShutdown, &[clean as u8])
                 .map_err(|e| self.catalog_err(e))?;
         }
@@ -341,7 +359,9 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("root", &self.inner.root).finish()
+        f.debug_struct("Index")
+            .field("root", &self.inner.root)
+            .finish()
     }
 }
 
@@ -415,12 +435,15 @@ impl Index {
                 .map_err(|e| cerr(e.into()))?;
             store::put(&mut meta, MetaKey::CleanShutdown, &[0]).map_err(|e| cerr(e.into()))?;
             txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::PASSAGES)
+                .map_err(|e| cerr(e.into()))?;
             txn.open_multimap_table(store::LANGS)
                 .map_err(|e| cerr(e.into()))?;
             txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::SEGMENTS)
+                .map_err(|e| cerr(e.into()))?;
+            txn.open_table(store::TOMBSTONES)
+                .map_err(|e| cerr(e.into()))?;
         }
         txn.commit().map_err(|e| cerr(e.into()))?;
         segment::sync_dir(root)?;
@@ -444,15 +467,13 @@ impl Index {
         };
         let was_clean = {
             let txn = db.begin_read().map_err(|e| Error::catalog(&catalog, e))?;
-            let meta = txn
-                .open_table(store::META)
-                .map_err(|e| match e {
-                    redb::TableError::TableDoesNotExist(_) => Error::Foreign {
-                        path: catalog.clone(),
-                        reason: "a redb file without xqdb's tables".into(),
-                    },
-                    e => Error::catalog(&catalog, e),
-                })?;
+            let meta = txn.open_table(store::META).map_err(|e| match e {
+                redb::TableError::TableDoesNotExist(_) => Error::Foreign {
+                    path: catalog.clone(),
+                    reason: "a redb file without xqdb's tables".into(),
+                },
+                e => Error::catalog(&catalog, e),
+            })?;
             store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
         };
         Index::finish_open(root, catalog, db, options, was_clean)
@@ -503,9 +524,9 @@ impl Index {
 
     /// The single writer of this index. A second call while one is alive returns
     /// [`Error::WriterBusy`]; a read-only index returns [`Error::ReadOnly`].
-    pub fn writer(&self) -> Result<Writer<'_>> {
+    pub fn writer(&self) -> Result<Writer> {
         self.inner.try_acquire_writer()?;
-        Ok(Writer::new(&self.inner))
+        Ok(Writer::new(self.inner.clone()))
     }
 
     /// Top `k` hits for `query` in the latest commit (see [`Snapshot::search`]).
@@ -519,7 +540,11 @@ impl Index {
     }
 
     /// Top hits for each query of a batch, scanning each segment once.
-    pub fn search_batch(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<crate::Hit>>> {
+    pub fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        options: &SearchOptions,
+    ) -> Result<Vec<Vec<crate::Hit>>> {
         self.snapshot().search_batch(queries, options)
     }
 

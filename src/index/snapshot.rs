@@ -24,10 +24,19 @@ impl Tail {
             let (rid, bytes) = row.map_err(|e| e.to_string())?;
             let bytes = bytes.value();
             if bytes.len() != dim * 4 {
-                return Err(format!("tail row {} has {} bytes, expected {}", rid.value(), bytes.len(), dim * 4));
+                return Err(format!(
+                    "tail row {} has {} bytes, expected {}",
+                    rid.value(),
+                    bytes.len(),
+                    dim * 4
+                ));
             }
             tail.rids.push(rid.value());
-            tail.vectors.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))));
+            tail.vectors.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+            );
         }
         Ok(tail)
     }
@@ -39,7 +48,8 @@ impl Tail {
         for (i, &rid) in self.rids.iter().enumerate() {
             if !removed.contains(&rid) {
                 out.rids.push(rid);
-                out.vectors.extend_from_slice(&self.vectors[i * dim..(i + 1) * dim]);
+                out.vectors
+                    .extend_from_slice(&self.vectors[i * dim..(i + 1) * dim]);
             }
         }
         for (rid, v) in added {
@@ -110,7 +120,9 @@ impl SnapshotData {
     ) -> Result<Self> {
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
-            let t = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            let t = txn
+                .open_table(store::TOMBSTONES)
+                .map_err(|e| cerr(e.into()))?;
             let mut v = Vec::new();
             for row in t.iter().map_err(|e| cerr(e.into()))? {
                 v.push(row.map_err(|e| cerr(e.into()))?.0.value());
@@ -166,7 +178,9 @@ impl SnapshotData {
     }
 
     pub fn txn(&self) -> &ReadTransaction {
-        self.txn.as_ref().expect("published snapshots hold a transaction")
+        self.txn
+            .as_ref()
+            .expect("published snapshots hold a transaction")
     }
 
     pub fn tombstone_count(&self) -> usize {
@@ -251,7 +265,11 @@ pub(crate) fn prepare_vector(config: &StoreConfig, what: &str, v: &[f32]) -> Res
     }
     let mut out = v.to_vec();
     if config.metric == Metric::Cosine {
-        let norm = out.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+        let norm = out
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt();
         if norm == 0.0 || !norm.is_finite() {
             return Err(Error::InvalidVector {
                 id: what.to_string(),
@@ -316,7 +334,11 @@ impl Snapshot {
     }
 
     /// Top hits for each query, scanning every segment once for the whole batch.
-    pub fn search_batch(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<Hit>>> {
+    pub fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        options: &SearchOptions,
+    ) -> Result<Vec<Vec<Hit>>> {
         let ranked = self.rank(queries, options)?;
         ranked
             .into_iter()
@@ -325,7 +347,11 @@ impl Snapshot {
     }
 
     /// Row ids and scores of the top hits for each query, without fetching passages.
-    pub(crate) fn rank(&self, queries: &[Vec<f32>], options: &SearchOptions) -> Result<Vec<Vec<(f32, u64)>>> {
+    pub(crate) fn rank(
+        &self,
+        queries: &[Vec<f32>],
+        options: &SearchOptions,
+    ) -> Result<Vec<Vec<(f32, u64)>>> {
         let d = &self.data;
         let config = &d.config;
         let quantized = config.dtype != Dtype::F32;
@@ -334,7 +360,11 @@ impl Snapshot {
             .enumerate()
             .map(|(i, q)| {
                 let v = prepare_vector(config, &format!("query {i}"), q)?;
-                Ok(PreparedQuery::new(&v, quantized, config.i8_scale.unwrap_or(1.0)))
+                Ok(PreparedQuery::new(
+                    &v,
+                    quantized,
+                    config.i8_scale.unwrap_or(1.0),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         if options.k == 0 || queries.is_empty() {
@@ -379,7 +409,14 @@ impl Snapshot {
             });
         }
         let threads = options.threads.unwrap_or(self.inner.options.threads);
-        Ok(scan::search(&units, config.dim, &prepared, options.k, threads, options.kernel))
+        Ok(scan::search(
+            &units,
+            config.dim,
+            &prepared,
+            options.k,
+            threads,
+            options.kernel,
+        ))
     }
 
     /// Row ids (sorted) that pass `filter`.
@@ -387,7 +424,9 @@ impl Snapshot {
         let txn = self.data.txn();
         let mut candidates: Option<Vec<u64>> = None;
         if let Some(langs) = &filter.langs {
-            let t = txn.open_multimap_table(store::LANGS).map_err(|e| self.cerr(e))?;
+            let t = txn
+                .open_multimap_table(store::LANGS)
+                .map_err(|e| self.cerr(e))?;
             let mut v = Vec::new();
             for lang in langs {
                 for rid in t.get(lang.as_str()).map_err(|e| self.cerr(e))? {
@@ -404,8 +443,9 @@ impl Snapshot {
         let t = txn.open_table(store::PASSAGES).map_err(|e| self.cerr(e))?;
         let mut out = Vec::new();
         let mut check = |rid: u64, bytes: &[u8]| -> Result<()> {
-            let p = store::decode_passage_meta(bytes)
-                .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}")))?;
+            let p = store::decode_passage_meta(bytes).map_err(|r| {
+                Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
+            })?;
             if filter.matches_meta(p.meta.as_ref()) {
                 out.push(rid);
             }
@@ -430,12 +470,20 @@ impl Snapshot {
     }
 
     fn passage_by_rid(&self, rid: u64) -> Result<Passage> {
-        let t = self.data.txn().open_table(store::PASSAGES).map_err(|e| self.cerr(e))?;
+        let t = self
+            .data
+            .txn()
+            .open_table(store::PASSAGES)
+            .map_err(|e| self.cerr(e))?;
         let g = t.get(rid).map_err(|e| self.cerr(e))?.ok_or_else(|| {
-            Error::corrupt(&self.inner.catalog_path, format!("row {rid} has a vector but no passage"))
+            Error::corrupt(
+                &self.inner.catalog_path,
+                format!("row {rid} has a vector but no passage"),
+            )
         })?;
-        store::decode_passage(g.value())
-            .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}")))
+        store::decode_passage(g.value()).map_err(|r| {
+            Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
+        })
     }
 
     fn fetch_hits(&self, ranked: &[(f32, u64)]) -> Result<Vec<Hit>> {
@@ -453,13 +501,19 @@ impl Snapshot {
     }
 
     fn rid_of(&self, id: &str) -> Result<Option<u64>> {
-        let t = self.data.txn().open_table(store::IDS).map_err(|e| self.cerr(e))?;
+        let t = self
+            .data
+            .txn()
+            .open_table(store::IDS)
+            .map_err(|e| self.cerr(e))?;
         Ok(t.get(id).map_err(|e| self.cerr(e))?.map(|g| g.value()))
     }
 
     /// The stored passage with this id.
     pub fn get(&self, id: &str) -> Result<Option<Passage>> {
-        self.rid_of(id)?.map(|rid| self.passage_by_rid(rid)).transpose()
+        self.rid_of(id)?
+            .map(|rid| self.passage_by_rid(rid))
+            .transpose()
     }
 
     /// True when a passage with this id exists.
@@ -487,17 +541,27 @@ impl Snapshot {
                         .iter()
                         .map(|&b| half::f16::from_bits(b).to_f32())
                         .collect(),
-                    Rows::I8(r) => r[i * dim..(i + 1) * dim].iter().map(|&x| x as f32 / scale).collect(),
+                    Rows::I8(r) => r[i * dim..(i + 1) * dim]
+                        .iter()
+                        .map(|&x| x as f32 / scale)
+                        .collect(),
                 };
                 return Ok(Some(v));
             }
         }
-        Err(Error::corrupt(&self.inner.catalog_path, format!("passage {id:?} has no vector")))
+        Err(Error::corrupt(
+            &self.inner.catalog_path,
+            format!("passage {id:?} has no vector"),
+        ))
     }
 
     /// All passage ids, in id order.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let t = self.data.txn().open_table(store::IDS).map_err(|e| self.cerr(e))?;
+        let t = self
+            .data
+            .txn()
+            .open_table(store::IDS)
+            .map_err(|e| self.cerr(e))?;
         let mut out = Vec::new();
         for row in t.iter().map_err(|e| self.cerr(e))? {
             out.push(row.map_err(|e| self.cerr(e))?.0.value().to_string());

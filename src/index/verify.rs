@@ -50,7 +50,10 @@ impl Snapshot {
         }
         let dim = d.config.dim;
         for (i, &rid) in d.tail.rids.iter().enumerate() {
-            if d.tail.vectors[i * dim..(i + 1) * dim].iter().any(|x| !x.is_finite()) {
+            if d.tail.vectors[i * dim..(i + 1) * dim]
+                .iter()
+                .any(|x| !x.is_finite())
+            {
                 return Err(corrupt(format!("tail row {rid} holds a non-finite value")));
             }
             live.push(rid);
@@ -61,7 +64,9 @@ impl Snapshot {
             return Err(corrupt(format!("row {} is stored twice", w[0])));
         }
         let txn = d.txn();
-        let tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+        let tombstones = txn
+            .open_table(store::TOMBSTONES)
+            .map_err(|e| cerr(e.into()))?;
         let tomb_count = tombstones.len().map_err(|e| cerr(e.into()))?;
         if tomb_count != d.tombstone_count() as u64 {
             return Err(corrupt(format!(
@@ -70,7 +75,9 @@ impl Snapshot {
             )));
         }
         report.tombstones = tomb_count;
-        let passages = txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
+        let passages = txn
+            .open_table(store::PASSAGES)
+            .map_err(|e| cerr(e.into()))?;
         let mut expected = live.iter();
         for row in passages.iter().map_err(|e| cerr(e.into()))? {
             let (rid, _) = row.map_err(|e| cerr(e.into()))?;
@@ -94,14 +101,21 @@ impl Snapshot {
                 .get(rid)
                 .map_err(|e| cerr(e.into()))?
                 .ok_or_else(|| corrupt(format!("id {id:?} points at missing row {rid}")))?;
-            let p = store::decode_passage(g.value()).map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
+            let p = store::decode_passage(g.value())
+                .map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
             if p.id != id {
-                return Err(corrupt(format!("id {id:?} points at the passage of {:?}", p.id)));
+                return Err(corrupt(format!(
+                    "id {id:?} points at the passage of {:?}",
+                    p.id
+                )));
             }
         }
         let id_count = ids.len().map_err(|e| cerr(e.into()))?;
         if id_count != live.len() as u64 {
-            return Err(corrupt(format!("{id_count} ids but {} live rows", live.len())));
+            return Err(corrupt(format!(
+                "{id_count} ids but {} live rows",
+                live.len()
+            )));
         }
         report.passages = id_count;
         self.check_no_orphans()?;
@@ -117,10 +131,16 @@ impl Snapshot {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let known = segment::parse_file_name(&name)
-                .is_some_and(|id| listed.contains(&id) || in_use.contains(&id) || id >= self.data().counters.next_segment);
+            let known = segment::parse_file_name(&name).is_some_and(|id| {
+                listed.contains(&id)
+                    || in_use.contains(&id)
+                    || id >= self.data().counters.next_segment
+            });
             if !known {
-                return Err(Error::corrupt(entry.path(), "file in segments/ is not listed in the catalog"));
+                return Err(Error::corrupt(
+                    entry.path(),
+                    "file in segments/ is not listed in the catalog",
+                ));
             }
         }
         Ok(())

@@ -32,20 +32,22 @@ enum Op {
 
 /// The one writer of an index. Changes are buffered and become durable and visible
 /// together when [`Writer::commit`] returns `Ok`; dropping the writer discards them.
-pub struct Writer<'a> {
-    inner: &'a Inner,
+pub struct Writer {
+    inner: Arc<Inner>,
     ops: Vec<Op>,
     /// For ids touched by buffered ops: whether the id exists after them.
     pending: HashMap<String, bool>,
 }
 
-impl std::fmt::Debug for Writer<'_> {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("pending_ops", &self.ops.len()).finish()
+        f.debug_struct("Writer")
+            .field("pending_ops", &self.ops.len())
+            .finish()
     }
 }
 
-impl Drop for Writer<'_> {
+impl Drop for Writer {
     fn drop(&mut self) {
         self.inner.release_writer();
     }
@@ -60,7 +62,10 @@ fn validate_passage(p: &Passage) -> Result<Option<String>> {
         return Err(bad("the id is empty"));
     }
     if p.id.len() > crate::MAX_ID_BYTES {
-        return Err(bad(&format!("the id is longer than {} bytes", crate::MAX_ID_BYTES)));
+        return Err(bad(&format!(
+            "the id is longer than {} bytes",
+            crate::MAX_ID_BYTES
+        )));
     }
     if p.text.trim().is_empty() {
         return Err(bad("the text is empty"));
@@ -72,12 +77,22 @@ fn validate_passage(p: &Passage) -> Result<Option<String>> {
             crate::MAX_TEXT_BYTES
         )));
     }
-    if p.title.as_ref().is_some_and(|t| t.len() > crate::MAX_TEXT_BYTES) {
+    if p.title
+        .as_ref()
+        .is_some_and(|t| t.len() > crate::MAX_TEXT_BYTES)
+    {
         return Err(bad("the title is too long"));
     }
     if let Some(lang) = &p.lang {
-        if lang.is_empty() || lang.len() > 35 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(bad("the language tag must be 1-35 ASCII letters, digits, '-' or '_'"));
+        if lang.is_empty()
+            || lang.len() > 35
+            || !lang
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "the language tag must be 1-35 ASCII letters, digits, '-' or '_'",
+            ));
         }
     }
     match &p.meta {
@@ -136,8 +151,8 @@ fn i8_scale_for(stored: Option<f32>, vectors: &[f32]) -> f32 {
     })
 }
 
-impl<'a> Writer<'a> {
-    pub(crate) fn new(inner: &'a Inner) -> Self {
+impl Writer {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
         Writer {
             inner,
             ops: Vec::new(),
@@ -226,7 +241,7 @@ impl<'a> Writer<'a> {
     }
 
     fn apply(&mut self, ops: Vec<Op>) -> Result<CommitInfo> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let snap = inner.snapshot_data();
         let mut config = snap.config.clone();
@@ -241,16 +256,25 @@ impl<'a> Writer<'a> {
         let (mut written, mut deleted) = (0, 0);
         {
             let mut ids = txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-            let mut passages = txn.open_table(store::PASSAGES).map_err(|e| cerr(e.into()))?;
-            let mut langs = txn.open_multimap_table(store::LANGS).map_err(|e| cerr(e.into()))?;
+            let mut passages = txn
+                .open_table(store::PASSAGES)
+                .map_err(|e| cerr(e.into()))?;
+            let mut langs = txn
+                .open_multimap_table(store::LANGS)
+                .map_err(|e| cerr(e.into()))?;
             let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            let mut tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
+            let mut tombstones = txn
+                .open_table(store::TOMBSTONES)
+                .map_err(|e| cerr(e.into()))?;
             for op in ops {
                 let id = match &op {
                     Op::Put { passage, .. } => passage.id.clone(),
                     Op::Delete(id) => id.clone(),
                 };
-                let old = ids.remove(id.as_str()).map_err(|e| cerr(e.into()))?.map(|g| g.value());
+                let old = ids
+                    .remove(id.as_str())
+                    .map_err(|e| cerr(e.into()))?
+                    .map(|g| g.value());
                 if let Some(rid) = old {
                     let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
                     if let Some(lang) = record
@@ -258,7 +282,9 @@ impl<'a> Writer<'a> {
                         .and_then(|r| store::decode_passage_meta(r.value()).ok())
                         .and_then(|p| p.lang)
                     {
-                        langs.remove(lang.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                        langs
+                            .remove(lang.as_str(), rid)
+                            .map_err(|e| cerr(e.into()))?;
                     }
                     if rid >= first_new_rid {
                         dead_new.insert(rid);
@@ -277,11 +303,16 @@ impl<'a> Writer<'a> {
                     } => {
                         let rid = counters.next_rid;
                         counters.next_rid += 1;
-                        ids.insert(passage.id.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                        ids.insert(passage.id.as_str(), rid)
+                            .map_err(|e| cerr(e.into()))?;
                         let record = store::encode_passage(&passage, meta_json.as_deref());
-                        passages.insert(rid, record.as_slice()).map_err(|e| cerr(e.into()))?;
+                        passages
+                            .insert(rid, record.as_slice())
+                            .map_err(|e| cerr(e.into()))?;
                         if let Some(lang) = &passage.lang {
-                            langs.insert(lang.as_str(), rid).map_err(|e| cerr(e.into()))?;
+                            langs
+                                .insert(lang.as_str(), rid)
+                                .map_err(|e| cerr(e.into()))?;
                         }
                         new_rows.push((rid, vector));
                         written += 1;
@@ -299,7 +330,10 @@ impl<'a> Writer<'a> {
         }
         let direct = new_rows.len() >= inner.options.direct_segment_rows;
         if direct {
-            let flat: Vec<f32> = new_rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            let flat: Vec<f32> = new_rows
+                .iter()
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
             self.write_rows(&txn, &mut config, &mut counters, &new_rows, &flat)?;
         }
         counters.commit_seq += 1;
@@ -333,13 +367,14 @@ impl<'a> Writer<'a> {
         rows: &[(u64, Vec<f32>)],
         flat: &[f32],
     ) -> Result<(u64, SegmentRecord)> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let scale = i8_scale_for(config.i8_scale, flat);
         let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
         if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
             config.i8_scale = Some(scale);
-            store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes()).map_err(|e| cerr(e.into()))?;
+            store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes())
+                .map_err(|e| cerr(e.into()))?;
         }
         let source = NewRows {
             rows,
@@ -348,8 +383,17 @@ impl<'a> Writer<'a> {
         };
         let id = counters.next_segment;
         counters.next_segment += 1;
-        let rec = write_segment(&inner.root, config.uuid, id, config.dim as u32, config.dtype, &source)?;
-        let mut segs = txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
+        let rec = write_segment(
+            &inner.root,
+            config.uuid,
+            id,
+            config.dim as u32,
+            config.dtype,
+            &source,
+        )?;
+        let mut segs = txn
+            .open_table(store::SEGMENTS)
+            .map_err(|e| cerr(e.into()))?;
         segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
             .map_err(|e| cerr(e.into()))?;
         Ok((id, rec))
@@ -374,7 +418,7 @@ impl<'a> Writer<'a> {
     }
 
     fn seal_tail(&self) -> Result<Option<u64>> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let snap = inner.snapshot_data();
         if snap.tail.is_empty() {
@@ -392,7 +436,8 @@ impl<'a> Writer<'a> {
             .enumerate()
             .map(|(i, &rid)| (rid, snap.tail.vectors[i * dim..(i + 1) * dim].to_vec()))
             .collect();
-        let (id, _) = self.write_rows(&txn, &mut config, &mut counters, &rows, &snap.tail.vectors)?;
+        let (id, _) =
+            self.write_rows(&txn, &mut config, &mut counters, &rows, &snap.tail.vectors)?;
         {
             let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
             for rid in &snap.tail.rids {
@@ -403,7 +448,8 @@ impl<'a> Writer<'a> {
             counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
         }
         txn.commit().map_err(|e| cerr(e.into()))?;
-        let next = inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
+        let next =
+            inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
         inner.publish(next);
         Ok(Some(id))
     }
@@ -417,7 +463,7 @@ impl<'a> Writer<'a> {
     }
 
     fn merge_segments(&self) -> Result<bool> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let snap: Arc<SnapshotData> = inner.snapshot_data();
         if snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
@@ -439,7 +485,9 @@ impl<'a> Writer<'a> {
         let db = inner.database()?;
         let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
         {
-            let mut segs = txn.open_table(store::SEGMENTS).map_err(|e| cerr(e.into()))?;
+            let mut segs = txn
+                .open_table(store::SEGMENTS)
+                .map_err(|e| cerr(e.into()))?;
             for s in &snap.segments {
                 segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
             }
@@ -447,12 +495,23 @@ impl<'a> Writer<'a> {
                 let id = counters.next_segment;
                 counters.next_segment += 1;
                 let source = MergedRows { picks };
-                let rec = write_segment(&inner.root, config.uuid, id, config.dim as u32, config.dtype, &source)?;
+                let rec = write_segment(
+                    &inner.root,
+                    config.uuid,
+                    id,
+                    config.dim as u32,
+                    config.dtype,
+                    &source,
+                )?;
                 segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
                     .map_err(|e| cerr(e.into()))?;
             }
-            let mut tombstones = txn.open_table(store::TOMBSTONES).map_err(|e| cerr(e.into()))?;
-            tombstones.retain(|_, _| false).map_err(|e| cerr(e.into()))?;
+            let mut tombstones = txn
+                .open_table(store::TOMBSTONES)
+                .map_err(|e| cerr(e.into()))?;
+            tombstones
+                .retain(|_, _| false)
+                .map_err(|e| cerr(e.into()))?;
             counters.commit_seq += 1;
             let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
             counters.write(&mut meta).map_err(|e| cerr(e.into()))?;

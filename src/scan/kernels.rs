@@ -19,7 +19,10 @@ impl PreparedQuery {
     /// `i8_scale` is the index's row scale (stored = round(x · scale)).
     pub fn new(q: &[f32], quantized: bool, i8_scale: f32) -> Self {
         let (f16, i8, i8_divisor) = if quantized {
-            let f16 = q.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
+            let f16 = q
+                .iter()
+                .map(|&x| half::f16::from_f32(x).to_bits())
+                .collect();
             let max = q.iter().fold(0f32, |m, x| m.max(x.abs()));
             let qs = if max > 0.0 { 127.0 / max } else { 1.0 };
             let i8 = q
@@ -55,18 +58,27 @@ pub(crate) fn simd_scores(
 ) {
     match rows {
         Rows::F32(r) => {
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
                 *o = f32::dot(row, &q.f32).unwrap_or(f64::NAN) as f32;
             }
         }
         Rows::F16(r) => {
             let qh = as_simsimd_f16(&q.f16);
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
                 *o = simsimd::f16::dot(as_simsimd_f16(row), qh).unwrap_or(f64::NAN) as f32;
             }
         }
         Rows::I8(r) => {
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
                 *o = (i8::dot(row, &q.i8).unwrap_or(f64::NAN) as f32) / q.i8_divisor;
             }
         }
@@ -83,22 +95,37 @@ pub(crate) fn scalar_scores(
 ) {
     match rows {
         Rows::F32(r) => {
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
                 *o = row.iter().zip(&q.f32).map(|(a, b)| a * b).sum();
             }
         }
         Rows::F16(r) => {
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
                 *o = row
                     .iter()
                     .zip(&q.f16)
-                    .map(|(&a, &b)| half::f16::from_bits(a).to_f32() * half::f16::from_bits(b).to_f32())
+                    .map(|(&a, &b)| {
+                        half::f16::from_bits(a).to_f32() * half::f16::from_bits(b).to_f32()
+                    })
                     .sum();
             }
         }
         Rows::I8(r) => {
-            for (o, row) in out.iter_mut().zip(r[range.start * dim..range.end * dim].chunks_exact(dim)) {
-                let dot: i32 = row.iter().zip(&q.i8).map(|(&a, &b)| a as i32 * b as i32).sum();
+            for (o, row) in out
+                .iter_mut()
+                .zip(r[range.start * dim..range.end * dim].chunks_exact(dim))
+            {
+                let dot: i32 = row
+                    .iter()
+                    .zip(&q.i8)
+                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .sum();
                 *o = dot as f32 / q.i8_divisor;
             }
         }
@@ -112,7 +139,13 @@ mod tests {
     use crate::types::Dtype;
     use proptest::prelude::*;
 
-    fn check(dtype: Dtype, dim: usize, data: &[f32], query: &[f32], tol: f32) -> Result<(), TestCaseError> {
+    fn check(
+        dtype: Dtype,
+        dim: usize,
+        data: &[f32],
+        query: &[f32],
+        tol: f32,
+    ) -> Result<(), TestCaseError> {
         let n = data.len() / dim;
         let scale = 100.0;
         let bytes = encode_rows(data, dtype, scale);
@@ -121,14 +154,20 @@ mod tests {
             bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(&bytes);
             v
         };
-        let rows = Rows::from_bytes(dtype, &bytemuck::cast_slice::<u64, u8>(&aligned)[..bytes.len()]);
+        let rows = Rows::from_bytes(
+            dtype,
+            &bytemuck::cast_slice::<u64, u8>(&aligned)[..bytes.len()],
+        );
         let q = PreparedQuery::new(query, true, scale);
         let mut a = vec![0f32; n];
         let mut b = vec![0f32; n];
         simd_scores(&rows, dim, 0..n, &q, &mut a);
         scalar_scores(&rows, dim, 0..n, &q, &mut b);
         for (x, y) in a.iter().zip(&b) {
-            prop_assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{dtype}: simd {x} vs scalar {y}");
+            prop_assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{dtype}: simd {x} vs scalar {y}"
+            );
         }
         Ok(())
     }

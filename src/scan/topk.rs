@@ -44,7 +44,11 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
-            threshold: if k == 0 { f32::INFINITY } else { f32::NEG_INFINITY },
+            threshold: if k == 0 {
+                f32::INFINITY
+            } else {
+                f32::NEG_INFINITY
+            },
         }
     }
 

@@ -1,6 +1,8 @@
 //! Opens a published segment: length and framing checks first, then a read-only mmap.
 
-use super::format::{inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION};
+use super::format::{
+    inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION,
+};
 use super::{path_of, SegmentRecord};
 use crate::error::{Error, Result};
 use crate::scan::Rows;

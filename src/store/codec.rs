@@ -139,7 +139,8 @@ fn parse_meta(json: Option<&str>) -> Result<Option<serde_json::Value>, String> {
 pub(crate) fn decode_passage(b: &[u8]) -> Result<Passage, String> {
     let parts = parse(b)?;
     let text = if parts.zstd {
-        let raw = zstd::bulk::decompress(parts.text, parts.raw_len).map_err(|e| format!("zstd: {e}"))?;
+        let raw =
+            zstd::bulk::decompress(parts.text, parts.raw_len).map_err(|e| format!("zstd: {e}"))?;
         if raw.len() != parts.raw_len {
             return Err("text length mismatch".into());
         }

@@ -58,16 +58,27 @@ pub(crate) struct Counters {
     pub commit_seq: u64,
 }
 
-pub(crate) fn put(t: &mut Table<&str, &[u8]>, key: MetaKey, v: &[u8]) -> Result<(), redb::StorageError> {
+pub(crate) fn put(
+    t: &mut Table<&str, &[u8]>,
+    key: MetaKey,
+    v: &[u8],
+) -> Result<(), redb::StorageError> {
     t.insert(key.name(), v)?;
     Ok(())
 }
 
-pub(crate) fn put_u64(t: &mut Table<&str, &[u8]>, key: MetaKey, v: u64) -> Result<(), redb::StorageError> {
+pub(crate) fn put_u64(
+    t: &mut Table<&str, &[u8]>,
+    key: MetaKey,
+    v: u64,
+) -> Result<(), redb::StorageError> {
     put(t, key, &v.to_le_bytes())
 }
 
-fn get(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<Option<Vec<u8>>, redb::StorageError> {
+fn get(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: MetaKey,
+) -> Result<Option<Vec<u8>>, redb::StorageError> {
     Ok(t.get(key.name())?.map(|g| g.value().to_vec()))
 }
 
@@ -84,7 +95,10 @@ impl From<redb::StorageError> for MetaError {
     }
 }
 
-fn need(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<Vec<u8>, MetaError> {
+fn need(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: MetaKey,
+) -> Result<Vec<u8>, MetaError> {
     get(t, key)?.ok_or_else(|| MetaError::Bad(format!("meta key {} missing", key.name())))
 }
 
@@ -93,13 +107,20 @@ fn fixed<const N: usize>(v: Vec<u8>, key: MetaKey) -> Result<[u8; N], MetaError>
         .map_err(|_| MetaError::Bad(format!("meta key {} has the wrong length", key.name())))
 }
 
-pub(crate) fn read_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: MetaKey) -> Result<u64, MetaError> {
+pub(crate) fn read_u64(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: MetaKey,
+) -> Result<u64, MetaError> {
     Ok(u64::from_le_bytes(fixed(need(t, key)?, key)?))
 }
 
 impl StoreConfig {
     pub fn write(&self, t: &mut Table<&str, &[u8]>) -> Result<(), redb::StorageError> {
-        put(t, MetaKey::FormatVersion, &self.format_version.to_le_bytes())?;
+        put(
+            t,
+            MetaKey::FormatVersion,
+            &self.format_version.to_le_bytes(),
+        )?;
         put(t, MetaKey::StoreUuid, &self.uuid)?;
         put_u64(t, MetaKey::Dim, self.dim as u64)?;
         put(t, MetaKey::Dtype, &[self.dtype.code()])?;
@@ -114,7 +135,10 @@ impl StoreConfig {
     }
 
     pub fn read(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, MetaError> {
-        let version = u32::from_le_bytes(fixed(need(t, MetaKey::FormatVersion)?, MetaKey::FormatVersion)?);
+        let version = u32::from_le_bytes(fixed(
+            need(t, MetaKey::FormatVersion)?,
+            MetaKey::FormatVersion,
+        )?);
         if version > FORMAT_VERSION {
             return Err(MetaError::NewerVersion(version));
         }
@@ -125,7 +149,10 @@ impl StoreConfig {
             .map(|v| fixed::<4>(v, MetaKey::I8Scale).map(f32::from_le_bytes))
             .transpose()?;
         let model_fingerprint = get(t, MetaKey::ModelFingerprint)?
-            .map(|v| String::from_utf8(v).map_err(|_| MetaError::Bad("model fingerprint is not UTF-8".into())))
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| MetaError::Bad("model fingerprint is not UTF-8".into()))
+            })
             .transpose()?;
         if dim == 0 || dim > crate::MAX_DIM as u64 {
             return Err(MetaError::Bad(format!("dimension {dim} out of range")));
@@ -135,7 +162,8 @@ impl StoreConfig {
             uuid: fixed(need(t, MetaKey::StoreUuid)?, MetaKey::StoreUuid)?,
             dim: dim as usize,
             dtype: Dtype::from_code(dtype).ok_or_else(|| MetaError::Bad("unknown dtype".into()))?,
-            metric: Metric::from_code(metric).ok_or_else(|| MetaError::Bad("unknown metric".into()))?,
+            metric: Metric::from_code(metric)
+                .ok_or_else(|| MetaError::Bad("unknown metric".into()))?,
             i8_scale,
             model_fingerprint,
         })
@@ -159,6 +187,8 @@ impl Counters {
 }
 
 /// Whether the last writer closed the store cleanly (absent counts as clean for new stores).
-pub(crate) fn read_clean(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<bool, redb::StorageError> {
+pub(crate) fn read_clean(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<bool, redb::StorageError> {
     Ok(get(t, MetaKey::CleanShutdown)?.is_none_or(|v| v == [1]))
 }
