@@ -1,0 +1,53 @@
+//! Writes the golden store that `tests/backward_compat.rs` opens with every later build.
+//!
+//! Run once per format version, never in CI:
+//! `cargo run --example make_golden_store -- tests/golden/v1`
+//! It writes `store/` (one sealed segment, a tail, a tombstone, languages, metadata, an
+//! f16 copy of the same data in `store-f16/`) and `expected.json`: the ids, passages and
+//! top-3 answers this build gave, which later builds must reproduce.
+
+use serde_json::json;
+use xqdb::{Dtype, Index, Metric, Passage};
+
+fn vector(i: usize) -> Vec<f32> {
+    (0..4).map(|j| ((i * 5 + j * 3) % 7) as f32 - 3.0).collect()
+}
+
+fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value> {
+    let index = Index::builder().dim(4).metric(Metric::Dot).dtype(dtype).direct_segment_rows(8).create(dir)?;
+    let mut w = index.writer()?;
+    let langs = ["en", "ja", "te", "fi"];
+    for i in 0..8 {
+        let p = Passage::new(format!("seg-{i}"), format!("sealed passage {i} — 封印 {i}"))
+            .with_title(format!("title {i}"))
+            .with_lang(langs[i % 4])
+            .with_meta(json!({ "n": i, "even": i % 2 == 0 }));
+        w.insert(p, &vector(i))?;
+    }
+    w.commit()?;
+    for i in 8..11 {
+        w.insert(Passage::new(format!("tail-{i}"), format!("tail passage {i}")).with_lang("ar"), &vector(i))?;
+    }
+    w.delete("seg-3")?;
+    w.commit()?;
+    drop(w);
+    let snap = index.snapshot();
+    let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(q * 3 + 1)).collect();
+    let answers: Vec<Vec<serde_json::Value>> = queries
+        .iter()
+        .map(|q| snap.search(q, 3).map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect()))
+        .collect::<xqdb::Result<_>>()?;
+    let passages: Vec<Passage> = snap.ids()?.iter().map(|id| snap.get(id).map(Option::unwrap)).collect::<xqdb::Result<_>>()?;
+    Ok(json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages }))
+}
+
+fn main() -> xqdb::Result<()> {
+    let out = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: make_golden_store OUT_DIR"));
+    std::fs::create_dir_all(&out).map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
+    let f32_store = build(&out.join("store"), Dtype::F32)?;
+    let f16_store = build(&out.join("store-f16"), Dtype::F16)?;
+    let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": { "store": f32_store, "store-f16": f16_store } });
+    std::fs::write(out.join("expected.json"), serde_json::to_string_pretty(&expected).unwrap())
+        .map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
+    Ok(())
+}
