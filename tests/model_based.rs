@@ -49,10 +49,13 @@ struct Row {
     group: u8,
 }
 
+/// A buffered change: the id, and its vector and tag (None for a delete).
+type PendingOp = (String, Option<(Vec<f32>, u8)>);
+
 #[derive(Clone, Debug, Default)]
 struct Oracle {
     committed: BTreeMap<String, Row>,
-    pending: Vec<(String, Option<(Vec<f32>, u8)>)>,
+    pending: Vec<PendingOp>,
     next_order: u64,
 }
 

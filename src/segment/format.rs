@@ -294,6 +294,61 @@ mod tests {
         }
     }
 
+    /// A real segment file written by the segment writer.
+    fn sample_file() -> Vec<u8> {
+        struct Src;
+        impl crate::segment::RowSource for Src {
+            fn len(&self) -> usize {
+                5
+            }
+            fn rid(&self, i: usize) -> u64 {
+                10 + i as u64 * 3
+            }
+            fn row(&self, i: usize) -> &[u8] {
+                const ROWS: [[u8; 6]; 5] = [[1; 6], [2; 6], [3; 6], [4; 6], [5; 6]];
+                &ROWS[i]
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(crate::segment::SEGMENTS_DIR)).unwrap();
+        crate::segment::write_segment(dir.path(), [9; 16], 7, 3, Dtype::F16, &Src).unwrap();
+        std::fs::read(crate::segment::path_of(dir.path(), 7)).unwrap()
+    }
+
+    #[test]
+    fn every_single_byte_change_of_a_real_file_is_detected() {
+        let file = sample_file();
+        let info = inspect(&file, true).unwrap();
+        assert_eq!(info.header.rows, 5);
+        assert_eq!(info.header.segment_id, 7);
+        for i in 0..file.len() {
+            let mut f = file.clone();
+            f[i] ^= 0x01;
+            assert!(inspect(&f, true).is_err(), "flip at byte {i} went unnoticed");
+        }
+        for len in 0..file.len() {
+            assert!(inspect(&file[..len], true).is_err(), "truncation to {len} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn inspect_never_panics_on_arbitrary_or_mangled_bytes(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            at in 0usize..400,
+            cut in 0usize..400,
+        ) {
+            let _ = inspect(&noise, true);
+            let mut f = sample_file();
+            let n = f.len();
+            for (k, b) in noise.iter().enumerate().take(8) {
+                f[(at + k) % n] = *b;
+            }
+            f.truncate(n - cut % n);
+            let _ = inspect(&f, true);
+        }
+    }
+
     #[test]
     fn layout_is_64_byte_aligned() {
         let l = Layout::new(3, 5, Dtype::F16).unwrap();
