@@ -16,7 +16,9 @@ const K: usize = 10;
 
 fn unit_vectors(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut v: Vec<f32> = (0..n * DIM).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    let mut v: Vec<f32> = (0..n * DIM)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect();
     for row in v.chunks_exact_mut(DIM) {
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
         row.iter_mut().for_each(|x| *x /= norm);
@@ -32,7 +34,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// Builds a store and returns (index, durable insert vectors/s).
 fn build(dir: &std::path::Path, dtype: Dtype, data: &[f32]) -> (Index, f64) {
     let _ = std::fs::remove_dir_all(dir);
-    let index = Index::builder().dim(DIM).metric(Metric::Cosine).dtype(dtype).create(dir).unwrap();
+    let index = Index::builder()
+        .dim(DIM)
+        .metric(Metric::Cosine)
+        .dtype(dtype)
+        .create(dir)
+        .unwrap();
     let rows = data.len() / DIM;
     let start = Instant::now();
     {
@@ -40,7 +47,8 @@ fn build(dir: &std::path::Path, dtype: Dtype, data: &[f32]) -> (Index, f64) {
         for (b, chunk) in data.chunks(BATCH * DIM).enumerate() {
             for (i, v) in chunk.chunks_exact(DIM).enumerate() {
                 let n = b * BATCH + i;
-                w.insert(Passage::new(format!("p{n}"), format!("passage {n}")), v).unwrap();
+                w.insert(Passage::new(format!("p{n}"), format!("passage {n}")), v)
+                    .unwrap();
             }
             w.commit().unwrap();
         }
@@ -82,13 +90,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rows: usize = std::env::var("XQDB_BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = std::env::var("XQDB_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root).unwrap();
     eprintln!("generating {rows} x {DIM} unit vectors...");
     let data = unit_vectors(rows, 1);
-    let queries: Vec<Vec<f32>> = unit_vectors(32, 2).chunks_exact(DIM).map(<[f32]>::to_vec).collect();
+    let queries: Vec<Vec<f32>> = unit_vectors(32, 2)
+        .chunks_exact(DIM)
+        .map(<[f32]>::to_vec)
+        .collect();
     println!("# xqdb scan benchmark: {rows} x {DIM}, top-{K}, {threads} hardware threads");
     println!();
     println!("| dtype | kernel | threads | ms/query | M vectors/s | GB/s |");
@@ -100,13 +114,21 @@ fn main() {
         let stats = index.stats().unwrap();
         let bytes = (rows * DIM * dtype.size()) as f64;
         let mut simd_1 = 0.0;
-        for (kernel, t, reps) in [(Kernel::Simd, 1, 15), (Kernel::Simd, threads, 15), (Kernel::Scalar, 1, 3)] {
+        for (kernel, t, reps) in [
+            (Kernel::Simd, 1, 15),
+            (Kernel::Simd, threads, 15),
+            (Kernel::Scalar, 1, 3),
+        ] {
             let opts = SearchOptions::new(K).threads(t).kernel(kernel);
             let timing = time_queries(&index, &queries, &opts, reps);
             if kernel == Kernel::Simd && t == 1 {
                 simd_1 = timing.ms;
             }
-            let ratio = if kernel == Kernel::Scalar { format!(" (SIMD {:.1}x faster)", timing.ms / simd_1) } else { String::new() };
+            let ratio = if kernel == Kernel::Scalar {
+                format!(" (SIMD {:.1}x faster)", timing.ms / simd_1)
+            } else {
+                String::new()
+            };
             println!(
                 "| {dtype} | {kernel:?}{ratio} | {t} | {:.1} | {:.1} | {:.1} |",
                 timing.ms,
@@ -121,13 +143,27 @@ fn main() {
         }
         let tops: Vec<Vec<String>> = queries
             .iter()
-            .map(|q| index.search(q, K).unwrap().into_iter().map(|h| h.id).collect())
+            .map(|q| {
+                index
+                    .search(q, K)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| h.id)
+                    .collect()
+            })
             .collect();
         if dtype == Dtype::F32 {
             exact_top = tops;
         } else {
-            let found: usize = tops.iter().zip(&exact_top).map(|(a, b)| a.iter().filter(|id| b.contains(id)).count()).sum();
-            println!("| {dtype} | recall@{K} vs f32 (no rescoring) | | {:.3} | | |", found as f64 / (K * queries.len()) as f64);
+            let found: usize = tops
+                .iter()
+                .zip(&exact_top)
+                .map(|(a, b)| a.iter().filter(|id| b.contains(id)).count())
+                .sum();
+            println!(
+                "| {dtype} | recall@{K} vs f32 (no rescoring) | | {:.3} | | |",
+                found as f64 / (K * queries.len()) as f64
+            );
         }
         eprintln!(
             "{dtype}: durable insert {:.0} vectors/s at batch {BATCH} ({} segments, {:.0} MB)",
@@ -135,7 +171,10 @@ fn main() {
             stats.segments,
             stats.segment_bytes as f64 / 1e6
         );
-        println!("| {dtype} | durable insert, batch {BATCH} | | {:.0} vectors/s | | |", insert_rate);
+        println!(
+            "| {dtype} | durable insert, batch {BATCH} | | {:.0} vectors/s | | |",
+            insert_rate
+        );
         drop(index);
         let _ = std::fs::remove_dir_all(&dir);
     }

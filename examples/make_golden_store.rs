@@ -14,7 +14,12 @@ fn vector(i: usize) -> Vec<f32> {
 }
 
 fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value> {
-    let index = Index::builder().dim(4).metric(Metric::Dot).dtype(dtype).direct_segment_rows(8).create(dir)?;
+    let index = Index::builder()
+        .dim(4)
+        .metric(Metric::Dot)
+        .dtype(dtype)
+        .direct_segment_rows(8)
+        .create(dir)?;
     let mut w = index.writer()?;
     let langs = ["en", "ja", "te", "fi"];
     for i in 0..8 {
@@ -26,7 +31,10 @@ fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value>
     }
     w.commit()?;
     for i in 8..11 {
-        w.insert(Passage::new(format!("tail-{i}"), format!("tail passage {i}")).with_lang("ar"), &vector(i))?;
+        w.insert(
+            Passage::new(format!("tail-{i}"), format!("tail passage {i}")).with_lang("ar"),
+            &vector(i),
+        )?;
     }
     w.delete("seg-3")?;
     w.commit()?;
@@ -35,19 +43,33 @@ fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value>
     let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(q * 3 + 1)).collect();
     let answers: Vec<Vec<serde_json::Value>> = queries
         .iter()
-        .map(|q| snap.search(q, 3).map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect()))
+        .map(|q| {
+            snap.search(q, 3)
+                .map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect())
+        })
         .collect::<xqdb::Result<_>>()?;
-    let passages: Vec<Passage> = snap.ids()?.iter().map(|id| snap.get(id).map(Option::unwrap)).collect::<xqdb::Result<_>>()?;
+    let passages: Vec<Passage> = snap
+        .ids()?
+        .iter()
+        .map(|id| snap.get(id).map(Option::unwrap))
+        .collect::<xqdb::Result<_>>()?;
     Ok(json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages }))
 }
 
 fn main() -> xqdb::Result<()> {
-    let out = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: make_golden_store OUT_DIR"));
+    let out = std::path::PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: make_golden_store OUT_DIR"),
+    );
     std::fs::create_dir_all(&out).map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
     let f32_store = build(&out.join("store"), Dtype::F32)?;
     let f16_store = build(&out.join("store-f16"), Dtype::F16)?;
     let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": { "store": f32_store, "store-f16": f16_store } });
-    std::fs::write(out.join("expected.json"), serde_json::to_string_pretty(&expected).unwrap())
-        .map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
+    std::fs::write(
+        out.join("expected.json"),
+        serde_json::to_string_pretty(&expected).unwrap(),
+    )
+    .map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
     Ok(())
 }

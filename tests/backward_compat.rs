@@ -19,18 +19,25 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn golden(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(version)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(version)
 }
 
 #[test]
 fn format_v1_stores_open_verify_and_answer_as_recorded() {
     let root = golden("v1");
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
+            .unwrap();
     assert_eq!(expected["format_version"], 1);
     for (name, want) in expected["stores"].as_object().unwrap() {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(&root.join(name), tmp.path());
-        let index = Index::builder().verify_policy(VerifyPolicy::Always).open(tmp.path()).unwrap();
+        let index = Index::builder()
+            .verify_policy(VerifyPolicy::Always)
+            .open(tmp.path())
+            .unwrap();
         let report = index.verify().unwrap();
         assert_eq!(report.segments, 1, "{name}");
         assert_eq!(report.tombstones, 1, "{name}");
@@ -38,20 +45,38 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         let passages: Vec<Passage> = serde_json::from_value(want["passages"].clone()).unwrap();
         assert_eq!(snap.len() as usize, passages.len(), "{name}");
         for p in &passages {
-            assert_eq!(snap.get(&p.id).unwrap().as_ref(), Some(p), "{name}: passage {}", p.id);
+            assert_eq!(
+                snap.get(&p.id).unwrap().as_ref(),
+                Some(p),
+                "{name}: passage {}",
+                p.id
+            );
         }
         let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
         for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
-            let got: Vec<(String, f32)> = snap.search(q, 3).unwrap().into_iter().map(|h| (h.id, h.score)).collect();
+            let got: Vec<(String, f32)> = snap
+                .search(q, 3)
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.id, h.score))
+                .collect();
             let answer: Vec<(String, f32)> = serde_json::from_value(answer.clone()).unwrap();
             assert_eq!(got, answer, "{name}: query {q:?}");
         }
         drop(snap);
         let mut w = index.writer().unwrap();
-        w.insert(Passage::new("new", "written by this build"), &[1.0, 0.0, 0.0, 0.0]).unwrap();
+        w.insert(
+            Passage::new("new", "written by this build"),
+            &[1.0, 0.0, 0.0, 0.0],
+        )
+        .unwrap();
         w.commit().unwrap();
         w.compact().unwrap();
         drop(w);
-        assert_eq!(index.verify().unwrap().passages as usize, passages.len() + 1, "{name}");
+        assert_eq!(
+            index.verify().unwrap().passages as usize,
+            passages.len() + 1,
+            "{name}"
+        );
     }
 }

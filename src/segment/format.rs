@@ -324,10 +324,16 @@ mod tests {
         for i in 0..file.len() {
             let mut f = file.clone();
             f[i] ^= 0x01;
-            assert!(inspect(&f, true).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                inspect(&f, true).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         for len in 0..file.len() {
-            assert!(inspect(&file[..len], true).is_err(), "truncation to {len} accepted");
+            assert!(
+                inspect(&file[..len], true).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 
