@@ -90,10 +90,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench` passes --bench; under `cargo test` this is a small smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
     let rows: usize = std::env::var("XQDB_BENCH_ROWS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if full { 1_000_000 } else { 3_000 });
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root).unwrap();
