@@ -133,6 +133,35 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// ONNX Runtime could not be loaded from any of the places tried.
+    #[error("ONNX Runtime could not be loaded; tried: {}. To fix: {hint}", tried.join("; "))]
+    RuntimeUnavailable {
+        /// Each path tried and why it failed.
+        tried: Vec<String>,
+        /// The command that sets the runtime up.
+        hint: &'static str,
+    },
+    /// A model bundle is missing, incomplete, or does not behave as its manifest says.
+    #[error("model {path}: {reason}")]
+    Model {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The index was built with another model than the one given.
+    #[error("index {path} was built with model {stored}, but {given} was given (re-embedding is an explicit operation)")]
+    ModelMismatch {
+        /// The index folder.
+        path: PathBuf,
+        /// Fingerprint recorded in the index.
+        stored: String,
+        /// Fingerprint of the model given.
+        given: String,
+    },
+    /// Text search or text insert on an index opened without an encoder.
+    #[error("this operation needs an encoder model; open the index with one (CLI: --model DIR)")]
+    NoEncoder,
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -24,6 +24,7 @@
 
 mod error;
 mod index;
+pub mod model;
 mod scan;
 pub mod segment;
 mod store;
@@ -33,6 +34,7 @@ pub use error::{Error, Result};
 pub use index::{
     CommitInfo, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
+pub use model::{Encoder, EncoderOptions, ModelBundle};
 pub use scan::Kernel;
 pub use store::FORMAT_VERSION;
 pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};

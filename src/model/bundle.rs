@@ -1,0 +1,241 @@
+//! Model bundles: a folder with ONNX files, a tokenizer and a manifest (`xqdb-bundle.json`).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// File name of the manifest inside a bundle folder.
+pub const MANIFEST_FILE: &str = "xqdb-bundle.json";
+
+/// How token vectors become one text vector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Average of the token vectors, padding excluded.
+    Mean,
+    /// The first token's vector.
+    Cls,
+    /// The model already outputs one vector per text in its output tensor.
+    Output,
+}
+
+/// Expected size and digest of one bundle file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheck {
+    /// Size in bytes (checked at open).
+    pub bytes: u64,
+    /// SHA-256, lower-case hex (checked by [`ModelBundle::verify_checksums`]).
+    pub sha256: String,
+}
+
+/// Names of the ONNX graph's inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputNames {
+    /// Token ids, int64 [batch, sequence].
+    pub input_ids: String,
+    /// Attention mask, int64 [batch, sequence].
+    pub attention_mask: String,
+    /// Token type ids (all zero), when the graph takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_ids: Option<String>,
+}
+
+/// The manifest of a model bundle (see format/FORMAT.md, "Model bundles").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version (1).
+    pub format: u32,
+    /// `encoder` (seq2seq generators come with their own kind).
+    pub kind: String,
+    /// A display name.
+    pub name: String,
+    /// The ONNX file, relative to the bundle folder.
+    pub model: String,
+    /// The `tokenizer.json`, relative to the bundle folder.
+    pub tokenizer: String,
+    /// Graph input names.
+    pub inputs: InputNames,
+    /// Graph output to pool (`last_hidden_state`, or a pooled output for `Pooling::Output`).
+    pub output: String,
+    /// Pooling method.
+    pub pooling: Pooling,
+    /// L2-normalise the pooled vector.
+    pub normalize: bool,
+    /// Text put before every query.
+    #[serde(default)]
+    pub query_prefix: String,
+    /// Text put before every passage.
+    #[serde(default)]
+    pub passage_prefix: String,
+    /// Longest query, in tokens (special tokens included).
+    pub max_query_tokens: usize,
+    /// Longest passage, in tokens (special tokens included).
+    pub max_passage_tokens: usize,
+    /// Output dimension.
+    pub dim: usize,
+    /// Padding token id (default: the tokenizer's, else 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_id: Option<u32>,
+    /// Size and digest of each file, by relative path.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileCheck>,
+    /// Where the weights came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// An opened, checked model bundle.
+#[derive(Clone, Debug)]
+pub struct ModelBundle {
+    dir: PathBuf,
+    manifest: Manifest,
+    fingerprint: String,
+}
+
+fn model_err(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+    Error::Model {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Resolves `rel` inside `dir`, refusing absolute paths and `..`.
+fn inside(dir: &Path, rel: &str, manifest: &Path) -> Result<PathBuf> {
+    let p = Path::new(rel);
+    if rel.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(model_err(
+            manifest,
+            format!("file {rel:?} is not a plain path inside the bundle folder"),
+        ));
+    }
+    Ok(dir.join(p))
+}
+
+impl ModelBundle {
+    /// The default bundle (multilingual-e5-small) in the set-up's cache.
+    pub fn default_dir() -> PathBuf {
+        crate::model::xqdb_home()
+            .join("models")
+            .join("multilingual-e5-small")
+    }
+
+    /// Opens a bundle folder: reads and checks the manifest, and checks that every file
+    /// it names exists inside the folder with the recorded size.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                model_err(
+                    &manifest_path,
+                    format!("no model bundle here; {}", crate::model::SETUP_HINT_MODEL),
+                )
+            } else {
+                Error::io(&manifest_path, e)
+            }
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| model_err(&manifest_path, format!("bad manifest: {e}")))?;
+        if manifest.format != 1 {
+            return Err(model_err(
+                &manifest_path,
+                format!("manifest format {} is not supported", manifest.format),
+            ));
+        }
+        if manifest.kind != "encoder" {
+            return Err(model_err(
+                &manifest_path,
+                format!("kind {:?} is not an encoder", manifest.kind),
+            ));
+        }
+        if manifest.dim == 0
+            || manifest.dim > crate::MAX_DIM
+            || manifest.max_query_tokens == 0
+            || manifest.max_passage_tokens == 0
+        {
+            return Err(model_err(
+                &manifest_path,
+                "dim and max token counts must be positive",
+            ));
+        }
+        for rel in [&manifest.model, &manifest.tokenizer] {
+            let p = inside(&dir, rel, &manifest_path)?;
+            if !p.is_file() {
+                return Err(model_err(
+                    &p,
+                    format!("missing; {}", crate::model::SETUP_HINT_MODEL),
+                ));
+            }
+        }
+        for (rel, check) in &manifest.files {
+            let p = inside(&dir, rel, &manifest_path)?;
+            let len = std::fs::metadata(&p)
+                .map_err(|e| model_err(&p, format!("cannot read: {e}")))?
+                .len();
+            if len != check.bytes {
+                return Err(model_err(
+                    &p,
+                    format!(
+                        "is {len} bytes; the manifest says {} (truncated or replaced?)",
+                        check.bytes
+                    ),
+                ));
+            }
+        }
+        let canonical = serde_json::to_string(&manifest).expect("manifest serialises");
+        let fingerprint = format!(
+            "{}@{:016x}",
+            manifest.name,
+            xxhash_rust::xxh3::xxh3_64(canonical.as_bytes())
+        );
+        Ok(ModelBundle {
+            dir,
+            manifest,
+            fingerprint,
+        })
+    }
+
+    /// Recomputes the SHA-256 of every file the manifest lists.
+    pub fn verify_checksums(&self) -> Result<()> {
+        for (rel, check) in &self.manifest.files {
+            let p = self.dir.join(rel);
+            let mut f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h).map_err(|e| Error::io(&p, e))?;
+            let got = format!("{:x}", h.finalize());
+            if got != check.sha256 {
+                return Err(model_err(&p, "SHA-256 differs from the manifest"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bundle folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// A short id of the manifest (which includes file sizes and digests): indexes record
+    /// it, and refuse to open with a bundle whose fingerprint differs.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Path of the ONNX file.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.model)
+    }
+
+    /// Path of the tokenizer.
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.tokenizer)
+    }
+}

@@ -1,0 +1,318 @@
+//! Text → vector with an ONNX encoder: batched tokenisation, inference, pooling.
+
+use super::bundle::{ModelBundle, Pooling};
+use crate::error::{Error, Result};
+use ort::session::Session;
+use ort::value::Tensor;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// Settings for loading an [`Encoder`].
+#[derive(Clone, Debug)]
+pub struct EncoderOptions {
+    /// Intra-op threads of the ONNX session (default: all cores).
+    pub threads: usize,
+    /// Texts per inference call (default 32).
+    pub batch_size: usize,
+    /// Explicit path of `libonnxruntime` (otherwise `ORT_DYLIB_PATH`, then the set-up cache).
+    pub runtime: Option<PathBuf>,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_size: 32,
+            runtime: None,
+        }
+    }
+}
+
+/// Whether a text is a query or a passage (they get different prefixes and limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextKind {
+    /// A search query.
+    Query,
+    /// A stored passage.
+    Passage,
+}
+
+/// An ONNX text encoder loaded from a [`ModelBundle`]. `Send + Sync`; calls are serialised
+/// on one session, which itself uses `threads` cores.
+pub struct Encoder {
+    bundle: ModelBundle,
+    query_tok: Tokenizer,
+    passage_tok: Tokenizer,
+    session: Mutex<Session>,
+    batch_size: usize,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("bundle", &self.bundle.fingerprint())
+            .finish()
+    }
+}
+
+fn model_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
+    let mut t = Tokenizer::from_file(path)
+        .map_err(|e| model_err(path, format!("tokenizer does not parse: {e}")))?;
+    t.with_truncation(Some(TruncationParams {
+        max_length: max_len,
+        ..Default::default()
+    }))
+    .map_err(|e| model_err(path, format!("cannot set truncation: {e}")))?;
+    t.with_padding(None);
+    Ok(t)
+}
+
+/// Token ids and mask of one batch, padded to its longest text.
+struct Batch {
+    positions: Vec<usize>,
+    rows: usize,
+    len: usize,
+    ids: Vec<i64>,
+    mask: Vec<i64>,
+}
+
+impl Encoder {
+    /// Loads the runtime (once per process), the tokenizer and the ONNX session.
+    pub fn open(bundle: ModelBundle, options: &EncoderOptions) -> Result<Self> {
+        let m = bundle.manifest();
+        let tok_path = bundle.tokenizer_path();
+        let query_tok = load_tokenizer(&tok_path, m.max_query_tokens)?;
+        let passage_tok = load_tokenizer(&tok_path, m.max_passage_tokens)?;
+        let pad_id = m
+            .pad_id
+            .or_else(|| query_tok.get_padding().map(|p| p.pad_id))
+            .or_else(|| query_tok.token_to_id("<pad>"))
+            .unwrap_or(0);
+        let model_path = bundle.model_path();
+        let session =
+            super::runtime::new_session(options.runtime.as_deref(), &model_path, options.threads)?;
+        let names: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        for want in [
+            Some(&m.inputs.input_ids),
+            Some(&m.inputs.attention_mask),
+            m.inputs.token_type_ids.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !names.contains(&want.as_str()) {
+                return Err(model_err(
+                    &model_path,
+                    format!("graph has no input {want:?} (it has {names:?})"),
+                ));
+            }
+        }
+        if !session.outputs().iter().any(|o| o.name() == m.output) {
+            return Err(model_err(
+                &model_path,
+                format!("graph has no output {:?}", m.output),
+            ));
+        }
+        Ok(Encoder {
+            bundle,
+            query_tok,
+            passage_tok,
+            session: Mutex::new(session),
+            batch_size: options.batch_size.max(1),
+            pad_id,
+        })
+    }
+
+    /// Opens the bundle at `dir` with default options.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Encoder::open(ModelBundle::open(dir)?, &EncoderOptions::default())
+    }
+
+    /// The bundle this encoder came from.
+    pub fn bundle(&self) -> &ModelBundle {
+        &self.bundle
+    }
+
+    /// Output dimension.
+    pub fn dim(&self) -> usize {
+        self.bundle.manifest().dim
+    }
+
+    /// The bundle's fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        self.bundle.fingerprint()
+    }
+
+    /// Encodes queries (with the query prefix).
+    pub fn encode_queries<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        self.encode(texts, TextKind::Query)
+    }
+
+    /// Encodes passages (with the passage prefix).
+    pub fn encode_passages<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        self.encode(texts, TextKind::Passage)
+    }
+
+    fn tokenize(&self, texts: &[&str], kind: TextKind, positions: Vec<usize>) -> Result<Batch> {
+        let m = self.bundle.manifest();
+        let (tok, prefix) = match kind {
+            TextKind::Query => (&self.query_tok, m.query_prefix.as_str()),
+            TextKind::Passage => (&self.passage_tok, m.passage_prefix.as_str()),
+        };
+        let inputs: Vec<String> = positions
+            .iter()
+            .map(|&i| format!("{prefix}{}", texts[i]))
+            .collect();
+        let encodings = tok.encode_batch(inputs, true).map_err(|e| {
+            model_err(
+                &self.bundle.tokenizer_path(),
+                format!("tokenisation failed: {e}"),
+            )
+        })?;
+        let len = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let rows = encodings.len();
+        let mut ids = vec![self.pad_id as i64; rows * len];
+        let mut mask = vec![0i64; rows * len];
+        for (r, e) in encodings.iter().enumerate() {
+            for (j, &id) in e.get_ids().iter().enumerate() {
+                ids[r * len + j] = id as i64;
+                mask[r * len + j] = 1;
+            }
+        }
+        Ok(Batch {
+            positions,
+            rows,
+            len,
+            ids,
+            mask,
+        })
+    }
+
+    fn infer(&self, batch: Batch, out: &mut [Vec<f32>]) -> Result<()> {
+        let m = self.bundle.manifest();
+        let path = self.bundle.model_path();
+        let err = |e: ort::Error| model_err(&path, format!("inference failed: {e}"));
+        let shape = [batch.rows, batch.len];
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
+            (
+                m.inputs.input_ids.clone(),
+                Tensor::from_array((shape, batch.ids)).map_err(err)?.into(),
+            ),
+            (
+                m.inputs.attention_mask.clone(),
+                Tensor::from_array((shape, batch.mask.clone()))
+                    .map_err(err)?
+                    .into(),
+            ),
+        ];
+        if let Some(name) = &m.inputs.token_type_ids {
+            inputs.push((
+                name.clone(),
+                Tensor::from_array((shape, vec![0i64; batch.rows * batch.len]))
+                    .map_err(err)?
+                    .into(),
+            ));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(inputs).map_err(err)?;
+        let (out_shape, data) = outputs[m.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        let dims: Vec<i64> = out_shape.iter().copied().collect();
+        let dim = m.dim;
+        let expect_rank = if m.pooling == Pooling::Output { 2 } else { 3 };
+        if dims.len() != expect_rank
+            || dims[0] as usize != batch.rows
+            || dims[dims.len() - 1] as usize != dim
+        {
+            return Err(model_err(&path, format!("output {:?} has shape {dims:?}; expected [{}, ..., {dim}] (is the manifest's dim right?)", m.output, batch.rows)));
+        }
+        for (r, &pos) in batch.positions.iter().enumerate() {
+            let mut v = vec![0f32; dim];
+            match m.pooling {
+                Pooling::Output => v.copy_from_slice(&data[r * dim..(r + 1) * dim]),
+                Pooling::Cls => {
+                    v.copy_from_slice(&data[r * batch.len * dim..r * batch.len * dim + dim])
+                }
+                Pooling::Mean => {
+                    let mut count = 0f32;
+                    for t in 0..batch.len {
+                        if batch.mask[r * batch.len + t] == 1 {
+                            let row =
+                                &data[(r * batch.len + t) * dim..(r * batch.len + t + 1) * dim];
+                            v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                            count += 1.0;
+                        }
+                    }
+                    v.iter_mut().for_each(|a| *a /= count.max(1.0));
+                }
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(model_err(&path, "the model produced a non-finite value"));
+            }
+            if m.normalize {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+            }
+            out[pos] = v;
+        }
+        Ok(())
+    }
+
+    /// Encodes texts of one kind. Texts are grouped by length into batches; tokenisation of
+    /// the next batch overlaps inference of the current one.
+    pub fn encode<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        kind: TextKind,
+    ) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let groups: Vec<Vec<usize>> = order
+            .chunks(self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        if groups.len() <= 1 {
+            for g in groups {
+                let batch = self.tokenize(&texts, kind, g)?;
+                self.infer(batch, &mut out)?;
+            }
+            return Ok(out);
+        }
+        crossbeam::scope(|s| -> Result<()> {
+            let (tx, rx) = crossbeam::channel::bounded::<Result<Batch>>(2);
+            let texts = &texts;
+            s.spawn(move |_| {
+                for g in groups {
+                    if tx.send(self.tokenize(texts, kind, g)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for batch in rx {
+                self.infer(batch?, &mut out)?;
+            }
+            Ok(())
+        })
+        .expect("tokeniser thread panicked")?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,12 @@
+//! Models: ONNX Runtime discovery, model bundles and the text encoder.
+
+mod bundle;
+mod encoder;
+mod runtime;
+
+pub use bundle::{FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE};
+pub use encoder::{Encoder, EncoderOptions, TextKind};
+pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
+
+/// What to run when the default model is missing.
+pub const SETUP_HINT_MODEL: &str = "run `make setup` (or `python3 scripts/setup_models.py`) in the xqdb repository to create the default model bundle";
