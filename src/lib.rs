@@ -24,6 +24,7 @@
 
 mod error;
 mod index;
+pub mod eval;
 pub mod model;
 mod scan;
 pub mod segment;

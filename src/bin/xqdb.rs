@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xqdb::{Dtype, Filter, Index, Metric, Passage, SearchOptions};
+use std::sync::Arc;
+use xqdb::eval::{RankMetrics, TranslationPair};
+use xqdb::{Dtype, Encoder, EncoderOptions, Filter, Index, Metric, ModelBundle, Passage, SearchOptions};
 
 #[derive(Parser)]
 #[command(
@@ -28,12 +30,16 @@ struct Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create an empty index.
+    /// Create an empty index: for text with a model (default: the default bundle), or
+    /// for vectors only with --dim.
     Init {
         dir: PathBuf,
-        /// Vector dimension.
+        /// Vector dimension (vectors-only index; omit to use a model).
         #[arg(long)]
-        dim: usize,
+        dim: Option<usize>,
+        /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Similarity: dot or cosine.
         #[arg(long, default_value = "cosine")]
         metric: Metric,
@@ -53,14 +59,20 @@ enum Command {
         /// Commit every N lines (default: the whole file is one atomic batch).
         #[arg(long)]
         batch_size: Option<usize>,
+        /// Encoder model bundle for rows without a vector (default: the one the index records).
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[command(flatten)]
         out: Output,
     },
     /// Search by vector.
     Search {
         dir: PathBuf,
-        /// Query text (needs a model bundle; vector search uses --vector-file).
+        /// Query text, encoded by the index's model (or use --vector-file).
         text: Option<String>,
+        /// Encoder model bundle (default: the one the index records).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// A JSON array of numbers (one query) or one array per line (a batch).
         #[arg(long)]
         vector_file: Option<PathBuf>,
@@ -108,6 +120,26 @@ enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Evaluate retrieval quality.
+    Eval {
+        #[command(subcommand)]
+        task: EvalTask,
+    },
+    /// The main job: index the bundled XOR-TyDi sample (English questions) and answer the
+    /// native-language originals across languages, printing hits and R@1 per language.
+    Demo {
+        /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Sample file of {"lang","native","en"} rows.
+        #[arg(long)]
+        sample: Option<PathBuf>,
+        /// Where to build the index (default: a fresh folder under the set-up's cache).
+        #[arg(long)]
+        index: Option<PathBuf>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Test helper: insert and commit batches forever, printing each committed batch.
     #[command(hide = true)]
     StressWriter {
@@ -123,6 +155,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum EvalTask {
+    /// Native → English retrieval over {"lang","native","en"} files: each native text queries
+    /// for its English translation among all English texts of its language.
+    Translations {
+        files: Vec<PathBuf>,
+        /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Use only the first N rows of each file.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
 type CliResult = Result<Value, String>;
 
 fn main() -> ExitCode {
@@ -135,7 +184,11 @@ fn main() -> ExitCode {
         | Command::Delete { out, .. }
         | Command::Compact { out, .. }
         | Command::Verify { out, .. }
-        | Command::Stats { out, .. } => out.json,
+        | Command::Stats { out, .. }
+        | Command::Demo { out, .. }
+        | Command::Eval {
+            task: EvalTask::Translations { out, .. },
+        } => out.json,
         Command::StressWriter { .. } => false,
     };
     match run(cli.command) {
@@ -200,43 +253,48 @@ fn run(command: Command) -> CliResult {
         Command::Init {
             dir,
             dim,
+            model,
             metric,
             dtype,
             ..
         } => {
-            let index = Index::builder()
-                .dim(dim)
-                .metric(metric)
-                .dtype(dtype)
-                .create(&dir)
-                .map_err(err)?;
+            let mut builder = Index::builder().metric(metric).dtype(dtype);
+            builder = match (dim, model) {
+                (Some(dim), None) => builder.dim(dim),
+                (dim, model) => {
+                    let encoder = load_encoder(model.as_deref())?;
+                    if let Some(d) = dim.filter(|&d| d != encoder.dim()) {
+                        return Err(format!("--dim {d} disagrees with the model's dimension {}", encoder.dim()));
+                    }
+                    builder.encoder(encoder)
+                }
+            };
+            let index = builder.create(&dir).map_err(err)?;
             let s = index.stats().map_err(err)?;
-            Ok(
-                json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid }),
-            )
+            Ok(json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint }))
         }
         Command::Add {
             dir,
             file,
             upsert,
             batch_size,
+            model,
             ..
-        } => add(&dir, &file, upsert, batch_size),
+        } => add(&dir, &file, upsert, batch_size, model.as_deref()),
         Command::Search {
             dir,
             text,
+            model,
             vector_file,
             k,
             langs,
             meta,
             ..
         } => {
-            let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+            let index = open_index(&dir, model.as_deref(), true)?;
             let queries = match (text, vector_file) {
                 (_, Some(f)) => read_vectors(&f)?,
-                (Some(_), None) => {
-                    return Err("text search needs an encoder model bundle; this index has none. Pass --vector-file".into())
-                }
+                (Some(t), None) => index.encoder().map_err(err)?.encode_queries(&[t]).map_err(err)?,
                 (None, None) => return Err("give a query text or --vector-file".into()),
             };
             let mut filter = Filter::new();
@@ -301,6 +359,10 @@ fn run(command: Command) -> CliResult {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
             Ok(serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())?)
         }
+        Command::Eval {
+            task: EvalTask::Translations { files, model, limit, .. },
+        } => quiet_unless(out.json, eval_translations(&files, model.as_deref(), limit)),
+        Command::Demo { model, sample, index, out } => quiet_unless(out.json, demo(model.as_deref(), sample, index)),
         Command::StressWriter {
             dir,
             batch_size,
@@ -330,8 +392,71 @@ struct Line {
     vector: Option<Vec<f32>>,
 }
 
-fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>) -> CliResult {
-    let index = Index::open(dir).map_err(err)?;
+fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
+    let dir = model.map(Path::to_path_buf).unwrap_or_else(ModelBundle::default_dir);
+    let bundle = ModelBundle::open(&dir).map_err(err)?;
+    Encoder::open(bundle, &EncoderOptions::default()).map(Arc::new).map_err(err)
+}
+
+fn open_index(dir: &Path, model: Option<&Path>, read_only: bool) -> Result<Index, String> {
+    let mut builder = Index::builder().read_only(read_only);
+    if let Some(m) = model {
+        builder = builder.encoder(load_encoder(Some(m))?);
+    }
+    builder.open(dir).map_err(err)
+}
+
+fn progress_bar(len: u64, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}");
+    b.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    b
+}
+
+/// Buffers one batch of parsed lines: rows with vectors directly, the rest encoded.
+fn stage_batch(w: &mut xqdb::Writer, rows: Vec<(usize, Passage, Option<Vec<f32>>)>, upsert: bool, file: &Path) -> Result<usize, String> {
+    let n = rows.len();
+    let mut texts = Vec::new();
+    let mut text_lines = Vec::new();
+    for (line_no, passage, vector) in rows {
+        let fail = |msg: String| format!("{}:{line_no}: {msg} (nothing of this batch was written)", file.display());
+        match vector {
+            Some(v) => {
+                let r = if upsert { w.upsert(passage, &v) } else { w.insert(passage, &v) };
+                r.map_err(|e| fail(e.to_string()))?;
+            }
+            None => {
+                text_lines.push((passage.id.clone(), line_no));
+                texts.push(passage);
+            }
+        }
+    }
+    if !texts.is_empty() {
+        let bar = progress_bar(texts.len() as u64, "passages");
+        let r = if upsert {
+            w.upsert_texts(texts, &|done| bar.set_position(done as u64))
+        } else {
+            w.insert_texts(texts, &|done| bar.set_position(done as u64))
+        };
+        bar.finish_and_clear();
+        r.map_err(|e| {
+            let line = match &e {
+                xqdb::Error::InvalidPassage { id, .. } | xqdb::Error::DuplicateId { id } | xqdb::Error::InvalidVector { id, .. } => {
+                    text_lines.iter().find(|(i, _)| i == id).map(|(_, l)| format!(":{l}")).unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            format!("{}{line}: {e} (nothing of this batch was written)", file.display())
+        })?;
+    }
+    Ok(n)
+}
+
+fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>, model: Option<&Path>) -> CliResult {
+    let index = open_index(dir, model, false)?;
     let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = if std::io::stderr().is_terminal() {
@@ -350,7 +475,7 @@ fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>) -> CliR
     let mut w = index.writer().map_err(err)?;
     let mut buf = Vec::new();
     let (mut line_no, mut added, mut commits) = (0usize, 0usize, 0usize);
-    let mut in_batch = 0usize;
+    let mut batch: Vec<(usize, Passage, Option<Vec<f32>>)> = Vec::new();
     loop {
         buf.clear();
         let n = reader
@@ -375,33 +500,15 @@ fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>) -> CliR
             continue;
         }
         let line: Line = serde_json::from_str(text).map_err(|e| fail(e.to_string()))?;
-        let vector = line.vector.ok_or_else(|| {
-            fail(format!(
-                "passage {:?} has no \"vector\" and this index has no encoder model",
-                line.id
-            ))
-        })?;
-        let passage = Passage {
-            id: line.id,
-            title: line.title,
-            text: line.text,
-            lang: line.lang,
-            meta: line.meta,
-        };
-        let r = if upsert {
-            w.upsert(passage, &vector)
-        } else {
-            w.insert(passage, &vector)
-        };
-        r.map_err(|e| fail(e.to_string()))?;
-        added += 1;
-        in_batch += 1;
-        if batch_size.is_some_and(|b| in_batch >= b) {
+        let passage = Passage { id: line.id, title: line.title, text: line.text, lang: line.lang, meta: line.meta };
+        batch.push((line_no, passage, line.vector));
+        if batch_size.is_some_and(|b| batch.len() >= b) {
+            added += stage_batch(&mut w, std::mem::take(&mut batch), upsert, file)?;
             w.commit().map_err(err)?;
             commits += 1;
-            in_batch = 0;
         }
     }
+    added += stage_batch(&mut w, batch, upsert, file)?;
     let info = w.commit().map_err(err)?;
     commits += 1;
     bar.finish_and_clear();
@@ -481,4 +588,96 @@ fn stress_writer(
         out.flush().ok();
     }
     Ok(())
+}
+
+/// Commands that print their own tables return their JSON only when asked for it.
+fn quiet_unless(json: bool, r: CliResult) -> CliResult {
+    r.map(|v| if json { v } else { Value::Null })
+}
+
+fn metrics_table(title: &str, per_lang: &std::collections::BTreeMap<String, RankMetrics>) {
+    eprintln!("{title}");
+    eprintln!("{:<8} {:>7} {:>7} {:>7} {:>7}", "lang", "n", "R@1", "R@10", "MRR@10");
+    for (lang, m) in per_lang {
+        eprintln!("{lang:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}", m.queries, m.recall_at_1, m.recall_at_10, m.mrr_at_10);
+    }
+    let avg = RankMetrics::macro_average(per_lang.values());
+    eprintln!("{:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}", "average", avg.queries, avg.recall_at_1, avg.recall_at_10, avg.mrr_at_10);
+}
+
+fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usize>) -> CliResult {
+    if files.is_empty() {
+        return Err("give at least one translations file".into());
+    }
+    let encoder = load_encoder(model)?;
+    let mut pairs: Vec<TranslationPair> = Vec::new();
+    for f in files {
+        let mut rows = xqdb::eval::read_pairs(f).map_err(err)?;
+        if let Some(n) = limit {
+            rows.truncate(n);
+        }
+        pairs.extend(rows);
+    }
+    let start = std::time::Instant::now();
+    let per_lang = xqdb::eval::eval_translations(&encoder, &pairs).map_err(err)?;
+    metrics_table(&format!("native -> English among each language's English texts ({}; {:.1} s)", encoder.fingerprint(), start.elapsed().as_secs_f64()), &per_lang);
+    let avg = RankMetrics::macro_average(per_lang.values());
+    Ok(json!({ "model": encoder.fingerprint(), "languages": per_lang, "average": avg }))
+}
+
+fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf>) -> CliResult {
+    let sample = sample.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/xor-tydi-sample.jsonl"));
+    let pairs = xqdb::eval::read_pairs(&sample).map_err(err)?;
+    let dir = index_dir.unwrap_or_else(|| xqdb::model::xqdb_home().join("demo-index"));
+    if dir.join("catalog.redb").exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let encoder = load_encoder(model)?;
+    eprintln!("model: {} ({})", encoder.fingerprint(), encoder.bundle().dir().display());
+    let index = Index::builder().encoder(encoder.clone()).create(&dir).map_err(err)?;
+    // The collection: every English question of the sample, once.
+    let mut seen = std::collections::HashSet::new();
+    let passages: Vec<Passage> = pairs
+        .iter()
+        .filter(|p| seen.insert(p.en.clone()))
+        .enumerate()
+        .map(|(i, p)| Passage::new(format!("en-{i}"), p.en.clone()).with_lang("en").with_meta(json!({ "translated_from": p.lang })))
+        .collect();
+    let id_of: std::collections::HashMap<&str, &str> = passages.iter().map(|p| (p.text.as_str(), p.id.as_str())).collect();
+    let start = std::time::Instant::now();
+    let bar = progress_bar(passages.len() as u64, "passages");
+    let mut w = index.writer().map_err(err)?;
+    w.insert_texts(passages.clone(), &|n| bar.set_position(n as u64)).map_err(err)?;
+    w.commit().map_err(err)?;
+    drop(w);
+    bar.finish_and_clear();
+    eprintln!("indexed {} English questions in {:.1} s into {}", passages.len(), start.elapsed().as_secs_f64(), dir.display());
+    let mut by_lang: std::collections::BTreeMap<String, Vec<&TranslationPair>> = Default::default();
+    for p in &pairs {
+        by_lang.entry(p.lang.clone()).or_default().push(p);
+    }
+    let mut per_lang = std::collections::BTreeMap::new();
+    let mut examples = Vec::new();
+    let start = std::time::Instant::now();
+    for (lang, rows) in &by_lang {
+        let queries: Vec<&str> = rows.iter().map(|p| p.native.as_str()).collect();
+        let hits = index.search_texts(&queries, &SearchOptions::new(10)).map_err(err)?;
+        let ranks: Vec<usize> = rows
+            .iter()
+            .zip(&hits)
+            .map(|(p, h)| h.iter().position(|hit| hit.id == id_of[p.en.as_str()]).unwrap_or(10))
+            .collect();
+        per_lang.insert(lang.clone(), RankMetrics::from_ranks(&ranks));
+        let (p, h) = (rows[0], &hits[0]);
+        println!("\n[{lang}] {}", p.native);
+        for (rank, hit) in h.iter().take(3).enumerate() {
+            let mark = if hit.id == id_of[p.en.as_str()] { "  <- its translation" } else { "" };
+            println!("  {}. {:.3}  {}{mark}", rank + 1, hit.score, hit.passage.text);
+        }
+        examples.push(json!({ "lang": lang, "query": p.native, "hits": h.iter().take(3).collect::<Vec<_>>() }));
+    }
+    let n: usize = by_lang.values().map(Vec::len).sum();
+    println!();
+    metrics_table(&format!("{n} native-language questions searched in {:.1} s; top-10 among {} English questions:", start.elapsed().as_secs_f64(), passages.len()), &per_lang);
+    Ok(json!({ "index": dir, "passages": passages.len(), "languages": per_lang, "average": RankMetrics::macro_average(per_lang.values()), "examples": examples }))
 }

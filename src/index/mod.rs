@@ -17,7 +17,8 @@ use snapshot::{SnapshotData, Tail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use crate::model::{Encoder, EncoderOptions, ModelBundle};
 
 /// When `open` recomputes the checksum of every segment body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +39,7 @@ pub struct IndexBuilder {
     metric: Metric,
     dtype: Dtype,
     model_fingerprint: Option<String>,
+    encoder: Option<Arc<Encoder>>,
     read_only: bool,
     verify: VerifyPolicy,
     seal_rows: usize,
@@ -52,6 +54,7 @@ impl Default for IndexBuilder {
             metric: Metric::Cosine,
             dtype: Dtype::F32,
             model_fingerprint: None,
+            encoder: None,
             read_only: false,
             verify: VerifyPolicy::default(),
             seal_rows: 16_384,
@@ -84,6 +87,15 @@ impl IndexBuilder {
     /// on every later open.
     pub fn model_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
         self.model_fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// The encoder that turns text into vectors: recorded in a new index (dimension,
+    /// fingerprint and bundle folder), checked against an existing one.
+    pub fn encoder(mut self, encoder: Arc<Encoder>) -> Self {
+        self.dim = Some(encoder.dim());
+        self.model_fingerprint = Some(encoder.fingerprint().to_string());
+        self.encoder = Some(encoder);
         self
     }
 
@@ -170,6 +182,8 @@ pub(crate) struct Inner {
     retired: Mutex<Vec<std::sync::Weak<SegmentHandle>>>,
     /// Whether the previous writer closed the index cleanly (as found at open).
     pub was_clean: bool,
+    /// The text encoder: given at open, or loaded on first use from the recorded bundle.
+    encoder: OnceLock<Arc<Encoder>>,
 }
 
 impl Inner {
@@ -424,6 +438,10 @@ impl Index {
             metric: options.metric,
             i8_scale: None,
             model_fingerprint: options.model_fingerprint.clone(),
+            model_path: options
+                .encoder
+                .as_ref()
+                .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
         };
         let cerr = |e: redb::Error| Error::catalog(&catalog, e);
         let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
@@ -502,7 +520,11 @@ impl Index {
             poisoned: Mutex::new(None),
             retired: Mutex::new(Vec::new()),
             was_clean,
+            encoder: OnceLock::new(),
         };
+        if let Some(e) = &inner.options.encoder {
+            let _ = inner.encoder.set(e.clone());
+        }
         if writable {
             inner.remove_orphans()?;
         }
@@ -546,6 +568,29 @@ impl Index {
         options: &SearchOptions,
     ) -> Result<Vec<Vec<crate::Hit>>> {
         self.snapshot().search_batch(queries, options)
+    }
+
+    /// Top `k` hits for a text query, encoded by the index's encoder.
+    pub fn search_text(&self, query: &str, k: usize) -> Result<Vec<crate::Hit>> {
+        self.search_text_with(query, &SearchOptions::new(k))
+    }
+
+    /// Top hits for a text query with options.
+    pub fn search_text_with(&self, query: &str, options: &SearchOptions) -> Result<Vec<crate::Hit>> {
+        let mut all = self.search_texts(&[query], options)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Top hits for each text query of a batch.
+    pub fn search_texts<S: AsRef<str> + Sync>(&self, queries: &[S], options: &SearchOptions) -> Result<Vec<Vec<crate::Hit>>> {
+        let vectors = self.inner.encoder()?.encode_queries(queries)?;
+        self.search_batch(&vectors, options)
+    }
+
+    /// The encoder of this index (see [`IndexBuilder::encoder`]); loads the recorded
+    /// bundle on first use. [`Error::NoEncoder`] for a vectors-only index.
+    pub fn encoder(&self) -> Result<Arc<Encoder>> {
+        self.inner.encoder()
     }
 
     /// The passage stored under `id` in the latest commit.
@@ -593,12 +638,38 @@ impl Inner {
                 return Err(mismatch("dim", c.dim.to_string(), dim.to_string()));
             }
         }
-        if let (Some(want), Some(have)) = (&self.options.model_fingerprint, &c.model_fingerprint) {
-            if want != have {
-                return Err(mismatch("model_fingerprint", have.clone(), want.clone()));
+        if let Some(want) = &self.options.model_fingerprint {
+            if c.model_fingerprint.as_ref() != Some(want) {
+                return Err(Error::ModelMismatch {
+                    path: self.root.clone(),
+                    stored: c.model_fingerprint.clone().unwrap_or_else(|| "none (vectors only)".into()),
+                    given: want.clone(),
+                });
             }
         }
         Ok(())
+    }
+
+    /// The encoder: the one given at open, else the bundle recorded at creation (loaded
+    /// once, and refused if its fingerprint changed).
+    pub fn encoder(&self) -> Result<Arc<Encoder>> {
+        if let Some(e) = self.encoder.get() {
+            return Ok(e.clone());
+        }
+        let snap = self.snapshot_data();
+        let (Some(path), Some(stored)) = (&snap.config.model_path, &snap.config.model_fingerprint) else {
+            return Err(Error::NoEncoder);
+        };
+        let bundle = ModelBundle::open(path)?;
+        if bundle.fingerprint() != stored {
+            return Err(Error::ModelMismatch {
+                path: self.root.clone(),
+                stored: stored.clone(),
+                given: bundle.fingerprint().to_string(),
+            });
+        }
+        let encoder = Arc::new(Encoder::open(bundle, &EncoderOptions::default())?);
+        Ok(self.encoder.get_or_init(|| encoder).clone())
     }
 
     /// Removes segment files the catalog does not list, and temp files (invariant I5).

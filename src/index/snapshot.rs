@@ -99,6 +99,7 @@ impl SnapshotData {
                 metric: Metric::Dot,
                 i8_scale: None,
                 model_fingerprint: None,
+                model_path: None,
             },
             counters: Counters::default(),
             segments: Vec::new(),

@@ -200,6 +200,51 @@ impl Writer {
         self.stage(passage, vector, true)
     }
 
+    /// Encodes the passages with the index's encoder and buffers them as [`Writer::insert`]
+    /// would. Every passage is checked before anything is encoded; on error nothing of the
+    /// call is buffered. `progress` is told how many passages are encoded so far.
+    pub fn insert_texts(&mut self, passages: Vec<Passage>, progress: &dyn Fn(usize)) -> Result<()> {
+        self.stage_texts(passages, false, progress)
+    }
+
+    /// Like [`Writer::insert_texts`], replacing passages whose id exists.
+    pub fn upsert_texts(&mut self, passages: Vec<Passage>, progress: &dyn Fn(usize)) -> Result<()> {
+        self.stage_texts(passages, true, progress)
+    }
+
+    fn stage_texts(&mut self, passages: Vec<Passage>, replace: bool, progress: &dyn Fn(usize)) -> Result<()> {
+        self.inner.check_poison()?;
+        let encoder = self.inner.encoder()?;
+        let mut seen = HashSet::new();
+        for p in &passages {
+            validate_passage(p)?;
+            if !seen.insert(p.id.as_str()) || (!replace && self.exists(&p.id)?) {
+                return Err(Error::DuplicateId { id: p.id.clone() });
+            }
+        }
+        let texts: Vec<String> = passages
+            .iter()
+            .map(|p| match &p.title {
+                Some(t) if !t.is_empty() => format!("{t} {}", p.text),
+                _ => p.text.clone(),
+            })
+            .collect();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            vectors.extend(encoder.encode_passages(chunk)?);
+            progress(vectors.len());
+        }
+        let (ops, pending) = (self.ops.len(), self.pending.clone());
+        for (p, v) in passages.into_iter().zip(vectors) {
+            if let Err(e) = self.stage(p, &v, replace) {
+                self.ops.truncate(ops);
+                self.pending = pending;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Buffers the deletion of `id`; returns whether it existed.
     pub fn delete(&mut self, id: &str) -> Result<bool> {
         self.inner.check_poison()?;

@@ -14,6 +14,7 @@ pub(crate) enum MetaKey {
     Metric,
     I8Scale,
     ModelFingerprint,
+    ModelPath,
     NextRid,
     NextSegment,
     CommitSeq,
@@ -30,6 +31,7 @@ impl MetaKey {
             MetaKey::Metric => "metric",
             MetaKey::I8Scale => "i8_scale",
             MetaKey::ModelFingerprint => "model_fingerprint",
+            MetaKey::ModelPath => "model_path",
             MetaKey::NextRid => "next_rid",
             MetaKey::NextSegment => "next_segment",
             MetaKey::CommitSeq => "commit_seq",
@@ -48,6 +50,7 @@ pub(crate) struct StoreConfig {
     pub metric: Metric,
     pub i8_scale: Option<f32>,
     pub model_fingerprint: Option<String>,
+    pub model_path: Option<String>,
 }
 
 /// Counters that every commit advances.
@@ -131,6 +134,9 @@ impl StoreConfig {
         if let Some(f) = &self.model_fingerprint {
             put(t, MetaKey::ModelFingerprint, f.as_bytes())?;
         }
+        if let Some(f) = &self.model_path {
+            put(t, MetaKey::ModelPath, f.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -147,6 +153,12 @@ impl StoreConfig {
         let [metric] = fixed::<1>(need(t, MetaKey::Metric)?, MetaKey::Metric)?;
         let i8_scale = get(t, MetaKey::I8Scale)?
             .map(|v| fixed::<4>(v, MetaKey::I8Scale).map(f32::from_le_bytes))
+            .transpose()?;
+        let model_path = get(t, MetaKey::ModelPath)?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| MetaError::Bad("model path is not UTF-8".into()))
+            })
             .transpose()?;
         let model_fingerprint = get(t, MetaKey::ModelFingerprint)?
             .map(|v| {
@@ -166,6 +178,7 @@ impl StoreConfig {
                 .ok_or_else(|| MetaError::Bad("unknown metric".into()))?,
             i8_scale,
             model_fingerprint,
+            model_path,
         })
     }
 }

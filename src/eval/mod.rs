@@ -1,0 +1,122 @@
+//! Evaluation: ranking metrics and the cross-lingual translation-retrieval task.
+
+use crate::error::{Error, Result};
+use crate::model::Encoder;
+use crate::scan::{simd_scores, PreparedQuery, Rows};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Recall and reciprocal rank over a set of queries, each with one relevant item.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RankMetrics {
+    /// Number of queries.
+    pub queries: usize,
+    /// Share of queries whose relevant item is ranked first.
+    pub recall_at_1: f64,
+    /// Share of queries whose relevant item is in the top 10.
+    pub recall_at_10: f64,
+    /// Mean of 1/rank over queries, counting ranks beyond 10 as 0.
+    pub mrr_at_10: f64,
+}
+
+impl RankMetrics {
+    /// Metrics from the 0-based rank of each query's relevant item.
+    pub fn from_ranks(ranks: &[usize]) -> Self {
+        let n = ranks.len().max(1) as f64;
+        RankMetrics {
+            queries: ranks.len(),
+            recall_at_1: ranks.iter().filter(|&&r| r == 0).count() as f64 / n,
+            recall_at_10: ranks.iter().filter(|&&r| r < 10).count() as f64 / n,
+            mrr_at_10: ranks.iter().map(|&r| if r < 10 { 1.0 / (r + 1) as f64 } else { 0.0 }).sum::<f64>() / n,
+        }
+    }
+
+    /// The unweighted mean of several languages' metrics (queries are summed).
+    pub fn macro_average<'a>(all: impl IntoIterator<Item = &'a RankMetrics>) -> Self {
+        let all: Vec<&RankMetrics> = all.into_iter().collect();
+        let n = all.len().max(1) as f64;
+        RankMetrics {
+            queries: all.iter().map(|m| m.queries).sum(),
+            recall_at_1: all.iter().map(|m| m.recall_at_1).sum::<f64>() / n,
+            recall_at_10: all.iter().map(|m| m.recall_at_10).sum::<f64>() / n,
+            mrr_at_10: all.iter().map(|m| m.mrr_at_10).sum::<f64>() / n,
+        }
+    }
+}
+
+/// One line of a translation file: a question in `lang` and its English translation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranslationPair {
+    /// Language of `native`.
+    pub lang: String,
+    /// The non-English text.
+    pub native: String,
+    /// Its English translation.
+    pub en: String,
+}
+
+/// Reads a JSONL file of [`TranslationPair`]s; a bad line is reported with its number.
+pub fn read_pairs(path: &Path) -> Result<Vec<TranslationPair>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::InvalidArgument(format!("{}:{}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// 0-based rank of `target` among `rows` (`n × dim`, row-major) for `query`: how many rows
+/// score higher, plus how many earlier rows score the same.
+pub fn rank_of(rows: &[f32], dim: usize, query: &[f32], target: usize) -> usize {
+    let n = rows.len() / dim;
+    let mut scores = vec![0f32; n];
+    simd_scores(&Rows::F32(rows), dim, 0..n, &PreparedQuery::new(query, false, 1.0), &mut scores);
+    let s = scores[target];
+    scores.iter().enumerate().filter(|&(j, &x)| x > s || (x == s && j < target)).count()
+}
+
+/// Native → English retrieval for each language among `pairs` (each native text queries
+/// for its own English translation among all English texts of the same language).
+pub fn eval_translations(encoder: &Encoder, pairs: &[TranslationPair]) -> Result<BTreeMap<String, RankMetrics>> {
+    let mut by_lang: BTreeMap<&str, Vec<&TranslationPair>> = BTreeMap::new();
+    for p in pairs {
+        by_lang.entry(p.lang.as_str()).or_default().push(p);
+    }
+    let dim = encoder.dim();
+    let mut out = BTreeMap::new();
+    for (lang, rows) in by_lang {
+        let en: Vec<&str> = rows.iter().map(|p| p.en.as_str()).collect();
+        let native: Vec<&str> = rows.iter().map(|p| p.native.as_str()).collect();
+        let en_vecs: Vec<f32> = encoder.encode_passages(&en)?.concat();
+        let q_vecs = encoder.encode_queries(&native)?;
+        let ranks: Vec<usize> = q_vecs.iter().enumerate().map(|(i, q)| rank_of(&en_vecs, dim, q, i)).collect();
+        out.insert(lang.to_string(), RankMetrics::from_ranks(&ranks));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_follow_their_definitions() {
+        let m = RankMetrics::from_ranks(&[0, 1, 9, 10, 0]);
+        assert_eq!(m.queries, 5);
+        assert!((m.recall_at_1 - 0.4).abs() < 1e-12);
+        assert!((m.recall_at_10 - 0.8).abs() < 1e-12);
+        assert!((m.mrr_at_10 - (1.0 + 0.5 + 0.1 + 0.0 + 1.0) / 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rank_counts_better_rows_and_earlier_ties() {
+        let rows = [1.0, 0.0, 0.5, 0.0, 1.0, 0.0, 2.0, 0.0];
+        assert_eq!(rank_of(&rows, 2, &[1.0, 0.0], 0), 1);
+        assert_eq!(rank_of(&rows, 2, &[1.0, 0.0], 2), 2);
+        assert_eq!(rank_of(&rows, 2, &[1.0, 0.0], 3), 0);
+        assert_eq!(rank_of(&rows, 2, &[1.0, 0.0], 1), 3);
+    }
+}
