@@ -23,8 +23,8 @@
 #![warn(missing_docs)]
 
 mod error;
-mod index;
 pub mod eval;
+mod index;
 pub mod model;
 mod scan;
 pub mod segment;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use xqdb::eval::{RankMetrics, TranslationPair};
-use xqdb::{Dtype, Encoder, EncoderOptions, Filter, Index, Metric, ModelBundle, Passage, SearchOptions};
+use xqdb::{
+    Dtype, Encoder, EncoderOptions, Filter, Index, Metric, ModelBundle, Passage, SearchOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -264,14 +266,19 @@ fn run(command: Command) -> CliResult {
                 (dim, model) => {
                     let encoder = load_encoder(model.as_deref())?;
                     if let Some(d) = dim.filter(|&d| d != encoder.dim()) {
-                        return Err(format!("--dim {d} disagrees with the model's dimension {}", encoder.dim()));
+                        return Err(format!(
+                            "--dim {d} disagrees with the model's dimension {}",
+                            encoder.dim()
+                        ));
                     }
                     builder.encoder(encoder)
                 }
             };
             let index = builder.create(&dir).map_err(err)?;
             let s = index.stats().map_err(err)?;
-            Ok(json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint }))
+            Ok(
+                json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint }),
+            )
         }
         Command::Add {
             dir,
@@ -294,7 +301,11 @@ fn run(command: Command) -> CliResult {
             let index = open_index(&dir, model.as_deref(), true)?;
             let queries = match (text, vector_file) {
                 (_, Some(f)) => read_vectors(&f)?,
-                (Some(t), None) => index.encoder().map_err(err)?.encode_queries(&[t]).map_err(err)?,
+                (Some(t), None) => index
+                    .encoder()
+                    .map_err(err)?
+                    .encode_queries(&[t])
+                    .map_err(err)?,
                 (None, None) => return Err("give a query text or --vector-file".into()),
             };
             let mut filter = Filter::new();
@@ -360,9 +371,20 @@ fn run(command: Command) -> CliResult {
             Ok(serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())?)
         }
         Command::Eval {
-            task: EvalTask::Translations { files, model, limit, .. },
+            task:
+                EvalTask::Translations {
+                    files,
+                    model,
+                    limit,
+                    out,
+                },
         } => quiet_unless(out.json, eval_translations(&files, model.as_deref(), limit)),
-        Command::Demo { model, sample, index, out } => quiet_unless(out.json, demo(model.as_deref(), sample, index)),
+        Command::Demo {
+            model,
+            sample,
+            index,
+            out,
+        } => quiet_unless(out.json, demo(model.as_deref(), sample, index)),
         Command::StressWriter {
             dir,
             batch_size,
@@ -393,9 +415,13 @@ struct Line {
 }
 
 fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
-    let dir = model.map(Path::to_path_buf).unwrap_or_else(ModelBundle::default_dir);
+    let dir = model
+        .map(Path::to_path_buf)
+        .unwrap_or_else(ModelBundle::default_dir);
     let bundle = ModelBundle::open(&dir).map_err(err)?;
-    Encoder::open(bundle, &EncoderOptions::default()).map(Arc::new).map_err(err)
+    Encoder::open(bundle, &EncoderOptions::default())
+        .map(Arc::new)
+        .map_err(err)
 }
 
 fn open_index(dir: &Path, model: Option<&Path>, read_only: bool) -> Result<Index, String> {
@@ -417,15 +443,29 @@ fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 }
 
 /// Buffers one batch of parsed lines: rows with vectors directly, the rest encoded.
-fn stage_batch(w: &mut xqdb::Writer, rows: Vec<(usize, Passage, Option<Vec<f32>>)>, upsert: bool, file: &Path) -> Result<usize, String> {
+fn stage_batch(
+    w: &mut xqdb::Writer,
+    rows: Vec<(usize, Passage, Option<Vec<f32>>)>,
+    upsert: bool,
+    file: &Path,
+) -> Result<usize, String> {
     let n = rows.len();
     let mut texts = Vec::new();
     let mut text_lines = Vec::new();
     for (line_no, passage, vector) in rows {
-        let fail = |msg: String| format!("{}:{line_no}: {msg} (nothing of this batch was written)", file.display());
+        let fail = |msg: String| {
+            format!(
+                "{}:{line_no}: {msg} (nothing of this batch was written)",
+                file.display()
+            )
+        };
         match vector {
             Some(v) => {
-                let r = if upsert { w.upsert(passage, &v) } else { w.insert(passage, &v) };
+                let r = if upsert {
+                    w.upsert(passage, &v)
+                } else {
+                    w.insert(passage, &v)
+                };
                 r.map_err(|e| fail(e.to_string()))?;
             }
             None => {
@@ -444,18 +484,31 @@ fn stage_batch(w: &mut xqdb::Writer, rows: Vec<(usize, Passage, Option<Vec<f32>>
         bar.finish_and_clear();
         r.map_err(|e| {
             let line = match &e {
-                xqdb::Error::InvalidPassage { id, .. } | xqdb::Error::DuplicateId { id } | xqdb::Error::InvalidVector { id, .. } => {
-                    text_lines.iter().find(|(i, _)| i == id).map(|(_, l)| format!(":{l}")).unwrap_or_default()
-                }
+                xqdb::Error::InvalidPassage { id, .. }
+                | xqdb::Error::DuplicateId { id }
+                | xqdb::Error::InvalidVector { id, .. } => text_lines
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, l)| format!(":{l}"))
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
-            format!("{}{line}: {e} (nothing of this batch was written)", file.display())
+            format!(
+                "{}{line}: {e} (nothing of this batch was written)",
+                file.display()
+            )
         })?;
     }
     Ok(n)
 }
 
-fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>, model: Option<&Path>) -> CliResult {
+fn add(
+    dir: &Path,
+    file: &Path,
+    upsert: bool,
+    batch_size: Option<usize>,
+    model: Option<&Path>,
+) -> CliResult {
     let index = open_index(dir, model, false)?;
     let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -500,7 +553,13 @@ fn add(dir: &Path, file: &Path, upsert: bool, batch_size: Option<usize>, model: 
             continue;
         }
         let line: Line = serde_json::from_str(text).map_err(|e| fail(e.to_string()))?;
-        let passage = Passage { id: line.id, title: line.title, text: line.text, lang: line.lang, meta: line.meta };
+        let passage = Passage {
+            id: line.id,
+            title: line.title,
+            text: line.text,
+            lang: line.lang,
+            meta: line.meta,
+        };
         batch.push((line_no, passage, line.vector));
         if batch_size.is_some_and(|b| batch.len() >= b) {
             added += stage_batch(&mut w, std::mem::take(&mut batch), upsert, file)?;
@@ -597,12 +656,21 @@ fn quiet_unless(json: bool, r: CliResult) -> CliResult {
 
 fn metrics_table(title: &str, per_lang: &std::collections::BTreeMap<String, RankMetrics>) {
     eprintln!("{title}");
-    eprintln!("{:<8} {:>7} {:>7} {:>7} {:>7}", "lang", "n", "R@1", "R@10", "MRR@10");
+    eprintln!(
+        "{:<8} {:>7} {:>7} {:>7} {:>7}",
+        "lang", "n", "R@1", "R@10", "MRR@10"
+    );
     for (lang, m) in per_lang {
-        eprintln!("{lang:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}", m.queries, m.recall_at_1, m.recall_at_10, m.mrr_at_10);
+        eprintln!(
+            "{lang:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}",
+            m.queries, m.recall_at_1, m.recall_at_10, m.mrr_at_10
+        );
     }
     let avg = RankMetrics::macro_average(per_lang.values());
-    eprintln!("{:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}", "average", avg.queries, avg.recall_at_1, avg.recall_at_10, avg.mrr_at_10);
+    eprintln!(
+        "{:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}",
+        "average", avg.queries, avg.recall_at_1, avg.recall_at_10, avg.mrr_at_10
+    );
 }
 
 fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usize>) -> CliResult {
@@ -620,38 +688,67 @@ fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usiz
     }
     let start = std::time::Instant::now();
     let per_lang = xqdb::eval::eval_translations(&encoder, &pairs).map_err(err)?;
-    metrics_table(&format!("native -> English among each language's English texts ({}; {:.1} s)", encoder.fingerprint(), start.elapsed().as_secs_f64()), &per_lang);
+    metrics_table(
+        &format!(
+            "native -> English among each language's English texts ({}; {:.1} s)",
+            encoder.fingerprint(),
+            start.elapsed().as_secs_f64()
+        ),
+        &per_lang,
+    );
     let avg = RankMetrics::macro_average(per_lang.values());
     Ok(json!({ "model": encoder.fingerprint(), "languages": per_lang, "average": avg }))
 }
 
 fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf>) -> CliResult {
-    let sample = sample.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/xor-tydi-sample.jsonl"));
+    let sample = sample.unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/xor-tydi-sample.jsonl")
+    });
     let pairs = xqdb::eval::read_pairs(&sample).map_err(err)?;
     let dir = index_dir.unwrap_or_else(|| xqdb::model::xqdb_home().join("demo-index"));
     if dir.join("catalog.redb").exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let encoder = load_encoder(model)?;
-    eprintln!("model: {} ({})", encoder.fingerprint(), encoder.bundle().dir().display());
-    let index = Index::builder().encoder(encoder.clone()).create(&dir).map_err(err)?;
+    eprintln!(
+        "model: {} ({})",
+        encoder.fingerprint(),
+        encoder.bundle().dir().display()
+    );
+    let index = Index::builder()
+        .encoder(encoder.clone())
+        .create(&dir)
+        .map_err(err)?;
     // The collection: every English question of the sample, once.
     let mut seen = std::collections::HashSet::new();
     let passages: Vec<Passage> = pairs
         .iter()
         .filter(|p| seen.insert(p.en.clone()))
         .enumerate()
-        .map(|(i, p)| Passage::new(format!("en-{i}"), p.en.clone()).with_lang("en").with_meta(json!({ "translated_from": p.lang })))
+        .map(|(i, p)| {
+            Passage::new(format!("en-{i}"), p.en.clone())
+                .with_lang("en")
+                .with_meta(json!({ "translated_from": p.lang }))
+        })
         .collect();
-    let id_of: std::collections::HashMap<&str, &str> = passages.iter().map(|p| (p.text.as_str(), p.id.as_str())).collect();
+    let id_of: std::collections::HashMap<&str, &str> = passages
+        .iter()
+        .map(|p| (p.text.as_str(), p.id.as_str()))
+        .collect();
     let start = std::time::Instant::now();
     let bar = progress_bar(passages.len() as u64, "passages");
     let mut w = index.writer().map_err(err)?;
-    w.insert_texts(passages.clone(), &|n| bar.set_position(n as u64)).map_err(err)?;
+    w.insert_texts(passages.clone(), &|n| bar.set_position(n as u64))
+        .map_err(err)?;
     w.commit().map_err(err)?;
     drop(w);
     bar.finish_and_clear();
-    eprintln!("indexed {} English questions in {:.1} s into {}", passages.len(), start.elapsed().as_secs_f64(), dir.display());
+    eprintln!(
+        "indexed {} English questions in {:.1} s into {}",
+        passages.len(),
+        start.elapsed().as_secs_f64(),
+        dir.display()
+    );
     let mut by_lang: std::collections::BTreeMap<String, Vec<&TranslationPair>> = Default::default();
     for p in &pairs {
         by_lang.entry(p.lang.clone()).or_default().push(p);
@@ -661,23 +758,47 @@ fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf
     let start = std::time::Instant::now();
     for (lang, rows) in &by_lang {
         let queries: Vec<&str> = rows.iter().map(|p| p.native.as_str()).collect();
-        let hits = index.search_texts(&queries, &SearchOptions::new(10)).map_err(err)?;
+        let hits = index
+            .search_texts(&queries, &SearchOptions::new(10))
+            .map_err(err)?;
         let ranks: Vec<usize> = rows
             .iter()
             .zip(&hits)
-            .map(|(p, h)| h.iter().position(|hit| hit.id == id_of[p.en.as_str()]).unwrap_or(10))
+            .map(|(p, h)| {
+                h.iter()
+                    .position(|hit| hit.id == id_of[p.en.as_str()])
+                    .unwrap_or(10)
+            })
             .collect();
         per_lang.insert(lang.clone(), RankMetrics::from_ranks(&ranks));
         let (p, h) = (rows[0], &hits[0]);
         println!("\n[{lang}] {}", p.native);
         for (rank, hit) in h.iter().take(3).enumerate() {
-            let mark = if hit.id == id_of[p.en.as_str()] { "  <- its translation" } else { "" };
-            println!("  {}. {:.3}  {}{mark}", rank + 1, hit.score, hit.passage.text);
+            let mark = if hit.id == id_of[p.en.as_str()] {
+                "  <- its translation"
+            } else {
+                ""
+            };
+            println!(
+                "  {}. {:.3}  {}{mark}",
+                rank + 1,
+                hit.score,
+                hit.passage.text
+            );
         }
         examples.push(json!({ "lang": lang, "query": p.native, "hits": h.iter().take(3).collect::<Vec<_>>() }));
     }
     let n: usize = by_lang.values().map(Vec::len).sum();
     println!();
-    metrics_table(&format!("{n} native-language questions searched in {:.1} s; top-10 among {} English questions:", start.elapsed().as_secs_f64(), passages.len()), &per_lang);
-    Ok(json!({ "index": dir, "passages": passages.len(), "languages": per_lang, "average": RankMetrics::macro_average(per_lang.values()), "examples": examples }))
+    metrics_table(
+        &format!(
+            "{n} native-language questions searched in {:.1} s; top-10 among {} English questions:",
+            start.elapsed().as_secs_f64(),
+            passages.len()
+        ),
+        &per_lang,
+    );
+    Ok(
+        json!({ "index": dir, "passages": passages.len(), "languages": per_lang, "average": RankMetrics::macro_average(per_lang.values()), "examples": examples }),
+    )
 }

@@ -28,7 +28,11 @@ impl RankMetrics {
             queries: ranks.len(),
             recall_at_1: ranks.iter().filter(|&&r| r == 0).count() as f64 / n,
             recall_at_10: ranks.iter().filter(|&&r| r < 10).count() as f64 / n,
-            mrr_at_10: ranks.iter().map(|&r| if r < 10 { 1.0 / (r + 1) as f64 } else { 0.0 }).sum::<f64>() / n,
+            mrr_at_10: ranks
+                .iter()
+                .map(|&r| if r < 10 { 1.0 / (r + 1) as f64 } else { 0.0 })
+                .sum::<f64>()
+                / n,
         }
     }
 
@@ -63,7 +67,8 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TranslationPair>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::InvalidArgument(format!("{}:{}: {e}", path.display(), i + 1)))
+            serde_json::from_str(l)
+                .map_err(|e| Error::InvalidArgument(format!("{}:{}: {e}", path.display(), i + 1)))
         })
         .collect()
 }
@@ -73,14 +78,27 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TranslationPair>> {
 pub fn rank_of(rows: &[f32], dim: usize, query: &[f32], target: usize) -> usize {
     let n = rows.len() / dim;
     let mut scores = vec![0f32; n];
-    simd_scores(&Rows::F32(rows), dim, 0..n, &PreparedQuery::new(query, false, 1.0), &mut scores);
+    simd_scores(
+        &Rows::F32(rows),
+        dim,
+        0..n,
+        &PreparedQuery::new(query, false, 1.0),
+        &mut scores,
+    );
     let s = scores[target];
-    scores.iter().enumerate().filter(|&(j, &x)| x > s || (x == s && j < target)).count()
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(j, &x)| x > s || (x == s && j < target))
+        .count()
 }
 
 /// Native → English retrieval for each language among `pairs` (each native text queries
 /// for its own English translation among all English texts of the same language).
-pub fn eval_translations(encoder: &Encoder, pairs: &[TranslationPair]) -> Result<BTreeMap<String, RankMetrics>> {
+pub fn eval_translations(
+    encoder: &Encoder,
+    pairs: &[TranslationPair],
+) -> Result<BTreeMap<String, RankMetrics>> {
     let mut by_lang: BTreeMap<&str, Vec<&TranslationPair>> = BTreeMap::new();
     for p in pairs {
         by_lang.entry(p.lang.as_str()).or_default().push(p);
@@ -92,7 +110,11 @@ pub fn eval_translations(encoder: &Encoder, pairs: &[TranslationPair]) -> Result
         let native: Vec<&str> = rows.iter().map(|p| p.native.as_str()).collect();
         let en_vecs: Vec<f32> = encoder.encode_passages(&en)?.concat();
         let q_vecs = encoder.encode_queries(&native)?;
-        let ranks: Vec<usize> = q_vecs.iter().enumerate().map(|(i, q)| rank_of(&en_vecs, dim, q, i)).collect();
+        let ranks: Vec<usize> = q_vecs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| rank_of(&en_vecs, dim, q, i))
+            .collect();
         out.insert(lang.to_string(), RankMetrics::from_ranks(&ranks));
     }
     Ok(out)

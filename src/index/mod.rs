@@ -9,6 +9,7 @@ pub use verify::VerifyReport;
 pub use writer::{CommitInfo, Writer};
 
 use crate::error::{Error, Result};
+use crate::model::{Encoder, EncoderOptions, ModelBundle};
 use crate::segment::{self, SegmentHandle, SegmentRecord, SEGMENTS_DIR};
 use crate::store::{self, Counters, MetaError, MetaKey, StoreConfig, CATALOG_FILE};
 use crate::types::{Dtype, Metric};
@@ -18,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use crate::model::{Encoder, EncoderOptions, ModelBundle};
 
 /// When `open` recomputes the checksum of every segment body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -576,13 +576,21 @@ impl Index {
     }
 
     /// Top hits for a text query with options.
-    pub fn search_text_with(&self, query: &str, options: &SearchOptions) -> Result<Vec<crate::Hit>> {
+    pub fn search_text_with(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Vec<crate::Hit>> {
         let mut all = self.search_texts(&[query], options)?;
         Ok(all.pop().unwrap_or_default())
     }
 
     /// Top hits for each text query of a batch.
-    pub fn search_texts<S: AsRef<str> + Sync>(&self, queries: &[S], options: &SearchOptions) -> Result<Vec<Vec<crate::Hit>>> {
+    pub fn search_texts<S: AsRef<str> + Sync>(
+        &self,
+        queries: &[S],
+        options: &SearchOptions,
+    ) -> Result<Vec<Vec<crate::Hit>>> {
         let vectors = self.inner.encoder()?.encode_queries(queries)?;
         self.search_batch(&vectors, options)
     }
@@ -642,7 +650,10 @@ impl Inner {
             if c.model_fingerprint.as_ref() != Some(want) {
                 return Err(Error::ModelMismatch {
                     path: self.root.clone(),
-                    stored: c.model_fingerprint.clone().unwrap_or_else(|| "none (vectors only)".into()),
+                    stored: c
+                        .model_fingerprint
+                        .clone()
+                        .unwrap_or_else(|| "none (vectors only)".into()),
                     given: want.clone(),
                 });
             }
@@ -657,7 +668,8 @@ impl Inner {
             return Ok(e.clone());
         }
         let snap = self.snapshot_data();
-        let (Some(path), Some(stored)) = (&snap.config.model_path, &snap.config.model_fingerprint) else {
+        let (Some(path), Some(stored)) = (&snap.config.model_path, &snap.config.model_fingerprint)
+        else {
             return Err(Error::NoEncoder);
         };
         let bundle = ModelBundle::open(path)?;

@@ -212,7 +212,12 @@ impl Writer {
         self.stage_texts(passages, true, progress)
     }
 
-    fn stage_texts(&mut self, passages: Vec<Passage>, replace: bool, progress: &dyn Fn(usize)) -> Result<()> {
+    fn stage_texts(
+        &mut self,
+        passages: Vec<Passage>,
+        replace: bool,
+        progress: &dyn Fn(usize),
+    ) -> Result<()> {
         self.inner.check_poison()?;
         let encoder = self.inner.encoder()?;
         let mut seen = HashSet::new();

@@ -156,8 +156,7 @@ impl StoreConfig {
             .transpose()?;
         let model_path = get(t, MetaKey::ModelPath)?
             .map(|v| {
-                String::from_utf8(v)
-                    .map_err(|_| MetaError::Bad("model path is not UTF-8".into()))
+                String::from_utf8(v).map_err(|_| MetaError::Bad("model path is not UTF-8".into()))
             })
             .transpose()?;
         let model_fingerprint = get(t, MetaKey::ModelFingerprint)?
