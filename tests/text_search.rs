@@ -1,0 +1,197 @@
+//! Text in, text out, with the default model: passages are encoded on insert and queries at
+//! search time; an index remembers its model and refuses another; a vectors-only index and a
+//! missing runtime give clear errors.
+
+use std::process::Command;
+use std::sync::Arc;
+use xqdb::{Encoder, EncoderOptions, Error, Index, ModelBundle, Passage, SearchOptions};
+
+fn encoder() -> Arc<Encoder> {
+    let dir = ModelBundle::default_dir();
+    assert!(
+        dir.join("xqdb-bundle.json").exists(),
+        "run `make setup` first: no bundle at {}",
+        dir.display()
+    );
+    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &EncoderOptions::default()).unwrap())
+}
+
+#[test]
+fn questions_in_other_languages_find_english_passages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("idx");
+    let index = Index::builder().encoder(encoder()).create(&path).unwrap();
+    let passages = vec![
+        Passage::new(
+            "helsinki",
+            "Helsinki is the capital and most populous city of Finland.",
+        )
+        .with_title("Helsinki")
+        .with_lang("en"),
+        Passage::new(
+            "tokyo",
+            "Tokyo is the capital of Japan and its most populous city.",
+        )
+        .with_lang("en"),
+        Passage::new(
+            "tolstoy",
+            "Leo Tolstoy wrote the novel War and Peace, published in 1869.",
+        )
+        .with_lang("en"),
+        Passage::new(
+            "protein",
+            "Adults need about 0.8 grams of protein per kilogram of body weight each day.",
+        )
+        .with_lang("en"),
+    ];
+    let mut w = index.writer().unwrap();
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    w.insert_texts(passages, &|n| {
+        seen.store(n, std::sync::atomic::Ordering::Relaxed)
+    })
+    .unwrap();
+    assert_eq!(seen.into_inner(), 4, "progress must reach every passage");
+    w.commit().unwrap();
+    drop(w);
+    for (q, want) in [
+        ("Mikä on Suomen pääkaupunki?", "helsinki"),
+        ("日本の首都はどこですか？", "tokyo"),
+        ("Кто написал «Войну и мир»?", "tolstoy"),
+        ("ఒక రోజుకు ఎంత ప్రోటీన్ అవసరం?", "protein"),
+    ] {
+        let hits = index.search_text(q, 2).unwrap();
+        assert_eq!(hits[0].id, want, "{q}: {hits:?}");
+    }
+    let hits = index
+        .search_texts(&["Helsinki"], &SearchOptions::new(1))
+        .unwrap();
+    assert_eq!(hits[0][0].passage.title.as_deref(), Some("Helsinki"));
+    drop(index);
+
+    // Reopened without an encoder, the index loads the bundle it recorded.
+    let index = Index::open(&path).unwrap();
+    assert_eq!(
+        index.search_text("フィンランドの首都", 1).unwrap()[0].id,
+        "helsinki"
+    );
+    drop(index);
+
+    // A bundle with another fingerprint is refused.
+    let other = tmp.path().join("other-bundle");
+    std::fs::create_dir(&other).unwrap();
+    let src = ModelBundle::default_dir();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("xqdb-bundle.json")).unwrap())
+            .unwrap();
+    manifest["name"] = "renamed".into();
+    std::fs::write(other.join("xqdb-bundle.json"), manifest.to_string()).unwrap();
+    std::fs::copy(src.join("tokenizer.json"), other.join("tokenizer.json")).unwrap();
+    std::os::unix::fs::symlink(src.join("model.onnx"), other.join("model.onnx")).unwrap();
+    let renamed = Arc::new(
+        Encoder::open(
+            ModelBundle::open(&other).unwrap(),
+            &EncoderOptions::default(),
+        )
+        .unwrap(),
+    );
+    let e = Index::builder().encoder(renamed).open(&path).unwrap_err();
+    assert!(matches!(e, Error::ModelMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("renamed@"), "{e}");
+}
+
+#[test]
+fn a_vectors_only_index_has_no_text_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::builder().dim(384).create(tmp.path()).unwrap();
+    assert!(matches!(
+        index.search_text("hello", 3),
+        Err(Error::NoEncoder)
+    ));
+    let mut w = index.writer().unwrap();
+    assert!(matches!(
+        w.insert_texts(vec![Passage::new("a", "b")], &|_| {}),
+        Err(Error::NoEncoder)
+    ));
+}
+
+#[test]
+fn a_missing_runtime_names_what_was_tried_and_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args([
+            "init",
+            tmp.path().join("idx").to_str().unwrap(),
+            "--model",
+            ModelBundle::default_dir().to_str().unwrap(),
+        ])
+        .env("XQDB_HOME", tmp.path().join("empty-home"))
+        .env(
+            "ORT_DYLIB_PATH",
+            tmp.path().join("nowhere/libonnxruntime.so"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ONNX Runtime could not be loaded"), "{err}");
+    assert!(
+        err.contains("ORT_DYLIB_PATH") && err.contains("nowhere"),
+        "{err}"
+    );
+    assert!(err.contains("make setup"), "{err}");
+    assert!(
+        !tmp.path().join("idx").join("catalog.redb").exists(),
+        "no index may be created without its model"
+    );
+}
+
+#[test]
+fn cli_adds_text_rows_and_answers_text_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_xqdb");
+    let idx = tmp.path().join("idx");
+    assert!(Command::new(bin)
+        .args(["init", idx.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let input = tmp.path().join("p.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"fi\",\"text\":\"Helsinki is the capital of Finland.\",\"lang\":\"en\"}\n{\"id\":\"jp\",\"text\":\"Tokyo is the capital of Japan.\",\"lang\":\"en\"}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args([
+            "add",
+            idx.to_str().unwrap(),
+            input.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args([
+            "search",
+            idx.to_str().unwrap(),
+            "Suomen pääkaupunki",
+            "-k",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0][0]["id"], "fi");
+}
