@@ -46,17 +46,21 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir = ModelBundle::default_dir();
     let bundle = ModelBundle::open(&dir).expect("default bundle (run `make setup`)");
-    let encoder = Arc::new(
-        Encoder::open(
-            bundle,
-            &EncoderOptions {
-                threads,
-                batch_size: BATCH,
-                runtime: None,
-            },
-        )
-        .unwrap(),
+    let sessions: usize = std::env::var("XQDB_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(EncoderOptions::default().sessions);
+    let options = EncoderOptions {
+        threads: (threads / sessions).max(1),
+        sessions,
+        batch_size: BATCH,
+        runtime: None,
+    };
+    eprintln!(
+        "encoder: {sessions} session(s) x {} thread(s)",
+        options.threads
     );
+    let encoder = Arc::new(Encoder::open(bundle, &options).unwrap());
     let n = if full { 512 } else { 64 };
     let texts = passages(n);
     let tokens: usize = texts

@@ -37,6 +37,8 @@ pub struct Writer {
     ops: Vec<Op>,
     /// For ids touched by buffered ops: whether the id exists after them.
     pending: HashMap<String, bool>,
+    /// The committed id table, opened once per snapshot.
+    ids: Option<(Arc<SnapshotData>, redb::ReadOnlyTable<&'static str, u64>)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -102,22 +104,27 @@ fn validate_passage(p: &Passage) -> Result<Option<String>> {
     }
 }
 
-/// New rows of one commit, in row-id order, as a segment source.
+/// New rows (of a commit, or the sealed tail), in row-id order, as a segment source. f32
+/// rows are written straight from the vectors; f16 and i8 rows are encoded once.
 struct NewRows<'a> {
-    rows: &'a [(u64, Vec<f32>)],
-    encoded: Vec<u8>,
+    rids: Vec<u64>,
+    vectors: Vec<&'a [f32]>,
+    encoded: Option<Vec<u8>>,
     width: usize,
 }
 
 impl RowSource for NewRows<'_> {
     fn len(&self) -> usize {
-        self.rows.len()
+        self.rids.len()
     }
     fn rid(&self, i: usize) -> u64 {
-        self.rows[i].0
+        self.rids[i]
     }
     fn row(&self, i: usize) -> &[u8] {
-        &self.encoded[i * self.width..(i + 1) * self.width]
+        match &self.encoded {
+            Some(e) => &e[i * self.width..(i + 1) * self.width],
+            None => bytemuck::cast_slice(self.vectors[i]),
+        }
     }
 }
 
@@ -140,9 +147,12 @@ impl RowSource for MergedRows<'_> {
 
 /// The i8 scale for new rows: the stored one, or one chosen from `vectors` (largest
 /// magnitude maps to 127) when the index has none yet.
-fn i8_scale_for(stored: Option<f32>, vectors: &[f32]) -> f32 {
+fn i8_scale_for(stored: Option<f32>, vectors: &[&[f32]]) -> f32 {
     stored.unwrap_or_else(|| {
-        let max = vectors.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let max = vectors
+            .iter()
+            .flat_map(|v| v.iter())
+            .fold(0f32, |m, x| m.max(x.abs()));
         if max > 0.0 {
             127.0 / max
         } else {
@@ -157,18 +167,24 @@ impl Writer {
             inner,
             ops: Vec::new(),
             pending: HashMap::new(),
+            ids: None,
         }
     }
 
-    fn exists(&self, id: &str) -> Result<bool> {
+    fn exists(&mut self, id: &str) -> Result<bool> {
         if let Some(&present) = self.pending.get(id) {
             return Ok(present);
         }
         let snap = self.inner.snapshot_data();
-        let t = snap
-            .txn()
-            .open_table(store::IDS)
-            .map_err(|e| self.inner.catalog_err(e))?;
+        let stale = !matches!(&self.ids, Some((s, _)) if Arc::ptr_eq(s, &snap));
+        if stale {
+            let t = snap
+                .txn()
+                .open_table(store::IDS)
+                .map_err(|e| self.inner.catalog_err(e))?;
+            self.ids = Some((snap, t));
+        }
+        let (_, t) = self.ids.as_ref().expect("set above");
         Ok(t.get(id).map_err(|e| self.inner.catalog_err(e))?.is_some())
     }
 
@@ -279,6 +295,8 @@ impl Writer {
         self.inner.check_poison()?;
         let ops = std::mem::take(&mut self.ops);
         self.pending.clear();
+        // Holding the old snapshot would keep retired files and old catalog pages alive.
+        self.ids = None;
         let result = self.apply(ops);
         if let Err(e) = &result {
             self.inner.poison(e);
@@ -380,11 +398,9 @@ impl Writer {
         }
         let direct = new_rows.len() >= inner.options.direct_segment_rows;
         if direct {
-            let flat: Vec<f32> = new_rows
-                .iter()
-                .flat_map(|(_, v)| v.iter().copied())
-                .collect();
-            self.write_rows(&txn, &mut config, &mut counters, &new_rows, &flat)?;
+            let rids = new_rows.iter().map(|r| r.0).collect();
+            let vectors = new_rows.iter().map(|r| r.1.as_slice()).collect();
+            self.write_rows(&txn, &mut config, &mut counters, rids, vectors)?;
         }
         counters.commit_seq += 1;
         {
@@ -414,21 +430,32 @@ impl Writer {
         txn: &WriteTransaction,
         config: &mut store::StoreConfig,
         counters: &mut Counters,
-        rows: &[(u64, Vec<f32>)],
-        flat: &[f32],
+        rids: Vec<u64>,
+        vectors: Vec<&[f32]>,
     ) -> Result<(u64, SegmentRecord)> {
         let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
-        let scale = i8_scale_for(config.i8_scale, flat);
+        let scale = if config.dtype == Dtype::I8 {
+            i8_scale_for(config.i8_scale, &vectors)
+        } else {
+            1.0
+        };
         let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
         if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
             config.i8_scale = Some(scale);
             store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes())
                 .map_err(|e| cerr(e.into()))?;
         }
+        let encoded = (config.dtype != Dtype::F32).then(|| {
+            vectors
+                .iter()
+                .flat_map(|v| encode_rows(v, config.dtype, scale))
+                .collect()
+        });
         let source = NewRows {
-            rows,
-            encoded: encode_rows(flat, config.dtype, scale),
+            rids,
+            vectors,
+            encoded,
             width: config.dim * config.dtype.size(),
         };
         let id = counters.next_segment;
@@ -464,6 +491,7 @@ impl Writer {
         if !self.ops.is_empty() {
             self.commit()?;
         }
+        self.ids = None;
         self.guard(|w| w.seal_tail())
     }
 
@@ -479,15 +507,14 @@ impl Writer {
         let db = inner.database()?;
         let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
         let dim = config.dim;
-        let rows: Vec<(u64, Vec<f32>)> = snap
-            .tail
-            .rids
-            .iter()
-            .enumerate()
-            .map(|(i, &rid)| (rid, snap.tail.vectors[i * dim..(i + 1) * dim].to_vec()))
-            .collect();
-        let (id, _) =
-            self.write_rows(&txn, &mut config, &mut counters, &rows, &snap.tail.vectors)?;
+        let vectors = snap.tail.vectors.chunks_exact(dim).collect();
+        let (id, _) = self.write_rows(
+            &txn,
+            &mut config,
+            &mut counters,
+            snap.tail.rids.clone(),
+            vectors,
+        )?;
         {
             let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
             for rid in &snap.tail.rids {
