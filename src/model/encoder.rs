@@ -80,6 +80,9 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
     Ok(t)
 }
 
+/// Vectors of one batch, each with its position in the caller's list.
+type Encoded = Vec<(usize, Vec<f32>)>;
+
 /// Token ids and mask of one batch, padded to its longest text.
 struct Batch {
     positions: Vec<usize>,
@@ -213,7 +216,7 @@ impl Encoder {
         })
     }
 
-    fn infer(&self, batch: Batch, session: usize) -> Result<Vec<(usize, Vec<f32>)>> {
+    fn infer(&self, batch: Batch, session: usize) -> Result<Encoded> {
         let m = self.bundle.manifest();
         let path = self.bundle.model_path();
         let err = |e: ort::Error| model_err(&path, format!("inference failed: {e}"));
@@ -313,7 +316,7 @@ impl Encoder {
             return Ok(out);
         }
         let workers = self.sessions.len().min(groups.len());
-        let results: Vec<Result<Vec<(usize, Vec<f32>)>>> = crossbeam::scope(|s| {
+        let results: Vec<Result<Encoded>> = crossbeam::scope(|s| {
             let (tx, rx) = crossbeam::channel::bounded::<Result<Batch>>(workers + 1);
             let texts = &texts;
             s.spawn(move |_| {
@@ -326,7 +329,7 @@ impl Encoder {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
                     let rx = rx.clone();
-                    s.spawn(move |_| -> Result<Vec<(usize, Vec<f32>)>> {
+                    s.spawn(move |_| -> Result<Encoded> {
                         let mut done = Vec::new();
                         for batch in rx {
                             done.extend(self.infer(batch?, w)?);
