@@ -23,6 +23,7 @@ enum Op {
     Compact,
     Reopen,
     Search([i8; DIM], usize, Option<u8>, Option<u8>),
+    SearchBatch(Vec<[i8; DIM]>, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -36,8 +37,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Seal),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
-        4 => (v, 0usize..12, proptest::option::of(0u8..3), proptest::option::of(0u8..2))
+        4 => (v.clone(), 0usize..12, proptest::option::of(0u8..3), proptest::option::of(0u8..2))
             .prop_map(|(q, k, l, g)| Op::Search(q, k, l, g)),
+        1 => (proptest::collection::vec(v, 1..40), 1usize..12).prop_map(|(qs, k)| Op::SearchBatch(qs, k)),
     ]
 }
 
@@ -108,11 +110,9 @@ impl Oracle {
             .iter()
             .filter(|(_, r)| lang.is_none_or(|l| r.lang == l) && group.is_none_or(|g| r.group == g))
             .map(|(id, r)| {
-                (
-                    r.vector.iter().zip(q).map(|(a, b)| a * b).sum(),
-                    r.order,
-                    id.clone(),
-                )
+                // Scores compare as numbers: -0.0 and +0.0 are the same score.
+                let s: f32 = r.vector.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() + 0.0;
+                (s, r.order, id.clone())
             })
             .collect();
         all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -217,6 +217,24 @@ fn run(ops: Vec<Op>, dtype: Dtype) {
                 check_state(&index, &oracle);
                 index.verify().unwrap();
                 writer = Some(index.writer().unwrap());
+            }
+            Op::SearchBatch(qs, k) => {
+                let qs: Vec<Vec<f32>> = qs
+                    .iter()
+                    .map(|q| q.iter().map(|&x| x as f32).collect())
+                    .collect();
+                let all = index.search_batch(&qs, &SearchOptions::new(k)).unwrap();
+                assert_eq!(all.len(), qs.len());
+                for (q, hits) in qs.iter().zip(all) {
+                    let got: Vec<(String, f32)> =
+                        hits.into_iter().map(|h| (h.id, h.score)).collect();
+                    assert_eq!(
+                        got,
+                        oracle.search(q, k, None, None),
+                        "batch of {}",
+                        qs.len()
+                    );
+                }
             }
             Op::Search(q, k, lang, group) => {
                 let q: Vec<f32> = q.iter().map(|&x| x as f32).collect();

@@ -42,6 +42,13 @@ impl PreparedQuery {
     }
 }
 
+impl PreparedQuery {
+    /// The query as f32.
+    pub fn as_f32(&self) -> &[f32] {
+        &self.f32
+    }
+}
+
 fn as_simsimd_f16(bits: &[u16]) -> &[simsimd::f16] {
     // SAFETY: simsimd::f16 is #[repr(transparent)] over u16, so the slices have the same
     // layout, length and alignment.

@@ -1,6 +1,7 @@
 //! Exact top-k search over row blocks: SIMD kernels (simsimd), a scalar reference, a
 //! bounded heap, row masks for tombstones and filters, and the parallel driver.
 
+mod batch;
 mod kernels;
 mod topk;
 
@@ -119,6 +120,9 @@ pub enum Kernel {
     Scalar,
 }
 
+/// Batches at least this large score f32 rows with the multi-query tile kernel.
+const TILE_FROM: usize = 4;
+
 /// Exact top-`k` for every query over every unit, on `threads` threads. Results are
 /// `(score, rid)` best first; ties go to the lower row id.
 pub(crate) fn search(
@@ -131,13 +135,22 @@ pub(crate) fn search(
 ) -> Vec<Vec<(f32, u64)>> {
     let threads = threads.clamp(1, units.len().max(1));
     let next = AtomicUsize::new(0);
+    let tile = (kernel == Kernel::Simd && queries.len() >= TILE_FROM).then(|| {
+        let refs: Vec<&[f32]> = queries.iter().map(PreparedQuery::as_f32).collect();
+        batch::QueryTile::new(&refs, dim)
+    });
     let work = || {
         let mut heaps: Vec<TopK> = queries.iter().map(|_| TopK::new(k)).collect();
-        let mut scores = vec![0f32; BLOCK_ROWS];
+        let mut scores = vec![0f32; BLOCK_ROWS * queries.len().max(1)];
         loop {
             let u = next.fetch_add(1, Ordering::Relaxed);
             let Some(unit) = units.get(u) else { break };
-            scan_unit(unit, dim, queries, &mut heaps, &mut scores, kernel);
+            match (&unit.rows, &tile) {
+                (Rows::F32(rows), Some(tile)) => {
+                    scan_unit_tiled(unit, rows, dim, tile, &mut heaps, &mut scores)
+                }
+                _ => scan_unit(unit, dim, queries, &mut heaps, &mut scores, kernel),
+            }
         }
         heaps
     };
@@ -160,6 +173,32 @@ pub(crate) fn search(
         }
     }
     merged.into_iter().map(TopK::into_sorted).collect()
+}
+
+fn scan_unit_tiled(
+    unit: &ScanUnit<'_>,
+    rows: &[f32],
+    dim: usize,
+    tile: &batch::QueryTile,
+    heaps: &mut [TopK],
+    scores: &mut [f32],
+) {
+    let mut start = unit.range.start;
+    while start < unit.range.end {
+        let end = (start + BLOCK_ROWS).min(unit.range.end);
+        let width = end - start;
+        batch::tile_scores(rows, dim, start..end, tile, scores, width);
+        for (q, heap) in heaps.iter_mut().enumerate() {
+            for (i, &s) in scores[q * width..(q + 1) * width].iter().enumerate() {
+                let row = start + i;
+                if s < heap.threshold() || unit.skip.is_some_and(|m| m.get(row)) {
+                    continue;
+                }
+                heap.push(s, unit.rids[row]);
+            }
+        }
+        start = end;
+    }
 }
 
 fn scan_unit(

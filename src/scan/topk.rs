@@ -62,6 +62,8 @@ impl TopK {
         if self.k == 0 {
             return;
         }
+        // Kernels may produce -0.0 or +0.0 for the same dot product: both are one score.
+        let score = score + 0.0;
         let e = Entry { score, rid };
         if self.heap.len() < self.k {
             self.heap.push(e);
