@@ -36,19 +36,43 @@ impl QueryTile {
     }
 }
 
-#[inline(always)]
-fn madd<const FMA: bool>(acc: f32, x: f32, q: f32) -> f32 {
-    if FMA {
-        x.mul_add(q, acc)
-    } else {
-        acc + x * q
+/// One 4-row × 32-query tile with AVX-512: eight accumulators, two query loads and four
+/// broadcasts per component.
+///
+/// # Safety
+/// The CPU must support AVX-512F; each `rows[i]` and `qt` must hold `dim` and `dim * LANES`
+/// floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile4_avx512(rows: [&[f32]; 4], qt: &[f32], dim: usize, acc_out: &mut [[f32; LANES]; 4]) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows.iter().all(|r| r.len() >= dim) && qt.len() >= dim * LANES);
+    let mut acc = [_mm512_setzero_ps(); 8];
+    let q = qt.as_ptr();
+    let r = rows.map(<[f32]>::as_ptr);
+    for d in 0..dim {
+        // SAFETY (whole loop): d < dim, so every read is inside the slices checked above.
+        let q0 = _mm512_loadu_ps(q.add(d * LANES));
+        let q1 = _mm512_loadu_ps(q.add(d * LANES + 16));
+        for i in 0..4 {
+            let x = _mm512_set1_ps(*r[i].add(d));
+            acc[2 * i] = _mm512_fmadd_ps(x, q0, acc[2 * i]);
+            acc[2 * i + 1] = _mm512_fmadd_ps(x, q1, acc[2 * i + 1]);
+        }
+    }
+    for i in 0..4 {
+        _mm512_storeu_ps(acc_out[i].as_mut_ptr(), acc[2 * i]);
+        _mm512_storeu_ps(acc_out[i].as_mut_ptr().add(16), acc[2 * i + 1]);
     }
 }
 
-/// Scores rows `range` of `rows` against every query of `tile`: `out[q * width + i]` is the
-/// score of query q and row `range.start + i`.
-#[inline(always)]
-fn tile_body<const R: usize, const FMA: bool>(
+/// [`tile_scores`] with the AVX-512 tile.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_scores_avx512(
     rows: &[f32],
     dim: usize,
     range: Range<usize>,
@@ -56,24 +80,18 @@ fn tile_body<const R: usize, const FMA: bool>(
     out: &mut [f32],
     width: usize,
 ) {
+    let mut acc = [[0f32; LANES]; 4];
     for (g, qt) in tile.groups.iter().enumerate() {
         let q0 = g * LANES;
         let qn = (tile.queries - q0).min(LANES);
         let mut r = range.start;
         while r < range.end {
-            let take = (range.end - r).min(R);
-            let row: [&[f32]; R] =
+            let take = (range.end - r).min(4);
+            let row: [&[f32]; 4] =
                 std::array::from_fn(|i| &rows[(r + i.min(take - 1)) * dim..][..dim]);
-            let mut acc = [[0f32; LANES]; R];
-            for (d, q) in qt.chunks_exact(LANES).enumerate() {
-                let q: &[f32; LANES] = q.try_into().expect("LANES wide");
-                for i in 0..R {
-                    let x = row[i][d];
-                    for j in 0..LANES {
-                        acc[i][j] = madd::<FMA>(acc[i][j], x, q[j]);
-                    }
-                }
-            }
+            // SAFETY: AVX-512F is available (this function's contract); the slices have
+            // `dim` and `dim * LANES` floats.
+            unsafe { tile4_avx512(row, qt, dim, &mut acc) };
             for (i, a) in acc.iter().enumerate().take(take) {
                 for (j, &s) in a.iter().enumerate().take(qn) {
                     out[(q0 + j) * width + (r - range.start + i)] = s;
@@ -84,34 +102,21 @@ fn tile_body<const R: usize, const FMA: bool>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-fn tile_avx512(
-    rows: &[f32],
-    dim: usize,
-    range: Range<usize>,
-    tile: &QueryTile,
-    out: &mut [f32],
-    width: usize,
-) {
-    tile_body::<4, true>(rows, dim, range, tile, out, width)
+/// Whether this CPU runs the tile kernel (AVX-512F). Without it, batches use the per-pair
+/// simsimd kernels, which beat a tile built from narrower registers.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn tile_avx2(
-    rows: &[f32],
-    dim: usize,
-    range: Range<usize>,
-    tile: &QueryTile,
-    out: &mut [f32],
-    width: usize,
-) {
-    tile_body::<2, true>(rows, dim, range, tile, out, width)
-}
-
-/// Scores `range` of `rows` against all queries of `tile` into `out` (`queries × width`),
-/// with the widest kernel the CPU supports.
+/// Scores `range` of `rows` against all queries of `tile` into `out` (`queries × width`).
+/// Call only when [`available`] is true.
 pub(crate) fn tile_scores(
     rows: &[f32],
     dim: usize,
@@ -122,19 +127,15 @@ pub(crate) fn tile_scores(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU reports AVX-512F and FMA, the features tile_avx512 is compiled for.
-            return unsafe { tile_avx512(rows, dim, range, tile, out, width) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU reports AVX2 and FMA, the features tile_avx2 is compiled for.
-            return unsafe { tile_avx2(rows, dim, range, tile, out, width) };
-        }
+        assert!(available(), "tile kernel called without AVX-512F");
+        // SAFETY: AVX-512F was checked just above.
+        unsafe { tile_scores_avx512(rows, dim, range, tile, out, width) }
     }
-    tile_body::<2, false>(rows, dim, range, tile, out, width)
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (rows, dim, range, tile, out, width);
+        unreachable!("tile kernel called without AVX-512F")
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +157,11 @@ mod tests {
             let rows: Vec<f32> = (0..nrows * dim).map(|_| next()).collect();
             let queries: Vec<Vec<f32>> = (0..nq).map(|_| (0..dim).map(|_| next()).collect()).collect();
             let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+            if !available() {
+                // This CPU scans batches with the per-pair kernels, tested elsewhere.
+                prop_assert!(!std::arch::is_x86_feature_detected!("avx512f"));
+                return Ok(());
+            }
             let tile = QueryTile::new(&refs, dim);
             // Score an inner range so that offsets are exercised.
             let range = (nrows / 3)..nrows;

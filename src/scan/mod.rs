@@ -135,10 +135,11 @@ pub(crate) fn search(
 ) -> Vec<Vec<(f32, u64)>> {
     let threads = threads.clamp(1, units.len().max(1));
     let next = AtomicUsize::new(0);
-    let tile = (kernel == Kernel::Simd && queries.len() >= TILE_FROM).then(|| {
-        let refs: Vec<&[f32]> = queries.iter().map(PreparedQuery::as_f32).collect();
-        batch::QueryTile::new(&refs, dim)
-    });
+    let tile =
+        (kernel == Kernel::Simd && queries.len() >= TILE_FROM && batch::available()).then(|| {
+            let refs: Vec<&[f32]> = queries.iter().map(PreparedQuery::as_f32).collect();
+            batch::QueryTile::new(&refs, dim)
+        });
     let work = || {
         let mut heaps: Vec<TopK> = queries.iter().map(|_| TopK::new(k)).collect();
         let mut scores = vec![0f32; BLOCK_ROWS * queries.len().max(1)];
