@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup lint bench
+.PHONY: demo test setup lint bench bench-peers
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -24,3 +24,6 @@ lint:
 bench: setup
 	$(CARGO) bench --bench scan
 	$(CARGO) bench --bench encode
+
+bench-peers:
+	$(PYTHON) scripts/bench_peers.py

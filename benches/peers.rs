@@ -1,0 +1,115 @@
+//! xqdb's side of `scripts/bench_peers.py`: loads the raw f32 vectors the script wrote,
+//! builds an index through the public API, times exact top-10 search (single queries and a
+//! batch of 32, one thread and all threads) and writes timings and top-10 row numbers as
+//! JSON for the script to compare with faiss and usearch. Under `cargo test` (no `--bench`
+//! flag, no XQDB_PEERS_DIR) it checks itself on a small generated set.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xqdb::{Index, Metric, Passage, SearchOptions};
+
+const K: usize = 10;
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let dir = std::env::var_os("XQDB_PEERS_DIR").map(PathBuf::from);
+    let dim: usize = std::env::var("XQDB_PEERS_DIM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(384);
+    let (data, queries) = match &dir {
+        Some(d) => (
+            read_f32(&d.join("vectors.f32")),
+            read_f32(&d.join("queries.f32")),
+        ),
+        None => {
+            // Smoke run: small deterministic data.
+            let gen = |n: usize, s: u64| {
+                (0..n * dim)
+                    .map(|i| (((i as u64 * 2654435761 + s) % 1000) as f32) / 500.0 - 1.0)
+                    .collect::<Vec<f32>>()
+            };
+            (gen(2000, 1), gen(32, 7))
+        }
+    };
+    let rows = data.len() / dim;
+    let queries: Vec<Vec<f32>> = queries.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tmp = tempfile::tempdir_in(dir.clone().unwrap_or_else(std::env::temp_dir)).unwrap();
+    let index = Index::builder()
+        .dim(dim)
+        .metric(Metric::Dot)
+        .create(tmp.path().join("idx"))
+        .unwrap();
+    let t = Instant::now();
+    let mut w = index.writer().unwrap();
+    for (i, v) in data.chunks_exact(dim).enumerate() {
+        w.insert(Passage::new(i.to_string(), "p"), v).unwrap();
+        if i % 10_000 == 9_999 {
+            w.commit().unwrap();
+        }
+    }
+    w.commit().unwrap();
+    drop(w);
+    let build_s = t.elapsed().as_secs_f64();
+    let mut timings = serde_json::Map::new();
+    for t in [1, threads] {
+        let opts = SearchOptions::new(K).threads(t);
+        index.search_with(&queries[0], &opts).unwrap();
+        let single: Vec<f64> = queries
+            .iter()
+            .take(15)
+            .map(|q| {
+                let s = Instant::now();
+                index.search_with(q, &opts).unwrap();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let batch: Vec<f64> = (0..3)
+            .map(|_| {
+                let s = Instant::now();
+                index.search_batch(&queries, &opts).unwrap();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        timings.insert(format!("single_ms_{t}t"), median(single).into());
+        timings.insert(format!("batch32_ms_{t}t"), median(batch).into());
+    }
+    let top: Vec<Vec<usize>> = index
+        .search_batch(&queries, &SearchOptions::new(K))
+        .unwrap()
+        .into_iter()
+        .map(|hits| hits.into_iter().map(|h| h.id.parse().unwrap()).collect())
+        .collect();
+    // The batch path and the single-query path must agree.
+    for (q, want) in queries.iter().zip(&top).take(4) {
+        let single: Vec<usize> = index
+            .search(q, K)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id.parse().unwrap())
+            .collect();
+        assert_eq!(&single, want, "batch and single-query results differ");
+    }
+    let out = serde_json::json!({ "rows": rows, "dim": dim, "threads": threads, "build_s": build_s, "timings": timings, "top10": top });
+    match &dir {
+        Some(d) => std::fs::write(d.join("xqdb.json"), out.to_string()).unwrap(),
+        None => println!(
+            "smoke: {} rows, timings {}",
+            rows,
+            serde_json::Value::Object(timings)
+        ),
+    }
+}
