@@ -402,11 +402,7 @@ impl Writer {
             let vectors = new_rows.iter().map(|r| r.1.as_slice()).collect();
             self.write_rows(&txn, &mut config, &mut counters, rids, vectors)?;
         }
-        counters.commit_seq += 1;
-        {
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
-        }
+        self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;
         let added: &[(u64, Vec<f32>)] = if direct { &[] } else { &new_rows };
         let tail = if tail_removed.is_empty() && added.is_empty() {
@@ -458,22 +454,39 @@ impl Writer {
             encoded,
             width: config.dim * config.dtype.size(),
         };
+        self.add_segment(txn, config, counters, &source)
+    }
+
+    /// Writes `rows` as the next segment (durable before it returns, I2) and lists it in `txn`.
+    fn add_segment(
+        &self,
+        txn: &WriteTransaction,
+        config: &store::StoreConfig,
+        counters: &mut Counters,
+        rows: &dyn RowSource,
+    ) -> Result<(u64, SegmentRecord)> {
+        let inner = &*self.inner;
         let id = counters.next_segment;
         counters.next_segment += 1;
-        let rec = write_segment(
-            &inner.root,
-            config.uuid,
-            id,
-            config.dim as u32,
-            config.dtype,
-            &source,
-        )?;
+        let dim = config.dim as u32;
+        let rec = write_segment(&inner.root, config.uuid, id, dim, config.dtype, rows)?;
         let mut segs = txn
             .open_table(store::SEGMENTS)
-            .map_err(|e| cerr(e.into()))?;
+            .map_err(|e| inner.catalog_err(e))?;
         segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
-            .map_err(|e| cerr(e.into()))?;
+            .map_err(|e| inner.catalog_err(e))?;
         Ok((id, rec))
+    }
+
+    /// Advances the commit sequence and stores the counters in `txn`.
+    fn write_counters(&self, txn: &WriteTransaction, counters: &mut Counters) -> Result<()> {
+        counters.commit_seq += 1;
+        let mut meta = txn
+            .open_table(store::META)
+            .map_err(|e| self.inner.catalog_err(e))?;
+        counters
+            .write(&mut meta)
+            .map_err(|e| self.inner.catalog_err(e))
     }
 
     fn guard<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
@@ -520,10 +533,8 @@ impl Writer {
             for rid in &snap.tail.rids {
                 tail.remove(*rid).map_err(|e| cerr(e.into()))?;
             }
-            counters.commit_seq += 1;
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
         }
+        self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;
         let next =
             inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
@@ -568,31 +579,17 @@ impl Writer {
             for s in &snap.segments {
                 segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
             }
-            if !picks.is_empty() {
-                let id = counters.next_segment;
-                counters.next_segment += 1;
-                let source = MergedRows { picks };
-                let rec = write_segment(
-                    &inner.root,
-                    config.uuid,
-                    id,
-                    config.dim as u32,
-                    config.dtype,
-                    &source,
-                )?;
-                segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
-                    .map_err(|e| cerr(e.into()))?;
-            }
             let mut tombstones = txn
                 .open_table(store::TOMBSTONES)
                 .map_err(|e| cerr(e.into()))?;
             tombstones
                 .retain(|_, _| false)
                 .map_err(|e| cerr(e.into()))?;
-            counters.commit_seq += 1;
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            counters.write(&mut meta).map_err(|e| cerr(e.into()))?;
         }
+        if !picks.is_empty() {
+            self.add_segment(&txn, &config, &mut counters, &MergedRows { picks })?;
+        }
+        self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;
         for s in &snap.segments {
             inner.retire(&s.handle);
