@@ -294,3 +294,42 @@ fn unlisted_files_in_segments_are_removed_at_open() {
     let report = index.verify().unwrap();
     assert_eq!(report.passages, 201);
 }
+
+#[test]
+fn a_segment_replaced_while_open_is_caught_at_the_next_open() {
+    let base = tempfile::tempdir().unwrap();
+    build(base.path());
+    let other = tempfile::tempdir().unwrap();
+    build(other.path());
+    let index = Index::open(base.path()).unwrap();
+    let before: Vec<String> = index
+        .search(&vector(3), 5)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    // Another program renames a foreign segment over ours while the index is open.
+    let ours = segments(base.path()).remove(0);
+    let theirs = segments(other.path()).remove(0);
+    let staged = base.path().join("staged");
+    std::fs::copy(&theirs, &staged).unwrap();
+    std::fs::rename(&staged, &ours).unwrap();
+    // The open index keeps reading the file it mapped (the old inode): same answers, verify ok.
+    let after: Vec<String> = index
+        .search(&vector(3), 5)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(before, after);
+    index.verify().unwrap();
+    drop(index);
+    // The next open checks the file against the catalog and refuses it, naming it.
+    let e = Index::open(base.path()).unwrap_err();
+    assert!(matches!(e, xqdb::Error::Foreign { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(ours.file_name().unwrap().to_str().unwrap()),
+        "{e}"
+    );
+}

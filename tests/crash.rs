@@ -16,7 +16,6 @@ use xqdb::{Index, VerifyPolicy};
 
 const BATCH: usize = 16;
 const DIM: usize = 8;
-const KILLS: usize = 60;
 
 /// Same formula as the stress writer.
 fn stress_vector(n: u64) -> Vec<f32> {
@@ -136,12 +135,24 @@ fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64
 
 #[test]
 fn acknowledged_batches_survive_sigkill_at_any_moment() {
+    kill_rounds(60, 0x5eed);
+}
+
+/// The soak: 500 kills (about a minute in release). Run here with
+/// `cargo test --release --test crash -- --ignored --nocapture`; figures in RELIABILITY.md.
+#[test]
+#[ignore = "soak: run by hand, see RELIABILITY.md"]
+fn soak_500_kills() {
+    kill_rounds(500, 0x50a4);
+}
+
+fn kill_rounds(kills: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut last_durable: Option<u64> = None;
     let mut aims = [0usize; 3];
     let mut killed_mid_write = 0;
-    for round in 0..KILLS {
+    for round in 0..kills {
         let aim = match round % 3 {
             0 => Aim::AfterSealStarts,
             1 => Aim::AfterCompactionStarts,
@@ -221,11 +232,11 @@ fn acknowledged_batches_survive_sigkill_at_any_moment() {
     }
     let stats = Index::open(dir.path()).unwrap().stats().unwrap();
     eprintln!(
-        "{KILLS} kills ({} aimed at seals, {} at compactions, {} at random times; {killed_mid_write} left a half-written segment); {} batches durable; stats: {stats:?}",
+        "{kills} kills ({} aimed at seals, {} at compactions, {} at random times; {killed_mid_write} left a half-written segment); {} batches durable; stats: {stats:?}",
         aims[0], aims[1], aims[2], last_durable.map_or(0, |b| b + 1)
     );
     assert!(
-        last_durable.is_some_and(|b| b >= KILLS as u64),
+        last_durable.is_some_and(|b| b >= kills as u64),
         "the writer made too little progress to test anything"
     );
 }
