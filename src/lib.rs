@@ -37,6 +37,7 @@ pub use index::{
 };
 pub use model::{Encoder, EncoderOptions, ModelBundle};
 pub use scan::Kernel;
+pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;
 pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};
 

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use xqdb::{Index, Metric, Passage, VerifyPolicy};
+use xqdb::{Index, Metric, Passage, ReadMode, VerifyPolicy};
 
 const DIM: usize = 16;
 
@@ -332,4 +332,31 @@ fn a_segment_replaced_while_open_is_caught_at_the_next_open() {
             .contains(ours.file_name().unwrap().to_str().unwrap()),
         "{e}"
     );
+}
+
+#[test]
+fn in_read_mode_a_segment_truncated_while_open_cannot_crash_searches() {
+    let base = tempfile::tempdir().unwrap();
+    build(base.path());
+    let index = Index::builder()
+        .read_mode(ReadMode::Read)
+        .open(base.path())
+        .unwrap();
+    let before = index.search(&vector(5), 10).unwrap();
+    // Another program truncates a segment under the open index: with a mapping, touching the
+    // lost pages would raise SIGBUS; in read mode the rows are already in memory.
+    for seg in segments(base.path()) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+    }
+    let after = index.search(&vector(5), 10).unwrap();
+    assert_eq!(before, after);
+    index.verify().unwrap();
+    drop(index);
+    let e = Index::open(base.path()).unwrap_err();
+    assert!(e.is_corruption(), "{e:?}");
 }

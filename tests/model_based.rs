@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use xqdb::{Dtype, Filter, Index, Metric, Passage, SearchOptions, Writer};
+use xqdb::{Dtype, Filter, Index, Metric, Passage, ReadMode, SearchOptions, Writer};
 
 const DIM: usize = 4;
 const LANGS: [&str; 3] = ["en", "ja", "fi"];
@@ -129,8 +129,9 @@ fn passage(id: &str, tag: u8) -> Passage {
     .with_meta(serde_json::json!({ "group": tag / 3 }))
 }
 
-fn open(dir: &std::path::Path, dtype: Dtype) -> Index {
+fn open(dir: &std::path::Path, dtype: Dtype, mode: ReadMode) -> Index {
     Index::builder()
+        .read_mode(mode)
         .dim(DIM)
         .metric(Metric::Dot)
         .dtype(dtype)
@@ -157,9 +158,9 @@ fn check_state(index: &Index, oracle: &Oracle) {
     }
 }
 
-fn run(ops: Vec<Op>, dtype: Dtype) {
+fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
     let dir = tempfile::tempdir().unwrap();
-    let mut index = open(dir.path(), dtype);
+    let mut index = open(dir.path(), dtype, mode);
     let mut writer: Option<Writer> = Some(index.writer().unwrap());
     let mut oracle = Oracle::default();
     for op in ops {
@@ -212,7 +213,7 @@ fn run(ops: Vec<Op>, dtype: Dtype) {
             Op::Reopen => {
                 drop(writer.take());
                 drop(index);
-                index = open(dir.path(), dtype);
+                index = open(dir.path(), dtype, mode);
                 oracle.pending.clear();
                 check_state(&index, &oracle);
                 index.verify().unwrap();
@@ -264,7 +265,7 @@ fn run(ops: Vec<Op>, dtype: Dtype) {
     let report = index.verify().unwrap();
     assert_eq!(report.passages, oracle.committed.len() as u64);
     drop(index);
-    let index = open(dir.path(), dtype);
+    let index = open(dir.path(), dtype, mode);
     check_state(&index, &oracle);
     index.verify().unwrap();
 }
@@ -274,11 +275,16 @@ proptest! {
 
     #[test]
     fn f32_store_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops, Dtype::F32);
+        run(ops, Dtype::F32, ReadMode::Mmap);
+    }
+
+    #[test]
+    fn f32_store_read_into_memory_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
+        run(ops, Dtype::F32, ReadMode::Read);
     }
 
     #[test]
     fn f16_store_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops, Dtype::F16);
+        run(ops, Dtype::F16, ReadMode::Mmap);
     }
 }

@@ -10,7 +10,7 @@ pub use writer::{CommitInfo, Writer};
 
 use crate::error::{Error, Result};
 use crate::model::{Encoder, EncoderOptions, ModelBundle};
-use crate::segment::{self, SegmentHandle, SegmentRecord, SEGMENTS_DIR};
+use crate::segment::{self, ReadMode, SegmentHandle, SegmentRecord, SEGMENTS_DIR};
 use crate::store::{self, Counters, MetaError, MetaKey, StoreConfig, CATALOG_FILE};
 use crate::types::{Dtype, Metric};
 use redb::{ReadableDatabase, ReadableTable};
@@ -41,6 +41,7 @@ pub struct IndexBuilder {
     model_fingerprint: Option<String>,
     encoder: Option<Arc<Encoder>>,
     read_only: bool,
+    read_mode: ReadMode,
     verify: VerifyPolicy,
     seal_rows: usize,
     direct_segment_rows: usize,
@@ -56,6 +57,7 @@ impl Default for IndexBuilder {
             model_fingerprint: None,
             encoder: None,
             read_only: false,
+            read_mode: ReadMode::default(),
             verify: VerifyPolicy::default(),
             seal_rows: 16_384,
             direct_segment_rows: 4_096,
@@ -102,6 +104,13 @@ impl IndexBuilder {
     /// Opens without a writer: searches only, nothing on disk changes.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// How segment files are read: mapped (default) or copied into memory, for media where
+    /// a file may change behind xqdb's back (network and FUSE file systems).
+    pub fn read_mode(mut self, mode: ReadMode) -> Self {
+        self.read_mode = mode;
         self
     }
 
@@ -291,7 +300,14 @@ impl Inner {
         config: &StoreConfig,
         full: bool,
     ) -> Result<SegmentHandle> {
-        let handle = SegmentHandle::open(&self.root, id, rec, config.uuid, full)?;
+        let handle = SegmentHandle::open(
+            &self.root,
+            id,
+            rec,
+            config.uuid,
+            full,
+            self.options.read_mode,
+        )?;
         if handle.dim() != config.dim || handle.dtype() != config.dtype {
             return Err(Error::corrupt(
                 &handle.path,

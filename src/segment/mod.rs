@@ -4,6 +4,7 @@ pub mod format;
 mod reader;
 mod writer;
 
+pub use reader::ReadMode;
 pub(crate) use reader::SegmentHandle;
 pub(crate) use writer::{encode_rows, sync_dir, write_segment, RowSource};
 

@@ -1,4 +1,5 @@
-//! Opens a published segment: length and framing checks first, then a read-only mmap.
+//! Opens a published segment: length and framing checks first, then a read-only mmap (or,
+//! for untrusted media, a copy read into memory).
 
 use super::format::{
     inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION,
@@ -8,6 +9,43 @@ use crate::error::{Error, Result};
 use crate::scan::Rows;
 use crate::types::Dtype;
 use memmap2::Mmap;
+use std::io::Read;
+
+/// How segment bytes reach memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Memory-map segment files (fast, shared with the page cache). The default.
+    #[default]
+    Mmap,
+    /// Read each segment into memory at open: no mapping, so a file truncated or changed
+    /// behind xqdb's back can never raise SIGBUS; costs the segments' size in RAM. Also
+    /// used automatically when a file cannot be mapped.
+    Read,
+}
+
+/// The bytes of a segment: a mapping, or a copy in 8-byte-aligned memory.
+#[derive(Debug)]
+enum Bytes {
+    Mapped(Mmap),
+    Loaded { words: Vec<u64>, len: usize },
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Loaded { words, len } => &bytemuck::cast_slice(words)[..*len],
+        }
+    }
+}
+
+fn read_aligned(file: &mut File, len: usize, path: &Path) -> Result<Bytes> {
+    let mut words = vec![0u64; len.div_ceil(8)];
+    file.read_exact(&mut bytemuck::cast_slice_mut(&mut words)[..len])
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Bytes::Loaded { words, len })
+}
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +59,7 @@ pub(crate) struct SegmentHandle {
     pub id: u64,
     pub path: PathBuf,
     pub record: SegmentRecord,
-    map: Mmap,
+    map: Bytes,
     info: SegmentInfo,
     retired: AtomicBool,
 }
@@ -34,9 +72,10 @@ impl SegmentHandle {
         record: &SegmentRecord,
         store_uuid: [u8; 16],
         full: bool,
+        mode: ReadMode,
     ) -> Result<Self> {
         let path = path_of(root, id);
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let mut file = File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::corrupt(&path, "segment listed in the catalog is missing")
             }
@@ -56,7 +95,15 @@ impl SegmentHandle {
         // the length was checked against the catalog just above, so every offset that
         // `inspect` validates lies inside the mapping. A file truncated behind our back by
         // another program is outside the contract (see FORMAT.md, "Assumptions").
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        let map = match mode {
+            // SAFETY: see above.
+            ReadMode::Mmap => match unsafe { Mmap::map(&file) } {
+                Ok(m) => Bytes::Mapped(m),
+                // A file system that cannot map files still serves reads.
+                Err(_) => read_aligned(&mut file, len as usize, &path)?,
+            },
+            ReadMode::Read => read_aligned(&mut file, len as usize, &path)?,
+        };
         let info = inspect(&map, full).map_err(|reason| classify(&path, &map, reason))?;
         let h = &info.header;
         if h.store_uuid != store_uuid {
@@ -109,7 +156,8 @@ impl SegmentHandle {
     pub fn rids(&self) -> &[u64] {
         let l = &self.info.layout;
         let bytes = &self.map[l.rids_offset..l.rids_offset + self.rows() * 8];
-        // Offsets are multiples of 64 and the map is page-aligned, so the cast cannot fail.
+        // Offsets are multiples of 64 and the bytes start page- or 8-byte-aligned, so the
+        // cast to u64 cannot fail.
         bytemuck::cast_slice(bytes)
     }
 
