@@ -159,6 +159,24 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalTask {
+    /// Score a TREC run against TREC qrels with trec_eval's conventions: MRR@k, Recall@k,
+    /// P@k, nDCG@k, per query and averaged.
+    Trec {
+        /// The run file (`qid Q0 docid rank score tag`).
+        #[arg(long)]
+        run: PathBuf,
+        /// The qrels file (`qid iter docid rel`).
+        #[arg(long)]
+        qrels: PathBuf,
+        /// Cutoff.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Count queries that have qrels but no results as zeros (trec_eval -c).
+        #[arg(long)]
+        complete: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Native → English retrieval over {"lang","native","en"} files: each native text queries
     /// for its English translation among all English texts of its language.
     Translations {
@@ -189,7 +207,7 @@ fn main() -> ExitCode {
         | Command::Stats { out, .. }
         | Command::Demo { out, .. }
         | Command::Eval {
-            task: EvalTask::Translations { out, .. },
+            task: EvalTask::Translations { out, .. } | EvalTask::Trec { out, .. },
         } => out.json,
         Command::StressWriter { .. } => false,
     };
@@ -379,6 +397,29 @@ fn run(command: Command) -> CliResult {
                     out,
                 },
         } => quiet_unless(out.json, eval_translations(&files, model.as_deref(), limit)),
+        Command::Eval {
+            task:
+                EvalTask::Trec {
+                    run,
+                    qrels,
+                    k,
+                    complete,
+                    out,
+                },
+        } => {
+            let r = xqdb::eval::trec::read_run(&run).map_err(err)?;
+            let q = xqdb::eval::trec::read_qrels(&qrels).map_err(err)?;
+            let report = xqdb::eval::trec::evaluate(&r, &q, k, complete);
+            if !out.json {
+                let m = &report.mean;
+                println!(
+                    "queries {}  MRR@{k} {:.4}  Recall@{k} {:.4}  P@{k} {:.4}  nDCG@{k} {:.4}",
+                    report.queries, m.mrr, m.recall, m.precision, m.ndcg
+                );
+                return Ok(Value::Null);
+            }
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
         Command::Demo {
             model,
             sample,

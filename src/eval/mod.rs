@@ -1,4 +1,6 @@
-//! Evaluation: ranking metrics and the cross-lingual translation-retrieval task.
+//! Evaluation: ranking metrics, TREC runs and qrels, and the cross-lingual translation task.
+
+pub mod trec;
 
 use crate::error::{Error, Result};
 use crate::model::Encoder;
