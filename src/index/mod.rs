@@ -10,7 +10,9 @@ pub use writer::{CommitInfo, Writer};
 
 use crate::error::{Error, Result};
 use crate::model::{Encoder, EncoderOptions, ModelBundle};
-use crate::segment::{self, ReadMode, SegmentHandle, SegmentRecord, SEGMENTS_DIR};
+use crate::segment::{
+    self, FsDir, MemDir, ReadMode, SegmentDir, SegmentHandle, SegmentRecord, SEGMENTS_DIR,
+};
 use crate::store::{self, Counters, MetaError, MetaKey, StoreConfig, CATALOG_FILE};
 use crate::types::{Dtype, Metric};
 use redb::{ReadableDatabase, ReadableTable};
@@ -153,6 +155,13 @@ impl IndexBuilder {
         }
     }
 
+    /// Creates an index that lives in memory only (catalog and segments): the same API and
+    /// behaviour except durability, for tests and fuzzers of applications built on xqdb.
+    /// Results are deterministic: the same operations give the same answers on every run.
+    pub fn in_memory(self) -> Result<Index> {
+        Index::create_in_memory(self)
+    }
+
     /// Creates a new index at `path`; fails if one exists there.
     pub fn create(self, path: impl AsRef<Path>) -> Result<Index> {
         let root = path.as_ref();
@@ -182,6 +191,8 @@ impl Db {
 pub(crate) struct Inner {
     pub root: PathBuf,
     pub catalog_path: PathBuf,
+    /// Where segment files live (the `segments/` folder, or memory).
+    pub dir: Arc<dyn SegmentDir>,
     pub db: Db,
     pub options: IndexBuilder,
     pub current: RwLock<Arc<SnapshotData>>,
@@ -196,6 +207,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// True for indexes made by [`IndexBuilder::in_memory`].
+    pub fn in_memory(&self) -> bool {
+        self.root == Path::new(":memory:")
+    }
+
     pub fn catalog_err(&self, e: impl Into<redb::Error>) -> Error {
         Error::catalog(&self.catalog_path, e)
     }
@@ -301,7 +317,7 @@ impl Inner {
         full: bool,
     ) -> Result<SegmentHandle> {
         let handle = SegmentHandle::open(
-            &self.root,
+            &self.dir,
             id,
             rec,
             config.uuid,
@@ -380,6 +396,57 @@ impl Drop for Inner {
     }
 }
 
+fn check_dim(options: &IndexBuilder) -> Result<()> {
+    let dim = options.dim.ok_or_else(|| {
+        Error::InvalidArgument("a dimension is required to create an index".into())
+    })?;
+    if dim == 0 || dim > crate::MAX_DIM {
+        return Err(Error::InvalidArgument(format!(
+            "dimension {dim} out of range 1..={}",
+            crate::MAX_DIM
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the settings and creates every table of a new catalog, in one commit.
+fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> Result<()> {
+    let config = StoreConfig {
+        format_version: store::FORMAT_VERSION,
+        uuid: *uuid::Uuid::new_v4().as_bytes(),
+        dim: options.dim.unwrap_or_default(),
+        dtype: options.dtype,
+        metric: options.metric,
+        i8_scale: None,
+        model_fingerprint: options.model_fingerprint.clone(),
+        model_path: options
+            .encoder
+            .as_ref()
+            .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
+    };
+    let cerr = |e: redb::Error| Error::catalog(catalog, e);
+    let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+    {
+        let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+        config.write(&mut meta).map_err(|e| cerr(e.into()))?;
+        Counters::default()
+            .write(&mut meta)
+            .map_err(|e| cerr(e.into()))?;
+        store::put(&mut meta, MetaKey::CleanShutdown, &[0]).map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::PASSAGES)
+            .map_err(|e| cerr(e.into()))?;
+        txn.open_multimap_table(store::LANGS)
+            .map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::SEGMENTS)
+            .map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::TOMBSTONES)
+            .map_err(|e| cerr(e.into()))?;
+    }
+    txn.commit().map_err(|e| cerr(e.into()))
+}
+
 /// An open index. Cheap to clone; `Send + Sync`; searches run on any thread against a
 /// consistent committed snapshot while one [`Writer`] changes the index.
 #[derive(Clone)]
@@ -431,57 +498,29 @@ impl Index {
     }
 
     fn create_new(root: &Path, options: IndexBuilder) -> Result<Index> {
-        let dim = options.dim.ok_or_else(|| {
-            Error::InvalidArgument("a dimension is required to create an index".into())
-        })?;
-        if dim == 0 || dim > crate::MAX_DIM {
-            return Err(Error::InvalidArgument(format!(
-                "dimension {dim} out of range 1..={}",
-                crate::MAX_DIM
-            )));
-        }
+        check_dim(&options)?;
         let seg_dir = root.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
         let catalog = root.join(CATALOG_FILE);
         let db = redb::Database::builder()
             .create(&catalog)
             .map_err(|e| map_open_error(root, &catalog, e))?;
-        let config = StoreConfig {
-            format_version: store::FORMAT_VERSION,
-            uuid: *uuid::Uuid::new_v4().as_bytes(),
-            dim,
-            dtype: options.dtype,
-            metric: options.metric,
-            i8_scale: None,
-            model_fingerprint: options.model_fingerprint.clone(),
-            model_path: options
-                .encoder
-                .as_ref()
-                .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
-        };
-        let cerr = |e: redb::Error| Error::catalog(&catalog, e);
-        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-        {
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            config.write(&mut meta).map_err(|e| cerr(e.into()))?;
-            Counters::default()
-                .write(&mut meta)
-                .map_err(|e| cerr(e.into()))?;
-            store::put(&mut meta, MetaKey::CleanShutdown, &[0]).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::PASSAGES)
-                .map_err(|e| cerr(e.into()))?;
-            txn.open_multimap_table(store::LANGS)
-                .map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::SEGMENTS)
-                .map_err(|e| cerr(e.into()))?;
-            txn.open_table(store::TOMBSTONES)
-                .map_err(|e| cerr(e.into()))?;
-        }
-        txn.commit().map_err(|e| cerr(e.into()))?;
+        init_catalog(&db, &catalog, &options)?;
         segment::sync_dir(root)?;
-        Index::finish_open(root, catalog, Db::Writable(db), options, true)
+        let dir: Arc<dyn SegmentDir> = Arc::new(FsDir { dir: seg_dir });
+        Index::finish_open(root, catalog, dir, Db::Writable(db), options, true)
+    }
+
+    fn create_in_memory(options: IndexBuilder) -> Result<Index> {
+        check_dim(&options)?;
+        let root = PathBuf::from(":memory:");
+        let catalog = root.join(CATALOG_FILE);
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| Error::catalog(&catalog, e))?;
+        init_catalog(&db, &catalog, &options)?;
+        let dir: Arc<dyn SegmentDir> = Arc::new(MemDir::default());
+        Index::finish_open(&root, catalog, dir, Db::Writable(db), options, true)
     }
 
     fn open_existing(root: &Path, options: IndexBuilder) -> Result<Index> {
@@ -510,12 +549,16 @@ impl Index {
             })?;
             store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
         };
-        Index::finish_open(root, catalog, db, options, was_clean)
+        let dir: Arc<dyn SegmentDir> = Arc::new(FsDir {
+            dir: root.join(SEGMENTS_DIR),
+        });
+        Index::finish_open(root, catalog, dir, db, options, was_clean)
     }
 
     fn finish_open(
         root: &Path,
         catalog: PathBuf,
+        dir: Arc<dyn SegmentDir>,
         db: Db,
         options: IndexBuilder,
         was_clean: bool,
@@ -529,6 +572,7 @@ impl Index {
         let inner = Inner {
             root: root.to_path_buf(),
             catalog_path: catalog,
+            dir,
             db,
             options,
             current: RwLock::new(Arc::new(SnapshotData::empty())),
@@ -702,7 +746,6 @@ impl Inner {
 
     /// Removes segment files the catalog does not list, and temp files (invariant I5).
     fn remove_orphans(&self) -> Result<()> {
-        let dir = self.root.join(SEGMENTS_DIR);
         let listed: std::collections::HashSet<u64> = {
             let txn = self.begin_read()?;
             let t = txn
@@ -715,21 +758,25 @@ impl Inner {
             set
         };
         let mut removed = false;
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        for name in self
+            .dir
+            .list()
+            .map_err(|e| Error::io(self.dir.path(""), e))?
+        {
             let orphan = name.ends_with(".seg.tmp")
                 || (name.ends_with(".seg")
-                    && segment::parse_file_name(name).is_none_or(|id| !listed.contains(&id)));
+                    && segment::parse_file_name(&name).is_none_or(|id| !listed.contains(&id)));
             if orphan {
-                let p = entry.path();
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                self.dir
+                    .remove(&name)
+                    .map_err(|e| Error::io(self.dir.path(&name), e))?;
                 removed = true;
             }
         }
         if removed {
-            segment::sync_dir(&dir)?;
+            self.dir
+                .sync()
+                .map_err(|e| Error::io(self.dir.path(""), e))?;
         }
         Ok(())
     }

@@ -581,9 +581,13 @@ impl Snapshot {
     /// Counts and sizes.
     pub fn stats(&self) -> Result<Stats> {
         let d = &self.data;
-        let catalog_bytes = std::fs::metadata(&self.inner.catalog_path)
-            .map_err(|e| Error::io(&self.inner.catalog_path, e))?
-            .len();
+        let catalog_bytes = if self.inner.in_memory() {
+            0
+        } else {
+            std::fs::metadata(&self.inner.catalog_path)
+                .map_err(|e| Error::io(&self.inner.catalog_path, e))?
+                .len()
+        };
         Ok(Stats {
             passages: d.live,
             tail_rows: d.tail.len() as u64,

@@ -2,7 +2,7 @@
 
 use super::snapshot::Snapshot;
 use crate::error::{Error, Result};
-use crate::segment::{self, SEGMENTS_DIR};
+use crate::segment;
 use crate::store;
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
@@ -124,21 +124,19 @@ impl Snapshot {
 
     fn check_no_orphans(&self) -> Result<()> {
         let inner = self.inner();
-        let dir = inner.root.join(SEGMENTS_DIR);
         let listed: Vec<u64> = self.data().segments.iter().map(|s| s.handle.id).collect();
         let in_use = inner.retired_in_use();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let known = segment::parse_file_name(&name).is_some_and(|id| {
-                listed.contains(&id)
-                    || in_use.contains(&id)
-                    || id >= self.data().counters.next_segment
-            });
+        let next = self.data().counters.next_segment;
+        for name in inner
+            .dir
+            .list()
+            .map_err(|e| Error::io(inner.dir.path(""), e))?
+        {
+            let known = segment::parse_file_name(&name)
+                .is_some_and(|id| listed.contains(&id) || in_use.contains(&id) || id >= next);
             if !known {
                 return Err(Error::corrupt(
-                    entry.path(),
+                    inner.dir.path(&name),
                     "file in segments/ is not listed in the catalog",
                 ));
             }

@@ -469,7 +469,7 @@ impl Writer {
         let id = counters.next_segment;
         counters.next_segment += 1;
         let dim = config.dim as u32;
-        let rec = write_segment(&inner.root, config.uuid, id, dim, config.dtype, rows)?;
+        let rec = write_segment(&*inner.dir, config.uuid, id, dim, config.dtype, rows)?;
         let mut segs = txn
             .open_table(store::SEGMENTS)
             .map_err(|e| inner.catalog_err(e))?;

@@ -310,9 +310,11 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(crate::segment::SEGMENTS_DIR)).unwrap();
-        crate::segment::write_segment(dir.path(), [9; 16], 7, 3, Dtype::F16, &Src).unwrap();
-        std::fs::read(crate::segment::path_of(dir.path(), 7)).unwrap()
+        let fs = crate::segment::FsDir {
+            dir: dir.path().to_path_buf(),
+        };
+        crate::segment::write_segment(&fs, [9; 16], 7, 3, Dtype::F16, &Src).unwrap();
+        std::fs::read(dir.path().join(crate::segment::file_name(7))).unwrap()
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Immutable segment files: the format, the durable writer and the checked mmap reader.
 
+mod dir;
 pub mod format;
 mod reader;
 mod writer;
 
+pub(crate) use dir::{FsDir, MemDir, SegmentDir};
 pub use reader::ReadMode;
 pub(crate) use reader::SegmentHandle;
 pub(crate) use writer::{encode_rows, sync_dir, write_segment, RowSource};
-
-use std::path::{Path, PathBuf};
 
 /// The folder that holds segment files, inside an index folder.
 pub(crate) const SEGMENTS_DIR: &str = "segments";
@@ -25,11 +25,6 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
-}
-
-/// Path of segment `id` under the index folder `root`.
-pub(crate) fn path_of(root: &Path, id: u64) -> PathBuf {
-    root.join(SEGMENTS_DIR).join(file_name(id))
 }
 
 /// Catalog row for one segment (what the commit that published it promised).

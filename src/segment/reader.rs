@@ -1,15 +1,18 @@
 //! Opens a published segment: length and framing checks first, then a read-only mmap (or,
 //! for untrusted media, a copy read into memory).
 
+use super::dir::SegmentDir;
 use super::format::{
     inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION,
 };
-use super::{path_of, SegmentRecord};
+use super::{file_name, SegmentRecord};
 use crate::error::{Error, Result};
 use crate::scan::Rows;
 use crate::types::Dtype;
 use memmap2::Mmap;
-use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// How segment bytes reach memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,9 +28,9 @@ pub enum ReadMode {
 
 /// The bytes of a segment: a mapping, or a copy in 8-byte-aligned memory.
 #[derive(Debug)]
-enum Bytes {
+pub(crate) enum Bytes {
     Mapped(Mmap),
-    Loaded { words: Vec<u64>, len: usize },
+    Loaded(Arc<Vec<u64>>, usize),
 }
 
 impl std::ops::Deref for Bytes {
@@ -35,20 +38,10 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Mapped(m) => m,
-            Bytes::Loaded { words, len } => &bytemuck::cast_slice(words)[..*len],
+            Bytes::Loaded(words, len) => &bytemuck::cast_slice(words)[..*len],
         }
     }
 }
-
-fn read_aligned(file: &mut File, len: usize, path: &Path) -> Result<Bytes> {
-    let mut words = vec![0u64; len.div_ceil(8)];
-    file.read_exact(&mut bytemuck::cast_slice_mut(&mut words)[..len])
-        .map_err(|e| Error::io(path, e))?;
-    Ok(Bytes::Loaded { words, len })
-}
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A mapped, checked, immutable segment. Shared by every snapshot that lists it.
 ///
@@ -58,6 +51,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) struct SegmentHandle {
     pub id: u64,
     pub path: PathBuf,
+    dir: Arc<dyn SegmentDir>,
+    name: String,
     pub record: SegmentRecord,
     map: Bytes,
     info: SegmentInfo,
@@ -67,43 +62,24 @@ pub(crate) struct SegmentHandle {
 impl SegmentHandle {
     /// Opens segment `id` as the catalog describes it. `full` also verifies the body checksum.
     pub fn open(
-        root: &Path,
+        dir: &Arc<dyn SegmentDir>,
         id: u64,
         record: &SegmentRecord,
         store_uuid: [u8; 16],
         full: bool,
         mode: ReadMode,
     ) -> Result<Self> {
-        let path = path_of(root, id);
-        let mut file = File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::corrupt(&path, "segment listed in the catalog is missing")
-            }
-            _ => Error::io(&path, e),
-        })?;
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if len != record.file_len {
-            return Err(Error::corrupt(
-                &path,
-                format!(
-                    "length is {len} bytes; the catalog recorded {}",
-                    record.file_len
-                ),
-            ));
-        }
-        // SAFETY: segment files are never modified or truncated after publication (I3), and
-        // the length was checked against the catalog just above, so every offset that
-        // `inspect` validates lies inside the mapping. A file truncated behind our back by
-        // another program is outside the contract (see FORMAT.md, "Assumptions").
-        let map = match mode {
-            // SAFETY: see above.
-            ReadMode::Mmap => match unsafe { Mmap::map(&file) } {
-                Ok(m) => Bytes::Mapped(m),
-                // A file system that cannot map files still serves reads.
-                Err(_) => read_aligned(&mut file, len as usize, &path)?,
-            },
-            ReadMode::Read => read_aligned(&mut file, len as usize, &path)?,
-        };
+        let name = file_name(id);
+        let path = dir.path(&name);
+        let map = dir
+            .load(&name, record.file_len, mode)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::corrupt(&path, "segment listed in the catalog is missing")
+                }
+                std::io::ErrorKind::InvalidData => Error::corrupt(&path, e.to_string()),
+                _ => Error::io(&path, e),
+            })?;
         let info = inspect(&map, full).map_err(|reason| classify(&path, &map, reason))?;
         let h = &info.header;
         if h.store_uuid != store_uuid {
@@ -125,6 +101,8 @@ impl SegmentHandle {
         }
         Ok(SegmentHandle {
             id,
+            dir: dir.clone(),
+            name,
             path,
             record: *record,
             map,
@@ -186,7 +164,7 @@ impl Drop for SegmentHandle {
     fn drop(&mut self) {
         if self.retired.load(Ordering::Acquire) {
             // A failure leaves an orphan that the next writable open removes (I5).
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.dir.remove(&self.name);
         }
     }
 }

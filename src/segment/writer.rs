@@ -1,11 +1,11 @@
 //! Writes a segment durably: temp file → write → fsync → rename → fsync of the folder.
 
+use super::dir::SegmentDir;
 use super::format::{Layout, SegmentFooter, SegmentHeader, BLOCK, SEGMENT_VERSION};
-use super::{path_of, SegmentRecord, SEGMENTS_DIR};
+use super::{file_name, SegmentRecord};
 use crate::error::{Error, Result};
 use crate::types::Dtype;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -61,51 +61,51 @@ fn pad_to(w: &mut impl Write, written: usize, target: usize) -> std::io::Result<
     w.write_all(&ZEROS[..target - written])
 }
 
-/// Writes segment `id` under `root` and makes it durable (invariant I2), returning the
-/// catalog record that a commit may now reference. On error the temp file is removed.
+/// Writes segment `id` into `dir` and makes it durable (invariant I2): temp file, fsync,
+/// rename, fsync of the folder. Returns the catalog record that a commit may now reference.
+/// On error the temp file is removed.
 pub(crate) fn write_segment(
-    root: &Path,
+    dir: &dyn SegmentDir,
     store_uuid: [u8; 16],
     id: u64,
     dim: u32,
     dtype: Dtype,
     rows: &dyn RowSource,
 ) -> Result<SegmentRecord> {
-    let final_path = path_of(root, id);
-    let tmp_path = final_path.with_extension("seg.tmp");
-    let result = write_tmp(&tmp_path, store_uuid, id, dim, dtype, rows);
-    let record = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(e);
-        }
-    };
-    fs::rename(&tmp_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
-    sync_dir(&root.join(SEGMENTS_DIR))?;
-    Ok(record)
+    let name = file_name(id);
+    let tmp = format!("{name}.tmp");
+    let mut record = None;
+    let result = dir.create_durable(&tmp, &mut |w| {
+        record = Some(write_body(w, store_uuid, id, dim, dtype, rows)?);
+        Ok(())
+    });
+    if let Err(e) = result {
+        let _ = dir.remove(&tmp);
+        return Err(Error::io(dir.path(&tmp), e));
+    }
+    dir.rename(&tmp, &name)
+        .map_err(|e| Error::io(dir.path(&name), e))?;
+    dir.sync().map_err(|e| Error::io(dir.path(""), e))?;
+    record.ok_or_else(|| Error::InvalidArgument("segment writer produced nothing".into()))
 }
 
-fn write_tmp(
-    tmp_path: &Path,
+fn invalid(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_string())
+}
+
+fn write_body(
+    out: &mut dyn Write,
     store_uuid: [u8; 16],
     id: u64,
     dim: u32,
     dtype: Dtype,
     rows: &dyn RowSource,
-) -> Result<SegmentRecord> {
-    let io = |e| Error::io(tmp_path, e);
+) -> std::io::Result<SegmentRecord> {
     let n = rows.len();
-    let layout = Layout::new(n as u64, dim, dtype)
-        .ok_or_else(|| Error::InvalidArgument("segment too large".into()))?;
+    let layout = Layout::new(n as u64, dim, dtype).ok_or_else(|| invalid("segment too large"))?;
     let row_bytes = dim as usize * dtype.size();
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp_path)
-        .map_err(io)?;
     let mut w = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, &file),
+        inner: out,
         hasher: Xxh3::new(),
         hashing: false,
         written: 0,
@@ -119,27 +119,27 @@ fn write_tmp(
         dtype,
         rows: n as u64,
     };
-    w.write_all(&header.encode()).map_err(io)?;
+    w.write_all(&header.encode())?;
     w.hashing = true;
     let mut prev: Option<u64> = None;
     for i in 0..n {
         let row = rows.row(i);
         let rid = rows.rid(i);
         if row.len() != row_bytes || prev.is_some_and(|p| p >= rid) {
-            return Err(Error::InvalidArgument(
-                "segment rows must have the index's width and increasing ids".into(),
+            return Err(invalid(
+                "segment rows must have the index's width and increasing ids",
             ));
         }
         prev = Some(rid);
-        w.write_all(row).map_err(io)?;
+        w.write_all(row)?;
     }
     let at = w.written;
-    pad_to(&mut w, at, layout.rids_offset).map_err(io)?;
+    pad_to(&mut w, at, layout.rids_offset)?;
     for i in 0..n {
-        w.write_all(&rows.rid(i).to_le_bytes()).map_err(io)?;
+        w.write_all(&rows.rid(i).to_le_bytes())?;
     }
     let at = w.written;
-    pad_to(&mut w, at, layout.footer_offset).map_err(io)?;
+    pad_to(&mut w, at, layout.footer_offset)?;
     w.hashing = false;
     let checksum = w.hasher.digest();
     let footer = SegmentFooter {
@@ -148,11 +148,9 @@ fn write_tmp(
         rids_offset: layout.rids_offset as u64,
         body_checksum: checksum,
     };
-    w.write_all(&footer.encode()).map_err(io)?;
-    w.flush().map_err(io)?;
+    w.write_all(&footer.encode())?;
+    w.flush()?;
     debug_assert_eq!(w.written, layout.file_len);
-    drop(w);
-    file.sync_all().map_err(io)?;
     Ok(SegmentRecord {
         dtype,
         dim,
@@ -166,7 +164,7 @@ fn write_tmp(
 
 /// fsyncs a folder so that renames and unlinks inside it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
 }
