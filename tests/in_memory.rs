@@ -88,28 +88,17 @@ fn workload(index: &Index) -> Vec<String> {
 
 #[test]
 fn in_memory_and_on_disk_indexes_answer_alike_every_time() {
-    let a = Index::builder()
-        .dim(DIM)
-        .metric(Metric::Cosine)
-        .seal_rows(200)
-        .direct_segment_rows(120)
-        .in_memory()
-        .unwrap();
-    let b = Index::builder()
-        .dim(DIM)
-        .metric(Metric::Cosine)
-        .seal_rows(200)
-        .direct_segment_rows(120)
-        .in_memory()
-        .unwrap();
+    let builder = || {
+        Index::builder()
+            .dim(DIM)
+            .metric(Metric::Cosine)
+            .seal_rows(200)
+            .direct_segment_rows(120)
+    };
+    let a = builder().in_memory().unwrap();
+    let b = builder().in_memory().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let c = Index::builder()
-        .dim(DIM)
-        .metric(Metric::Cosine)
-        .seal_rows(200)
-        .direct_segment_rows(120)
-        .create(dir.path())
-        .unwrap();
+    let c = builder().create(dir.path()).unwrap();
     let ra = workload(&a);
     assert_eq!(ra, workload(&b), "two in-memory runs differ");
     assert_eq!(ra, workload(&c), "in-memory and on-disk answers differ");

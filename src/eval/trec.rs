@@ -25,50 +25,53 @@ fn bad(path: &Path, line: usize, what: &str) -> Error {
     Error::InvalidArgument(format!("{}:{line}: {what}", path.display()))
 }
 
-/// Reads a TREC run file.
-pub fn read_run(path: &Path) -> Result<Run> {
+/// Calls `row` with the whitespace-separated fields of every non-blank line, which must
+/// number `fields`; errors name the file and line.
+fn each_line(
+    path: &Path,
+    fields: usize,
+    shape: &str,
+    mut row: impl FnMut(&[&str]) -> std::result::Result<(), &'static str>,
+) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut run = Run::new();
     for (i, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 6 {
-            return Err(bad(path, i + 1, "expected `qid Q0 docid rank score tag`"));
+        if f.len() != fields {
+            return Err(bad(path, i + 1, &format!("expected `{shape}`")));
         }
-        let score: f64 = f[4]
-            .parse()
-            .map_err(|_| bad(path, i + 1, "score is not a number"))?;
+        row(&f).map_err(|what| bad(path, i + 1, what))?;
+    }
+    Ok(())
+}
+
+/// Reads a TREC run file.
+pub fn read_run(path: &Path) -> Result<Run> {
+    let mut run = Run::new();
+    each_line(path, 6, "qid Q0 docid rank score tag", |f| {
+        let score: f64 = f[4].parse().map_err(|_| "score is not a number")?;
         run.entry(f[0].to_string())
             .or_default()
             .push((f[2].to_string(), score));
-    }
+        Ok(())
+    })?;
     Ok(run)
 }
 
 /// Reads a TREC qrels file.
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut qrels = Qrels::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 4 {
-            return Err(bad(path, i + 1, "expected `qid iter docid rel`"));
-        }
-        let rel: i64 = f[3]
-            .parse()
-            .map_err(|_| bad(path, i + 1, "relevance is not an integer"))?;
+    each_line(path, 4, "qid iter docid rel", |f| {
+        let rel: i64 = f[3].parse().map_err(|_| "relevance is not an integer")?;
         qrels
             .entry(f[0].to_string())
             .or_default()
             .insert(f[2].to_string(), rel);
-    }
+        Ok(())
+    })?;
     Ok(qrels)
 }
 
