@@ -24,6 +24,7 @@
 
 mod error;
 pub mod eval;
+pub mod faults;
 mod index;
 pub mod model;
 mod scan;

@@ -162,6 +162,32 @@ impl IndexBuilder {
         Index::create_in_memory(self)
     }
 
+    /// Opens (or, when it is empty, creates) the index on a simulated disk, for crash tests
+    /// (see [`crate::faults`]).
+    pub fn open_simulated(self, disk: &Arc<crate::faults::SimDisk>) -> Result<Index> {
+        let root = PathBuf::from(":simulated:");
+        let catalog = root.join(CATALOG_FILE);
+        let fresh = !disk.has_catalog();
+        if fresh {
+            check_dim(&self)?;
+        }
+        let db = redb::Builder::new()
+            .create_with_backend(crate::faults::SimBackend(disk.clone()))
+            .map_err(|e| map_open_error(&root, &catalog, e))?;
+        if fresh {
+            init_catalog(&db, &catalog, &self)?;
+        }
+        let was_clean = {
+            let txn = db.begin_read().map_err(|e| Error::catalog(&catalog, e))?;
+            let meta = txn
+                .open_table(store::META)
+                .map_err(|e| Error::catalog(&catalog, e))?;
+            store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
+        };
+        let dir: Arc<dyn SegmentDir> = Arc::new(crate::faults::SimDir(disk.clone()));
+        Index::finish_open(&root, catalog, dir, Db::Writable(db), self, was_clean)
+    }
+
     /// Creates a new index at `path`; fails if one exists there.
     pub fn create(self, path: impl AsRef<Path>) -> Result<Index> {
         let root = path.as_ref();

@@ -7,7 +7,7 @@ mod writer;
 
 pub(crate) use dir::{FsDir, MemDir, SegmentDir};
 pub use reader::ReadMode;
-pub(crate) use reader::SegmentHandle;
+pub(crate) use reader::{Bytes, SegmentHandle};
 pub(crate) use writer::{encode_rows, sync_dir, write_segment, RowSource};
 
 /// The folder that holds segment files, inside an index folder.
