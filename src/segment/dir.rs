@@ -133,8 +133,7 @@ impl SegmentDir for MemDir {
     ) -> io::Result<()> {
         let mut bytes = Vec::new();
         fill(&mut bytes)?;
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+        let words = super::reader::aligned_words(&bytes);
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if files.contains_key(name) {
             return Err(io::Error::new(
@@ -142,7 +141,7 @@ impl SegmentDir for MemDir {
                 name.to_string(),
             ));
         }
-        files.insert(name.to_string(), (Arc::new(words), bytes.len()));
+        files.insert(name.to_string(), (words, bytes.len()));
         Ok(())
     }
 

@@ -33,6 +33,20 @@ pub(crate) enum Bytes {
     Loaded(Arc<Vec<u64>>, usize),
 }
 
+/// A copy of `bytes` in 8-byte-aligned words (zero-padded to a whole word).
+pub(crate) fn aligned_words(bytes: &[u8]) -> Arc<Vec<u64>> {
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    Arc::new(words)
+}
+
+impl Bytes {
+    /// A copy of `bytes` in 8-byte-aligned memory.
+    pub fn copied(bytes: &[u8]) -> Self {
+        Bytes::Loaded(aligned_words(bytes), bytes.len())
+    }
+}
+
 impl std::ops::Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
