@@ -177,15 +177,10 @@ impl IndexBuilder {
         if fresh {
             init_catalog(&db, &catalog, &self)?;
         }
-        let was_clean = {
-            let txn = db.begin_read().map_err(|e| Error::catalog(&catalog, e))?;
-            let meta = txn
-                .open_table(store::META)
-                .map_err(|e| Error::catalog(&catalog, e))?;
-            store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
-        };
+        let db = Db::Writable(db);
+        let was_clean = read_was_clean(&db, &catalog)?;
         let dir: Arc<dyn SegmentDir> = Arc::new(crate::faults::SimDir(disk.clone()));
-        Index::finish_open(&root, catalog, dir, Db::Writable(db), self, was_clean)
+        Index::finish_open(&root, catalog, dir, db, self, was_clean)
     }
 
     /// Creates a new index at `path`; fails if one exists there.
@@ -422,6 +417,20 @@ impl Drop for Inner {
     }
 }
 
+/// Whether the last writer closed the catalog cleanly; a redb file without xqdb's tables is
+/// refused as foreign.
+fn read_was_clean(db: &Db, catalog: &Path) -> Result<bool> {
+    let txn = db.begin_read().map_err(|e| Error::catalog(catalog, e))?;
+    let meta = txn.open_table(store::META).map_err(|e| match e {
+        redb::TableError::TableDoesNotExist(_) => Error::Foreign {
+            path: catalog.to_path_buf(),
+            reason: "a redb file without xqdb's tables".into(),
+        },
+        e => Error::catalog(catalog, e),
+    })?;
+    store::read_clean(&meta).map_err(|e| Error::catalog(catalog, e))
+}
+
 fn check_dim(options: &IndexBuilder) -> Result<()> {
     let dim = options.dim.ok_or_else(|| {
         Error::InvalidArgument("a dimension is required to create an index".into())
@@ -564,17 +573,7 @@ impl Index {
                     .map_err(|e| map_open_error(root, &catalog, e))?,
             )
         };
-        let was_clean = {
-            let txn = db.begin_read().map_err(|e| Error::catalog(&catalog, e))?;
-            let meta = txn.open_table(store::META).map_err(|e| match e {
-                redb::TableError::TableDoesNotExist(_) => Error::Foreign {
-                    path: catalog.clone(),
-                    reason: "a redb file without xqdb's tables".into(),
-                },
-                e => Error::catalog(&catalog, e),
-            })?;
-            store::read_clean(&meta).map_err(|e| Error::catalog(&catalog, e))?
-        };
+        let was_clean = read_was_clean(&db, &catalog)?;
         let dir: Arc<dyn SegmentDir> = Arc::new(FsDir {
             dir: root.join(SEGMENTS_DIR),
         });

@@ -40,9 +40,7 @@ impl PreparedQuery {
             i8_divisor,
         }
     }
-}
 
-impl PreparedQuery {
     /// The query as f32.
     pub fn as_f32(&self) -> &[f32] {
         &self.f32
