@@ -31,6 +31,7 @@ mod scan;
 pub mod segment;
 mod store;
 mod types;
+pub mod xqg;
 
 pub use error::{Error, Result};
 pub use index::{

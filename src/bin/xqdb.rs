@@ -187,6 +187,16 @@ enum EvalTask {
         /// Use only the first N rows of each file.
         #[arg(long)]
         limit: Option<usize>,
+        /// Oracle xQG (multi-parallel files): fuse each English vector with its versions in
+        /// the other languages (the query's language left out) before searching.
+        #[arg(long)]
+        xqg_oracle: bool,
+        /// Fusion weights for --xqg-oracle (comma-separated; 0 = no fusion).
+        #[arg(long, value_delimiter = ',', default_value = "0.01")]
+        alpha: Vec<f32>,
+        /// L2-normalise fused vectors (--xqg-oracle).
+        #[arg(long)]
+        normalize: bool,
         #[command(flatten)]
         out: Output,
     },
@@ -394,7 +404,23 @@ fn run(command: Command) -> CliResult {
                     files,
                     model,
                     limit,
+                    xqg_oracle: true,
+                    alpha,
+                    normalize,
                     out,
+                },
+        } => quiet_unless(
+            out.json,
+            eval_oracle(&files, model.as_deref(), limit, &alpha, normalize),
+        ),
+        Command::Eval {
+            task:
+                EvalTask::Translations {
+                    files,
+                    model,
+                    limit,
+                    out,
+                    ..
                 },
         } => quiet_unless(out.json, eval_translations(&files, model.as_deref(), limit)),
         Command::Eval {
@@ -721,11 +747,7 @@ fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usiz
     let encoder = load_encoder(model)?;
     let mut pairs: Vec<TranslationPair> = Vec::new();
     for f in files {
-        let mut rows = xqdb::eval::read_pairs(f).map_err(err)?;
-        if let Some(n) = limit {
-            rows.truncate(n);
-        }
-        pairs.extend(rows);
+        pairs.extend(xqdb::eval::read_pairs(f, limit).map_err(err)?);
     }
     let start = std::time::Instant::now();
     let per_lang = xqdb::eval::eval_translations(&encoder, &pairs).map_err(err)?;
@@ -741,11 +763,49 @@ fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usiz
     Ok(json!({ "model": encoder.fingerprint(), "languages": per_lang, "average": avg }))
 }
 
+fn eval_oracle(
+    files: &[PathBuf],
+    model: Option<&Path>,
+    limit: Option<usize>,
+    alphas: &[f32],
+    normalize: bool,
+) -> CliResult {
+    if files.is_empty() {
+        return Err("give at least one multi-parallel file".into());
+    }
+    if alphas.iter().any(|a| !a.is_finite() || !(0.0..=1.0).contains(a)) {
+        return Err("every --alpha must be in [0, 1]".into());
+    }
+    let encoder = load_encoder(model)?;
+    let mut rows = Vec::new();
+    for f in files {
+        let mut r = xqdb::eval::read_parallel(f).map_err(err)?;
+        r.truncate(limit.unwrap_or(usize::MAX));
+        rows.extend(r);
+    }
+    let start = std::time::Instant::now();
+    let runs = xqdb::eval::eval_xqg_oracle(&encoder, &rows, alphas, normalize).map_err(err)?;
+    for run in &runs {
+        metrics_table(
+            &format!(
+                "oracle xQG, alpha {}{}: native -> English among {} English texts ({})",
+                run.alpha,
+                if normalize { ", normalised" } else { "" },
+                rows.len(),
+                encoder.fingerprint()
+            ),
+            &run.languages,
+        );
+    }
+    eprintln!("({:.1} s)", start.elapsed().as_secs_f64());
+    Ok(json!({ "model": encoder.fingerprint(), "rows": rows.len(), "runs": runs }))
+}
+
 fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf>) -> CliResult {
     let sample = sample.unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/xor-tydi-sample.jsonl")
     });
-    let pairs = xqdb::eval::read_pairs(&sample).map_err(err)?;
+    let pairs = xqdb::eval::read_pairs(&sample, None).map_err(err)?;
     let dir = index_dir.unwrap_or_else(|| xqdb::model::xqdb_home().join("demo-index"));
     if dir.join("catalog.redb").exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -62,17 +62,77 @@ pub struct TranslationPair {
     pub en: String,
 }
 
-/// Reads a JSONL file of [`TranslationPair`]s; a bad line is reported with its number.
-pub fn read_pairs(path: &Path) -> Result<Vec<TranslationPair>> {
+/// Reads a JSONL file of translations: rows `{"lang","native","en"}`, or multi-parallel rows
+/// `{"en": .., "ar": .., "bn": .., ...}` (one pair per non-English key). A bad line is
+/// reported with its number. `limit` keeps only the first rows of the file.
+pub fn read_pairs(path: &Path, limit: Option<usize>) -> Result<Vec<TranslationPair>> {
+    let mut out = Vec::new();
+    let mut rows = read_rows(path)?;
+    rows.truncate(limit.unwrap_or(usize::MAX));
+    for (line, row) in rows {
+        if row.contains_key("lang") {
+            let pair: TranslationPair = serde_json::from_value(serde_json::Value::Object(row))
+                .map_err(|e| bad_line(path, line, e))?;
+            out.push(pair);
+            continue;
+        }
+        let parallel = as_parallel(row).map_err(|e| bad_line(path, line, e))?;
+        let en = parallel["en"].clone();
+        for (lang, native) in parallel {
+            if lang != "en" {
+                out.push(TranslationPair {
+                    lang,
+                    native,
+                    en: en.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a multi-parallel JSONL file: every row maps language codes to the same text in
+/// each language and has an `en` key.
+pub fn read_parallel(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
+    read_rows(path)?
+        .into_iter()
+        .map(|(line, row)| as_parallel(row).map_err(|e| bad_line(path, line, e)))
+        .collect()
+}
+
+fn bad_line(path: &Path, line: usize, e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("{}:{line}: {e}", path.display()))
+}
+
+fn read_rows(path: &Path) -> Result<Vec<(usize, serde_json::Map<String, serde_json::Value>)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l)
-                .map_err(|e| Error::InvalidArgument(format!("{}:{}: {e}", path.display(), i + 1)))
+                .map(|row| (i + 1, row))
+                .map_err(|e| bad_line(path, i + 1, e))
         })
         .collect()
+}
+
+fn as_parallel(
+    row: serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in row {
+        match v {
+            serde_json::Value::String(s) => {
+                out.insert(k, s);
+            }
+            _ => return Err(format!("value of {k:?} is not a string")),
+        }
+    }
+    if !out.contains_key("en") || out.len() < 2 {
+        return Err("expected {\"lang\",\"native\",\"en\"} or {\"en\": .., \"xx\": ..}".into());
+    }
+    Ok(out)
 }
 
 /// 0-based rank of `target` among `rows` (`n × dim`, row-major) for `query`: how many rows
@@ -120,6 +180,84 @@ pub fn eval_translations(
         out.insert(lang.to_string(), RankMetrics::from_ranks(&ranks));
     }
     Ok(out)
+}
+
+/// Results of the oracle-xQG experiment for one α.
+#[derive(Clone, Debug, Serialize)]
+pub struct OracleRun {
+    /// Fusion weight (0: no fusion).
+    pub alpha: f32,
+    /// Whether e' was L2-normalised.
+    pub normalize: bool,
+    /// Per query language.
+    pub languages: BTreeMap<String, RankMetrics>,
+    /// Macro average over languages.
+    pub average: RankMetrics,
+}
+
+/// "Oracle xQG" on a multi-parallel set: human translations stand in for a perfect
+/// generator. Each English string is a passage; for queries in language L, its vector is
+/// fused with the query vectors of its versions in every other non-English language (L
+/// itself left out, so a query never meets its own text). Returns one run per α (α = 0 is
+/// the unfused baseline); each row must have every language of the file.
+pub fn eval_xqg_oracle(
+    encoder: &Encoder,
+    rows: &[BTreeMap<String, String>],
+    alphas: &[f32],
+    normalize: bool,
+) -> Result<Vec<OracleRun>> {
+    let langs: Vec<String> = rows
+        .first()
+        .map(|r| r.keys().filter(|k| *k != "en").cloned().collect())
+        .unwrap_or_default();
+    for (i, r) in rows.iter().enumerate() {
+        if r.len() != langs.len() + 1 || !langs.iter().all(|l| r.contains_key(l)) {
+            return Err(Error::InvalidArgument(format!(
+                "row {} does not have exactly the languages of the first row ({})",
+                i + 1,
+                langs.join(",")
+            )));
+        }
+    }
+    let dim = encoder.dim();
+    let en: Vec<&str> = rows.iter().map(|r| r["en"].as_str()).collect();
+    let e_p = encoder.encode_passages(&en)?;
+    let mut queries: BTreeMap<&str, Vec<Vec<f32>>> = BTreeMap::new();
+    for l in &langs {
+        let texts: Vec<&str> = rows.iter().map(|r| r[l].as_str()).collect();
+        queries.insert(l, encoder.encode_queries(&texts)?);
+    }
+    let mut runs = Vec::new();
+    for &alpha in alphas {
+        let mut per_lang = BTreeMap::new();
+        for l in &langs {
+            let mut fused = Vec::with_capacity(rows.len() * dim);
+            for (i, p) in e_p.iter().enumerate() {
+                let mut sum = vec![0f32; dim];
+                let others = langs.iter().filter(|o| *o != l);
+                for o in others.clone() {
+                    sum.iter_mut()
+                        .zip(&queries[o.as_str()][i])
+                        .for_each(|(s, x)| *s += x);
+                }
+                let count = if alpha == 0.0 { 0 } else { others.count() };
+                fused.extend(crate::xqg::fuse(p, &sum, count, alpha, normalize));
+            }
+            let ranks: Vec<usize> = queries[l.as_str()]
+                .iter()
+                .enumerate()
+                .map(|(i, q)| rank_of(&fused, dim, q, i))
+                .collect();
+            per_lang.insert(l.clone(), RankMetrics::from_ranks(&ranks));
+        }
+        runs.push(OracleRun {
+            alpha,
+            normalize,
+            average: RankMetrics::macro_average(per_lang.values()),
+            languages: per_lang,
+        });
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]

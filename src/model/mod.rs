@@ -1,11 +1,13 @@
-//! Models: ONNX Runtime discovery, model bundles and the text encoder.
+//! Models: ONNX Runtime discovery, model bundles and the text encoder and the seq2seq generator.
 
 mod bundle;
 mod encoder;
+mod generator;
 mod runtime;
 
 pub use bundle::{FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE};
 pub use encoder::{Encoder, EncoderOptions, TextKind};
+pub use generator::{pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
 pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
 
 /// What to run when the default model is missing.
