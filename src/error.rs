@@ -162,6 +162,9 @@ pub enum Error {
     /// Text search or text insert on an index opened without an encoder.
     #[error("this operation needs an encoder model; open the index with one (CLI: --model DIR)")]
     NoEncoder,
+    /// Query generation was needed but the index has no generator.
+    #[error("this operation needs the index's query generator; create the index with one (CLI: init --generator DIR) or open it with the recorded one")]
+    NoGenerator,
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -26,6 +26,7 @@ mod error;
 pub mod eval;
 pub mod faults;
 mod index;
+pub mod ingest;
 pub mod model;
 mod scan;
 pub mod segment;
@@ -35,9 +36,11 @@ pub mod xqg;
 
 pub use error::{Error, Result};
 pub use index::{
-    CommitInfo, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
+    AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
-pub use model::{Encoder, EncoderOptions, ModelBundle};
+pub use ingest::{IngestItem, Progress};
+pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
+pub use xqg::{Augmentation, XqgProfile};
 pub use scan::Kernel;
 pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;

@@ -263,4 +263,13 @@ pub struct Stats {
     pub store_uuid: String,
     /// Fingerprint of the model that made the vectors, if recorded.
     pub model_fingerprint: Option<String>,
+    /// Passages with an xQG record whose queries are done (generated or imported).
+    #[serde(default)]
+    pub augmented: u64,
+    /// Passages still waiting for deferred query generation.
+    #[serde(default)]
+    pub augment_backlog: u64,
+    /// The fusion weight α, for indexes with an xQG profile.
+    #[serde(default)]
+    pub xqg_alpha: Option<f32>,
 }

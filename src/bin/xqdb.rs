@@ -48,6 +48,47 @@ enum Command {
         /// Segment storage type: f32, f16 or i8.
         #[arg(long, default_value = "f32")]
         dtype: Dtype,
+        /// xQG: a seq2seq generator (optimum export folder); every added passage gets
+        /// generated queries folded into its vector.
+        #[arg(long)]
+        generator: Option<PathBuf>,
+        /// xQG profile without a generator: queries can only be imported
+        /// (`generated_queries` in `add` files).
+        #[arg(long)]
+        xqg: bool,
+        #[command(flatten)]
+        profile: ProfileArgs,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Show the queries generated (or imported) for passages.
+    Queries {
+        dir: PathBuf,
+        ids: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Recompute every fused vector with a new alpha, without generating again.
+    Refuse {
+        dir: PathBuf,
+        /// The new fusion weight.
+        #[arg(long)]
+        alpha: f32,
+        /// Keep the fused vectors unnormalised (dot-product indexes only).
+        #[arg(long)]
+        no_normalize: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Generate queries for passages added with deferred generation, within a budget.
+    Augment {
+        dir: PathBuf,
+        /// Stop after this many passages.
+        #[arg(long)]
+        passages: Option<usize>,
+        /// Stop after this many seconds (the passage in progress is finished).
+        #[arg(long)]
+        seconds: Option<f64>,
         #[command(flatten)]
         out: Output,
     },
@@ -157,6 +198,67 @@ enum Command {
     },
 }
 
+/// The xQG augmentation profile of `init`.
+#[derive(Args, Clone)]
+struct ProfileArgs {
+    /// Target languages: codes (ar,bn,fi,ja,ko,ru,te) or CODE=Name.
+    #[arg(long, default_value = "ar,bn,fi,ja,ko,ru,te")]
+    languages: String,
+    /// Queries sampled per language.
+    #[arg(long, default_value_t = 5)]
+    per_language: usize,
+    /// Fusion weight of the query vectors.
+    #[arg(long, default_value_t = 0.01)]
+    alpha: f32,
+    /// Keep fused vectors unnormalised (only meaningful with --metric dot).
+    #[arg(long)]
+    no_normalize: bool,
+    /// Sample among the k most likely tokens.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Longest query in tokens (with the decoder start token).
+    #[arg(long, default_value_t = 32)]
+    max_query_tokens: usize,
+    /// Prompts are truncated to this many tokens.
+    #[arg(long, default_value_t = 256)]
+    max_input_tokens: usize,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Make passages searchable at once and generate their queries later (`xqdb augment`).
+    #[arg(long)]
+    deferred: bool,
+    /// Keep each generated query's vector too (about 35× the space).
+    #[arg(long)]
+    store_query_vectors: bool,
+}
+
+impl ProfileArgs {
+    fn profile(&self) -> Result<xqdb::XqgProfile, String> {
+        Ok(xqdb::XqgProfile {
+            languages: xqdb::xqg::TargetLanguage::parse_list(&self.languages).map_err(err)?,
+            per_language: self.per_language,
+            alpha: self.alpha,
+            normalize: !self.no_normalize,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            temperature: self.temperature,
+            max_query_tokens: self.max_query_tokens,
+            max_input_tokens: self.max_input_tokens,
+            seed: self.seed,
+            deferred: self.deferred,
+            store_query_vectors: self.store_query_vectors,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum EvalTask {
     /// Score a TREC run against TREC qrels with trec_eval's conventions: MRR@k, Recall@k,
@@ -208,6 +310,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_out = match &cli.command {
         Command::Init { out, .. }
+        | Command::Queries { out, .. }
+        | Command::Refuse { out, .. }
+        | Command::Augment { out, .. }
         | Command::Add { out, .. }
         | Command::Search { out, .. }
         | Command::Get { out, .. }
@@ -286,9 +391,19 @@ fn run(command: Command) -> CliResult {
             model,
             metric,
             dtype,
+            generator,
+            xqg,
+            profile,
             ..
         } => {
             let mut builder = Index::builder().metric(metric).dtype(dtype);
+            if xqg || generator.is_some() {
+                builder = builder.xqg(profile.profile()?);
+            }
+            if let Some(g) = generator {
+                let g = xqdb::Generator::open(&g, &xqdb::GeneratorOptions::default()).map_err(err)?;
+                builder = builder.generator(Arc::new(g));
+            }
             builder = match (dim, model) {
                 (Some(dim), None) => builder.dim(dim),
                 (dim, model) => {
@@ -304,9 +419,64 @@ fn run(command: Command) -> CliResult {
             };
             let index = builder.create(&dir).map_err(err)?;
             let s = index.stats().map_err(err)?;
+            let profile = index.snapshot().xqg_profile().cloned();
             Ok(
-                json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint }),
+                json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile }),
             )
+        }
+        Command::Queries { dir, ids, .. } => {
+            let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+            let snap = index.snapshot();
+            let mut out = serde_json::Map::new();
+            let mut missing = Vec::new();
+            for id in ids {
+                match snap.augmentation(&id).map_err(err)? {
+                    Some(a) => {
+                        let queries: Vec<Value> = a
+                            .queries
+                            .iter()
+                            .map(|(l, t)| json!({ "lang": l, "text": t }))
+                            .collect();
+                        out.insert(id, json!({ "pending": a.pending, "queries": queries }));
+                    }
+                    None if snap.contains(&id).map_err(err)? => {
+                        out.insert(id, json!({ "pending": false, "queries": [] }));
+                    }
+                    None => missing.push(id),
+                }
+            }
+            Ok(json!({ "passages": out, "missing": missing }))
+        }
+        Command::Refuse {
+            dir,
+            alpha,
+            no_normalize,
+            ..
+        } => {
+            let index = Index::open(&dir).map_err(err)?;
+            let mut w = index.writer().map_err(err)?;
+            let start = std::time::Instant::now();
+            let r = w.refuse(alpha, !no_normalize).map_err(err)?;
+            Ok(json!({ "refused": r.refused, "unchanged": r.unchanged, "alpha": alpha, "normalize": !no_normalize, "seconds": start.elapsed().as_secs_f64() }))
+        }
+        Command::Augment {
+            dir,
+            passages,
+            seconds,
+            ..
+        } => {
+            let index = Index::open(&dir).map_err(err)?;
+            let mut w = index.writer().map_err(err)?;
+            let mut budget = xqdb::AugmentBudget::default();
+            if let Some(p) = passages {
+                budget.max_passages = p;
+            }
+            if let Some(s) = seconds {
+                budget.max_time = std::time::Duration::from_secs_f64(s.max(0.0));
+            }
+            let start = std::time::Instant::now();
+            let r = w.augment(&budget).map_err(err)?;
+            Ok(json!({ "augmented": r.augmented, "queries": r.queries, "remaining": r.remaining, "seconds": start.elapsed().as_secs_f64() }))
         }
         Command::Add {
             dir,
@@ -479,6 +649,9 @@ struct Line {
     meta: Option<Value>,
     #[serde(default)]
     vector: Option<Vec<f32>>,
+    /// Queries generated elsewhere, by language (the xQG-augmented corpus form).
+    #[serde(default)]
+    generated_queries: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
@@ -504,22 +677,24 @@ fn progress_bar(len: u64, unit: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let b = ProgressBar::new(len);
-    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}");
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{msg}}");
     b.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     b
 }
 
 /// Buffers one batch of parsed lines: rows with vectors directly, the rest encoded.
+type Row = (usize, Passage, Option<Vec<f32>>, Option<Vec<(String, String)>>);
+
 fn stage_batch(
     w: &mut xqdb::Writer,
-    rows: Vec<(usize, Passage, Option<Vec<f32>>)>,
+    rows: Vec<Row>,
     upsert: bool,
     file: &Path,
 ) -> Result<usize, String> {
     let n = rows.len();
     let mut texts = Vec::new();
     let mut text_lines = Vec::new();
-    for (line_no, passage, vector) in rows {
+    for (line_no, passage, vector, queries) in rows {
         let fail = |msg: String| {
             format!(
                 "{}:{line_no}: {msg} (nothing of this batch was written)",
@@ -537,16 +712,24 @@ fn stage_batch(
             }
             None => {
                 text_lines.push((passage.id.clone(), line_no));
-                texts.push(passage);
+                texts.push(xqdb::IngestItem { passage, queries });
             }
         }
     }
     if !texts.is_empty() {
         let bar = progress_bar(texts.len() as u64, "passages");
+        let report = |p: &xqdb::Progress| {
+            bar.set_position(p.passages as u64);
+            bar.set_message(format!(
+                "{:.1} passages/s, {:.1} queries/s",
+                p.passages_per_second(),
+                p.queries_per_second()
+            ));
+        };
         let r = if upsert {
-            w.upsert_texts(texts, &|done| bar.set_position(done as u64))
+            w.upsert_items(texts, &report)
         } else {
-            w.insert_texts(texts, &|done| bar.set_position(done as u64))
+            w.insert_items(texts, &report)
         };
         bar.finish_and_clear();
         r.map_err(|e| {
@@ -595,7 +778,7 @@ fn add(
     let mut w = index.writer().map_err(err)?;
     let mut buf = Vec::new();
     let (mut line_no, mut added, mut commits) = (0usize, 0usize, 0usize);
-    let mut batch: Vec<(usize, Passage, Option<Vec<f32>>)> = Vec::new();
+    let mut batch: Vec<Row> = Vec::new();
     loop {
         buf.clear();
         let n = reader
@@ -627,7 +810,16 @@ fn add(
             lang: line.lang,
             meta: line.meta,
         };
-        batch.push((line_no, passage, line.vector));
+        let queries = line.generated_queries.map(|by_lang| {
+            by_lang
+                .into_iter()
+                .flat_map(|(lang, qs)| qs.into_iter().map(move |q| (lang.clone(), q)))
+                .collect::<Vec<_>>()
+        });
+        if queries.is_some() && line.vector.is_some() {
+            return Err(fail("a row has both a vector and generated_queries".into()));
+        }
+        batch.push((line_no, passage, line.vector, queries));
         if batch_size.is_some_and(|b| batch.len() >= b) {
             added += stage_batch(&mut w, std::mem::take(&mut batch), upsert, file)?;
             w.commit().map_err(err)?;
@@ -839,7 +1031,7 @@ fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf
     let start = std::time::Instant::now();
     let bar = progress_bar(passages.len() as u64, "passages");
     let mut w = index.writer().map_err(err)?;
-    w.insert_texts(passages.clone(), &|n| bar.set_position(n as u64))
+    w.insert_texts(passages.clone(), &|p| bar.set_position(p.passages as u64))
         .map_err(err)?;
     w.commit().map_err(err)?;
     drop(w);

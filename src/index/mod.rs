@@ -6,10 +6,11 @@ mod writer;
 
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
-pub use writer::{CommitInfo, Writer};
+pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
 
 use crate::error::{Error, Result};
-use crate::model::{Encoder, EncoderOptions, ModelBundle};
+use crate::model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
+use crate::xqg::XqgProfile;
 use crate::segment::{
     self, FsDir, MemDir, ReadMode, SegmentDir, SegmentHandle, SegmentRecord, SEGMENTS_DIR,
 };
@@ -42,6 +43,8 @@ pub struct IndexBuilder {
     dtype: Dtype,
     model_fingerprint: Option<String>,
     encoder: Option<Arc<Encoder>>,
+    xqg: Option<XqgProfile>,
+    generator: Option<Arc<Generator>>,
     read_only: bool,
     read_mode: ReadMode,
     verify: VerifyPolicy,
@@ -58,6 +61,8 @@ impl Default for IndexBuilder {
             dtype: Dtype::F32,
             model_fingerprint: None,
             encoder: None,
+            xqg: None,
+            generator: None,
             read_only: false,
             read_mode: ReadMode::default(),
             verify: VerifyPolicy::default(),
@@ -100,6 +105,21 @@ impl IndexBuilder {
         self.dim = Some(encoder.dim());
         self.model_fingerprint = Some(encoder.fingerprint().to_string());
         self.encoder = Some(encoder);
+        self
+    }
+
+    /// The xQG augmentation profile of a new index (ignored when opening an existing one,
+    /// which keeps its recorded profile). With a [`IndexBuilder::generator`], inserted
+    /// passages get generated queries; without one, queries can only be imported.
+    pub fn xqg(mut self, profile: XqgProfile) -> Self {
+        self.xqg = Some(profile);
+        self
+    }
+
+    /// The seq2seq query generator: recorded in a new index's profile (fingerprint and
+    /// folder), checked against an existing one's.
+    pub fn generator(mut self, generator: Arc<Generator>) -> Self {
+        self.generator = Some(generator);
         self
     }
 
@@ -225,6 +245,8 @@ pub(crate) struct Inner {
     pub was_clean: bool,
     /// The text encoder: given at open, or loaded on first use from the recorded bundle.
     encoder: OnceLock<Arc<Encoder>>,
+    /// The query generator: given at open, or loaded on first use from the profile.
+    generator: OnceLock<Arc<Generator>>,
 }
 
 impl Inner {
@@ -404,6 +426,11 @@ impl Inner {
                 .map_err(|e| self.catalog_err(e))?;
             store::put(&mut meta, MetaKey::CleanShutdown, &[clean as u8])
                 .map_err(|e| self.catalog_err(e))?;
+            // Stores made by format version 1 lack the xQG tables; they are empty there.
+            txn.open_table(store::AUGMENT)
+                .map_err(|e| self.catalog_err(e))?;
+            txn.open_table(store::BACKLOG)
+                .map_err(|e| self.catalog_err(e))?;
         }
         txn.commit().map_err(|e| self.catalog_err(e))
     }
@@ -458,6 +485,23 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
             .encoder
             .as_ref()
             .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
+        xqg: match &options.xqg {
+            None => None,
+            Some(p) => {
+                let mut p = p.clone();
+                p.validate()?;
+                if let Some(g) = &options.generator {
+                    p.generator = Some(g.fingerprint().to_string());
+                    p.generator_path = Some(g.dir().to_string_lossy().into_owned());
+                }
+                if p.deferred && p.generator.is_none() {
+                    return Err(Error::InvalidArgument(
+                        "deferred generation needs a generator".into(),
+                    ));
+                }
+                Some(p)
+            }
+        },
     };
     let cerr = |e: redb::Error| Error::catalog(catalog, e);
     let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
@@ -477,6 +521,10 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
         txn.open_table(store::SEGMENTS)
             .map_err(|e| cerr(e.into()))?;
         txn.open_table(store::TOMBSTONES)
+            .map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::AUGMENT)
+            .map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::BACKLOG)
             .map_err(|e| cerr(e.into()))?;
     }
     txn.commit().map_err(|e| cerr(e.into()))
@@ -606,9 +654,13 @@ impl Index {
             retired: Mutex::new(Vec::new()),
             was_clean,
             encoder: OnceLock::new(),
+            generator: OnceLock::new(),
         };
         if let Some(e) = &inner.options.encoder {
             let _ = inner.encoder.set(e.clone());
+        }
+        if let Some(g) = &inner.options.generator {
+            let _ = inner.generator.set(g.clone());
         }
         if writable {
             inner.remove_orphans()?;
@@ -743,7 +795,51 @@ impl Inner {
                 });
             }
         }
+        if let Some(g) = &self.options.generator {
+            let stored = c.xqg.as_ref().and_then(|p| p.generator.clone());
+            if stored.as_deref() != Some(g.fingerprint()) {
+                return Err(Error::ModelMismatch {
+                    path: self.root.clone(),
+                    stored: stored.unwrap_or_else(|| "none (no generator recorded)".into()),
+                    given: g.fingerprint().to_string(),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Passages waiting for deferred generation in the latest commit.
+    pub fn backlog_len(&self) -> Result<u64> {
+        let snap = self.snapshot_data();
+        match snap.txn().open_table(store::BACKLOG) {
+            Ok(t) => redb::ReadableTableMetadata::len(&t).map_err(|e| self.catalog_err(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.catalog_err(e)),
+        }
+    }
+
+    /// The generator: the one given at open, else the one recorded in the profile (loaded
+    /// once, and refused if its fingerprint changed).
+    pub fn generator(&self) -> Result<Arc<Generator>> {
+        if let Some(g) = self.generator.get() {
+            return Ok(g.clone());
+        }
+        let snap = self.snapshot_data();
+        let Some(profile) = &snap.config.xqg else {
+            return Err(Error::NoGenerator);
+        };
+        let (Some(path), Some(stored)) = (&profile.generator_path, &profile.generator) else {
+            return Err(Error::NoGenerator);
+        };
+        let g = Generator::open(path, &GeneratorOptions::default())?;
+        if g.fingerprint() != stored {
+            return Err(Error::ModelMismatch {
+                path: self.root.clone(),
+                stored: stored.clone(),
+                given: g.fingerprint().to_string(),
+            });
+        }
+        Ok(self.generator.get_or_init(|| Arc::new(g)).clone())
     }
 
     /// The encoder: the one given at open, else the bundle recorded at creation (loaded

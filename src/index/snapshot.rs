@@ -6,7 +6,8 @@ use crate::scan::{self, mark_sorted, Bitmap, Kernel, PreparedQuery, Rows, ScanUn
 use crate::segment::SegmentHandle;
 use crate::store::{self, Counters, StoreConfig};
 use crate::types::{Dtype, Filter, Hit, Metric, Passage, Stats};
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+use crate::xqg::{Augmentation, XqgProfile};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
 
 /// Rows not yet sealed, mirrored in memory from the catalog's tail table, sorted by row id.
@@ -100,6 +101,7 @@ impl SnapshotData {
                 i8_scale: None,
                 model_fingerprint: None,
                 model_path: None,
+                xqg: None,
             },
             counters: Counters::default(),
             segments: Vec::new(),
@@ -478,7 +480,7 @@ impl Snapshot {
         Ok(out)
     }
 
-    fn passage_by_rid(&self, rid: u64) -> Result<Passage> {
+    pub(crate) fn passage_by_rid(&self, rid: u64) -> Result<Passage> {
         let t = self
             .data
             .txn()
@@ -523,6 +525,49 @@ impl Snapshot {
         self.rid_of(id)?
             .map(|rid| self.passage_by_rid(rid))
             .transpose()
+    }
+
+    /// The xQG record of a passage: its queries, E(passage), the sum of query vectors and
+    /// whether it still waits for deferred generation. `None` for an unknown id or a
+    /// passage stored with a plain vector.
+    pub fn augmentation(&self, id: &str) -> Result<Option<Augmentation>> {
+        let Some(rid) = self.rid_of(id)? else {
+            return Ok(None);
+        };
+        self.augmentation_by_rid(rid)
+    }
+
+    pub(crate) fn augmentation_by_rid(&self, rid: u64) -> Result<Option<Augmentation>> {
+        let t = match self.data.txn().open_table(store::AUGMENT) {
+            Ok(t) => t,
+            // Format version 1 stores have no xQG table.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.cerr(e)),
+        };
+        let Some(g) = t.get(rid).map_err(|e| self.cerr(e))? else {
+            return Ok(None);
+        };
+        store::decode_augmentation(g.value())
+            .map(Some)
+            .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("xQG row {rid}: {r}")))
+    }
+
+    /// The generated (or imported) queries of a passage, as (language, text).
+    pub fn queries(&self, id: &str) -> Result<Option<Vec<(String, String)>>> {
+        Ok(self.augmentation(id)?.map(|a| a.queries))
+    }
+
+    /// The index's xQG profile, if it has one.
+    pub fn xqg_profile(&self) -> Option<&XqgProfile> {
+        self.data.config.xqg.as_ref()
+    }
+
+    fn table_len(&self, t: TableDefinition<u64, impl redb::Value + 'static>) -> Result<u64> {
+        match self.data.txn().open_table(t) {
+            Ok(t) => t.len().map_err(|e| self.cerr(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.cerr(e)),
+        }
     }
 
     /// True when a passage with this id exists.
@@ -588,6 +633,7 @@ impl Snapshot {
                 .map_err(|e| Error::io(&self.inner.catalog_path, e))?
                 .len()
         };
+        let backlog = self.table_len(store::BACKLOG)?;
         Ok(Stats {
             passages: d.live,
             tail_rows: d.tail.len() as u64,
@@ -602,6 +648,9 @@ impl Snapshot {
             catalog_bytes,
             store_uuid: uuid::Uuid::from_bytes(d.config.uuid).to_string(),
             model_fingerprint: d.config.model_fingerprint.clone(),
+            augmented: self.table_len(store::AUGMENT)?.saturating_sub(backlog),
+            augment_backlog: backlog,
+            xqg_alpha: d.config.xqg.as_ref().map(|p| p.alpha),
         })
     }
 

@@ -1,12 +1,15 @@
 //! The single writer: buffered changes, the commit protocol, sealing and compaction.
 
 use super::snapshot::{prepare_vector, SnapshotData, Tail};
+use super::Snapshot;
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::segment::{encode_rows, write_segment, RowSource, SegmentRecord};
 use crate::store::{self, Counters, MetaKey};
+use crate::ingest::{IngestItem, Pipeline, Progress};
 use crate::types::{Dtype, Passage};
-use redb::WriteTransaction;
+use crate::xqg::Augmentation;
+use redb::{ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ enum Op {
         passage: Passage,
         meta_json: Option<String>,
         vector: Vec<f32>,
+        aug: Option<Augmentation>,
     },
     Delete(String),
 }
@@ -53,6 +57,36 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.inner.release_writer();
     }
+}
+
+fn check_augmentation(config: &store::StoreConfig, id: &str, a: &Augmentation) -> Result<()> {
+    let dim = config.dim;
+    let vectors = std::iter::once(&a.passage_vector)
+        .chain(std::iter::once(&a.query_sum))
+        .chain(a.query_vectors.iter().flatten());
+    for v in vectors {
+        if v.len() != dim {
+            return Err(Error::DimensionMismatch {
+                id: id.to_string(),
+                expected: dim,
+                found: v.len(),
+            });
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidVector {
+                id: id.to_string(),
+                reason: format!("component {i} is {}", v[i]),
+            });
+        }
+    }
+    if a.query_vectors.as_ref().is_some_and(|q| q.len() != a.queries.len()) {
+        return Err(Error::InvalidArgument(format!(
+            "{id}: {} query vectors for {} queries",
+            a.query_vectors.as_ref().map_or(0, Vec::len),
+            a.queries.len()
+        )));
+    }
+    crate::ingest::check_queries(id, &a.queries)
 }
 
 fn validate_passage(p: &Passage) -> Result<Option<String>> {
@@ -128,6 +162,64 @@ impl RowSource for NewRows<'_> {
     }
 }
 
+/// Rows for a re-fused segment: copied bytes, or new vectors encoded for the segment.
+struct RefusedRows<'a> {
+    picks: Vec<(u64, std::borrow::Cow<'a, [u8]>)>,
+}
+
+impl RowSource for RefusedRows<'_> {
+    fn len(&self) -> usize {
+        self.picks.len()
+    }
+    fn rid(&self, i: usize) -> u64 {
+        self.picks[i].0
+    }
+    fn row(&self, i: usize) -> &[u8] {
+        &self.picks[i].1
+    }
+}
+
+/// What [`Writer::refuse`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefuseReport {
+    /// Passages whose vector was recomputed.
+    pub refused: usize,
+    /// Passages with plain vectors, left as they were.
+    pub unchanged: usize,
+}
+
+/// Limits of one [`Writer::augment`] call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentBudget {
+    /// Stop after this many passages.
+    pub max_passages: usize,
+    /// Stop once this much time has passed (the passage in progress is finished).
+    pub max_time: std::time::Duration,
+    /// Passages per commit (each commit is durable progress).
+    pub per_commit: usize,
+}
+
+impl Default for AugmentBudget {
+    fn default() -> Self {
+        AugmentBudget {
+            max_passages: usize::MAX,
+            max_time: std::time::Duration::MAX,
+            per_commit: 8,
+        }
+    }
+}
+
+/// What [`Writer::augment`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AugmentReport {
+    /// Passages that got their queries in this call.
+    pub augmented: usize,
+    /// Queries generated.
+    pub queries: usize,
+    /// Passages still waiting.
+    pub remaining: u64,
+}
+
 /// Rows gathered from existing segments for compaction, in row-id order.
 struct MergedRows<'a> {
     picks: Vec<(u64, &'a [u8])>,
@@ -189,6 +281,16 @@ impl Writer {
     }
 
     fn stage(&mut self, passage: Passage, vector: &[f32], replace: bool) -> Result<()> {
+        self.stage_with(passage, vector, None, replace)
+    }
+
+    fn stage_with(
+        &mut self,
+        passage: Passage,
+        vector: &[f32],
+        aug: Option<Augmentation>,
+        replace: bool,
+    ) -> Result<()> {
         self.inner.check_poison()?;
         let meta_json = validate_passage(&passage)?;
         let config = self.inner.snapshot_data().config.clone();
@@ -201,6 +303,7 @@ impl Writer {
             passage,
             meta_json,
             vector,
+            aug,
         });
         Ok(())
     }
@@ -217,47 +320,107 @@ impl Writer {
     }
 
     /// Encodes the passages with the index's encoder and buffers them as [`Writer::insert`]
-    /// would. Every passage is checked before anything is encoded; on error nothing of the
-    /// call is buffered. `progress` is told how many passages are encoded so far.
-    pub fn insert_texts(&mut self, passages: Vec<Passage>, progress: &dyn Fn(usize)) -> Result<()> {
-        self.stage_texts(passages, false, progress)
+    /// would. With an xQG profile, each passage first gets its queries generated (or is
+    /// queued for deferred generation) and its stored vector is the fused one. Every
+    /// passage is checked before anything runs; on error nothing of the call is buffered,
+    /// and a passage's failure names its id. `progress` sees passages and queries so far.
+    pub fn insert_texts(
+        &mut self,
+        passages: Vec<Passage>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<()> {
+        self.stage_items(passages.into_iter().map(Into::into).collect(), false, progress)
     }
 
     /// Like [`Writer::insert_texts`], replacing passages whose id exists.
-    pub fn upsert_texts(&mut self, passages: Vec<Passage>, progress: &dyn Fn(usize)) -> Result<()> {
-        self.stage_texts(passages, true, progress)
-    }
-
-    fn stage_texts(
+    pub fn upsert_texts(
         &mut self,
         passages: Vec<Passage>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<()> {
+        self.stage_items(passages.into_iter().map(Into::into).collect(), true, progress)
+    }
+
+    /// Like [`Writer::insert_texts`] for passages that may bring queries generated
+    /// elsewhere (e.g. a published xQG-augmented corpus): those are encoded and fused
+    /// without running a generator. Needs an index with an xQG profile.
+    pub fn insert_items(
+        &mut self,
+        items: Vec<IngestItem>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<()> {
+        self.stage_items(items, false, progress)
+    }
+
+    /// Like [`Writer::insert_items`], replacing passages whose id exists.
+    pub fn upsert_items(
+        &mut self,
+        items: Vec<IngestItem>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<()> {
+        self.stage_items(items, true, progress)
+    }
+
+    /// Buffers a passage with vectors computed elsewhere: E(passage), its queries and their
+    /// vectors. The stored vector is fused with the index's α. Needs an xQG profile.
+    pub fn insert_augmented(&mut self, passage: Passage, augmentation: Augmentation) -> Result<()> {
+        self.stage_augmented(passage, augmentation, false)
+    }
+
+    /// Like [`Writer::insert_augmented`], replacing a passage with the same id.
+    pub fn upsert_augmented(&mut self, passage: Passage, augmentation: Augmentation) -> Result<()> {
+        self.stage_augmented(passage, augmentation, true)
+    }
+
+    fn stage_augmented(&mut self, passage: Passage, a: Augmentation, replace: bool) -> Result<()> {
+        let config = self.inner.snapshot_data().config.clone();
+        let profile = config.xqg.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the index has no xQG profile; create it with one".into())
+        })?;
+        let id = passage.id.clone();
+        check_augmentation(&config, &id, &a)?;
+        let fused = a.fused(profile.alpha, profile.normalize);
+        self.stage_with(passage, &fused, Some(a), replace)
+    }
+
+    fn stage_items(
+        &mut self,
+        items: Vec<IngestItem>,
         replace: bool,
-        progress: &dyn Fn(usize),
+        progress: &dyn Fn(&Progress),
     ) -> Result<()> {
         self.inner.check_poison()?;
         let encoder = self.inner.encoder()?;
         let mut seen = HashSet::new();
-        for p in &passages {
+        for i in &items {
+            let p = &i.passage;
             validate_passage(p)?;
             if !seen.insert(p.id.as_str()) || (!replace && self.exists(&p.id)?) {
                 return Err(Error::DuplicateId { id: p.id.clone() });
             }
         }
-        let texts: Vec<String> = passages
-            .iter()
-            .map(|p| match &p.title {
-                Some(t) if !t.is_empty() => format!("{t} {}", p.text),
-                _ => p.text.clone(),
-            })
-            .collect();
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(256) {
-            vectors.extend(encoder.encode_passages(chunk)?);
-            progress(vectors.len());
+        let config = self.inner.snapshot_data().config.clone();
+        let generator = match &config.xqg {
+            Some(p) if !p.deferred && p.generator.is_some() => {
+                let needs = items.iter().any(|i| i.queries.is_none());
+                if needs {
+                    Some(self.inner.generator()?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let done = Pipeline {
+            encoder: &encoder,
+            profile: config.xqg.as_ref(),
+            generator: generator.as_deref(),
+            progress,
         }
+        .run(items)?;
         let (ops, pending) = (self.ops.len(), self.pending.clone());
-        for (p, v) in passages.into_iter().zip(vectors) {
-            if let Err(e) = self.stage(p, &v, replace) {
+        for d in done {
+            if let Err(e) = self.stage_with(d.passage, &d.vector, d.augmentation, replace) {
                 self.ops.truncate(ops);
                 self.pending = pending;
                 return Err(e);
@@ -334,6 +497,8 @@ impl Writer {
             let mut tombstones = txn
                 .open_table(store::TOMBSTONES)
                 .map_err(|e| cerr(e.into()))?;
+            let mut augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
+            let mut backlog = txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
             for op in ops {
                 let id = match &op {
                     Op::Put { passage, .. } => passage.id.clone(),
@@ -344,6 +509,8 @@ impl Writer {
                     .map_err(|e| cerr(e.into()))?
                     .map(|g| g.value());
                 if let Some(rid) = old {
+                    augment.remove(rid).map_err(|e| cerr(e.into()))?;
+                    backlog.remove(rid).map_err(|e| cerr(e.into()))?;
                     let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
                     if let Some(lang) = record
                         .as_ref()
@@ -368,6 +535,7 @@ impl Writer {
                         passage,
                         meta_json,
                         vector,
+                        aug,
                     } => {
                         let rid = counters.next_rid;
                         counters.next_rid += 1;
@@ -381,6 +549,14 @@ impl Writer {
                             langs
                                 .insert(lang.as_str(), rid)
                                 .map_err(|e| cerr(e.into()))?;
+                        }
+                        if let Some(a) = &aug {
+                            augment
+                                .insert(rid, store::encode_augmentation(a).as_slice())
+                                .map_err(|e| cerr(e.into()))?;
+                            if a.pending {
+                                backlog.insert(rid, ()).map_err(|e| cerr(e.into()))?;
+                            }
                         }
                         new_rows.push((rid, vector));
                         written += 1;
@@ -597,5 +773,208 @@ impl Writer {
         let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), true, false)?;
         inner.publish(next);
         Ok(true)
+    }
+
+    /// Recomputes every fused vector from the stored E(passage) and Σ E(query) with a new
+    /// α (and normalisation), without generating anything again, and records them in the
+    /// profile. Like compaction, the new vectors go into a new segment published by one
+    /// commit: a crash leaves either all old or all new vectors. Deleted rows are dropped.
+    pub fn refuse(&mut self, alpha: f32, normalize: bool) -> Result<RefuseReport> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        self.ids = None;
+        let snap = self.inner.snapshot_data();
+        let mut profile = snap.config.xqg.clone().ok_or_else(|| {
+            Error::InvalidArgument("the index has no xQG profile; nothing to re-fuse".into())
+        })?;
+        profile.alpha = alpha;
+        profile.normalize = normalize;
+        profile.validate()?;
+        drop(snap);
+        self.guard(|w| w.refuse_all(profile))
+    }
+
+    fn refuse_all(&self, profile: crate::xqg::XqgProfile) -> Result<RefuseReport> {
+        let inner = &*self.inner;
+        let cerr = |e: redb::Error| inner.catalog_err(e);
+        let snap: Arc<SnapshotData> = inner.snapshot_data();
+        let mut config = snap.config.clone();
+        let mut counters = snap.counters;
+        let augs: HashMap<u64, Augmentation> = {
+            let t = snap
+                .txn()
+                .open_table(store::AUGMENT)
+                .map_err(|e| cerr(e.into()))?;
+            let mut m = HashMap::new();
+            for row in t.iter().map_err(|e| cerr(e.into()))? {
+                let (k, v) = row.map_err(|e| cerr(e.into()))?;
+                let a = store::decode_augmentation(v.value()).map_err(|r| {
+                    Error::corrupt(&inner.catalog_path, format!("xQG row {}: {r}", k.value()))
+                })?;
+                m.insert(k.value(), a);
+            }
+            m
+        };
+        let mut report = RefuseReport {
+            refused: 0,
+            unchanged: 0,
+        };
+        let fused = |rid: u64, a: &Augmentation| {
+            prepare_vector(
+                &config,
+                &format!("row {rid}"),
+                &a.fused(profile.alpha, profile.normalize),
+            )
+        };
+        let width = config.dim * config.dtype.size();
+        let scale = config.i8_scale.unwrap_or(1.0);
+        let mut picks: Vec<(u64, std::borrow::Cow<[u8]>)> = Vec::new();
+        for s in &snap.segments {
+            let bytes = s.handle.row_bytes();
+            for (i, &rid) in s.handle.rids().iter().enumerate() {
+                if s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                    continue;
+                }
+                match augs.get(&rid) {
+                    Some(a) => {
+                        let v = fused(rid, a)?;
+                        picks.push((rid, encode_rows(&v, config.dtype, scale).into()));
+                        report.refused += 1;
+                    }
+                    None => {
+                        picks.push((rid, bytes[i * width..(i + 1) * width].into()));
+                        report.unchanged += 1;
+                    }
+                }
+            }
+        }
+        picks.sort_unstable_by_key(|p| p.0);
+        let db = inner.database()?;
+        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+        {
+            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
+            for &rid in &snap.tail.rids {
+                match augs.get(&rid) {
+                    Some(a) => {
+                        let v = fused(rid, a)?;
+                        tail.insert(rid, bytemuck::cast_slice::<f32, u8>(&v))
+                            .map_err(|e| cerr(e.into()))?;
+                        report.refused += 1;
+                    }
+                    None => report.unchanged += 1,
+                }
+            }
+            let mut segs = txn
+                .open_table(store::SEGMENTS)
+                .map_err(|e| cerr(e.into()))?;
+            for s in &snap.segments {
+                segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
+            }
+            let mut tombstones = txn
+                .open_table(store::TOMBSTONES)
+                .map_err(|e| cerr(e.into()))?;
+            tombstones
+                .retain(|_, _| false)
+                .map_err(|e| cerr(e.into()))?;
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            store::put_profile(&mut meta, &profile).map_err(|e| cerr(e.into()))?;
+        }
+        config.xqg = Some(profile);
+        if !picks.is_empty() {
+            self.add_segment(&txn, &config, &mut counters, &RefusedRows { picks })?;
+        }
+        self.write_counters(&txn, &mut counters)?;
+        txn.commit().map_err(|e| cerr(e.into()))?;
+        for s in &snap.segments {
+            inner.retire(&s.handle);
+        }
+        let next = inner.load_snapshot(Some(&snap), None, true, false)?;
+        inner.publish(next);
+        Ok(report)
+    }
+
+    /// Generates the queries of passages inserted for deferred generation, oldest first,
+    /// and replaces their vectors with fused ones, within `budget`. Each group of
+    /// `per_commit` passages is one durable commit, so an interrupted call (or a crash)
+    /// keeps what it finished and the next call resumes with the rest. Searches see either
+    /// a passage's old or new vector, never neither.
+    pub fn augment(&mut self, budget: &AugmentBudget) -> Result<AugmentReport> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        let start = std::time::Instant::now();
+        let mut report = AugmentReport::default();
+        let generator = {
+            let snap = self.inner.snapshot_data();
+            match &snap.config.xqg {
+                Some(p) if p.generator.is_some() => Some(self.inner.generator()?),
+                _ => None,
+            }
+        };
+        loop {
+            let snap = Snapshot::new(self.inner.clone(), self.inner.snapshot_data());
+            let rids: Vec<u64> = {
+                let t = match snap.data().txn().open_table(store::BACKLOG) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => break,
+                    Err(e) => return Err(self.inner.catalog_err(e)),
+                };
+                let want = budget
+                    .per_commit
+                    .max(1)
+                    .min(budget.max_passages - report.augmented);
+                let mut v = Vec::new();
+                for row in t.iter().map_err(|e| self.inner.catalog_err(e))? {
+                    if v.len() >= want {
+                        break;
+                    }
+                    v.push(row.map_err(|e| self.inner.catalog_err(e))?.0.value());
+                }
+                v
+            };
+            if rids.is_empty() {
+                break;
+            }
+            let generator = generator.as_deref().ok_or(Error::NoGenerator)?;
+            let profile = snap.data().config.xqg.clone().expect("a backlog needs a profile");
+            let encoder = self.inner.encoder()?;
+            for rid in rids {
+                let passage = snap.passage_by_rid(rid)?;
+                let mut a = snap.augmentation_by_rid(rid)?.ok_or_else(|| {
+                    Error::corrupt(
+                        &self.inner.catalog_path,
+                        format!("row {rid} is in the backlog without an xQG record"),
+                    )
+                })?;
+                let queries = crate::ingest::generate_queries(generator, &profile, &passage)?;
+                let texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
+                let vectors = encoder.encode_queries(&texts)?;
+                report.queries += queries.len();
+                a = Augmentation::new(
+                    a.passage_vector,
+                    queries,
+                    &vectors,
+                    profile.store_query_vectors,
+                );
+                let fused = a.fused(profile.alpha, profile.normalize);
+                let meta_json = validate_passage(&passage)?;
+                let vector = prepare_vector(&snap.data().config, &passage.id, &fused)?;
+                self.ops.push(Op::Put {
+                    passage,
+                    meta_json,
+                    vector,
+                    aug: Some(a),
+                });
+                report.augmented += 1;
+            }
+            drop(snap);
+            self.commit()?;
+            if report.augmented >= budget.max_passages || start.elapsed() >= budget.max_time {
+                break;
+            }
+        }
+        report.remaining = self.inner.backlog_len()?;
+        Ok(report)
     }
 }

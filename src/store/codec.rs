@@ -3,6 +3,7 @@
 
 use crate::segment::SegmentRecord;
 use crate::types::{Dtype, Passage};
+use crate::xqg::Augmentation;
 
 const PASSAGE_V1: u8 = 1;
 const FLAG_TITLE: u8 = 1;
@@ -201,6 +202,100 @@ impl SegmentRecordCodec {
     }
 }
 
+const AUGMENT_V1: u8 = 1;
+const AUG_PENDING: u8 = 1;
+const AUG_QUERY_VECTORS: u8 = 2;
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    out.extend_from_slice(bytemuck::cast_slice(v));
+}
+
+/// Encodes an xQG record: `[ver][flags][dim u32][queries u32][e_p f32×dim][Σe_q f32×dim]`
+/// then each query as `[lang][text]` strings, then (flag 2) each query's vector.
+pub(crate) fn encode_augmentation(a: &Augmentation) -> Vec<u8> {
+    let dim = a.passage_vector.len();
+    let mut flags = 0;
+    if a.pending {
+        flags |= AUG_PENDING;
+    }
+    if a.query_vectors.is_some() {
+        flags |= AUG_QUERY_VECTORS;
+    }
+    let mut out = Vec::with_capacity(10 + 8 * dim);
+    out.push(AUGMENT_V1);
+    out.push(flags);
+    out.extend_from_slice(&(dim as u32).to_le_bytes());
+    out.extend_from_slice(&(a.queries.len() as u32).to_le_bytes());
+    put_f32s(&mut out, &a.passage_vector);
+    put_f32s(&mut out, &a.query_sum);
+    for (lang, text) in &a.queries {
+        put_bytes(&mut out, lang.as_bytes());
+        put_bytes(&mut out, text.as_bytes());
+    }
+    if let Some(qv) = &a.query_vectors {
+        for v in qv {
+            put_f32s(&mut out, v);
+        }
+    }
+    out
+}
+
+impl Reader<'_> {
+    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
+        let bytes = n.checked_mul(4).ok_or("length overflow")?;
+        if self.b.len() < bytes {
+            return Err("truncated".into());
+        }
+        let (h, t) = self.b.split_at(bytes);
+        self.b = t;
+        Ok(h.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+}
+
+/// Decodes an xQG record (see [`encode_augmentation`]).
+pub(crate) fn decode_augmentation(b: &[u8]) -> Result<Augmentation, String> {
+    if b.len() < 10 || b[0] != AUGMENT_V1 {
+        return Err("unknown augmentation record version".into());
+    }
+    let flags = b[1];
+    if flags & !(AUG_PENDING | AUG_QUERY_VECTORS) != 0 {
+        return Err("unknown augmentation flags".into());
+    }
+    let mut r = Reader { b: &b[2..] };
+    let dim = r.u32()? as usize;
+    let n = r.u32()? as usize;
+    if dim == 0 || dim > crate::MAX_DIM {
+        return Err("dimension out of range".into());
+    }
+    let passage_vector = r.f32s(dim)?;
+    let query_sum = r.f32s(dim)?;
+    let mut queries = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        queries.push((r.string()?, r.string()?));
+    }
+    let query_vectors = if flags & AUG_QUERY_VECTORS != 0 {
+        let mut vs = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            vs.push(r.f32s(dim)?);
+        }
+        Some(vs)
+    } else {
+        None
+    };
+    if !r.b.is_empty() {
+        return Err("trailing bytes".into());
+    }
+    Ok(Augmentation {
+        passage_vector,
+        query_sum,
+        queries,
+        query_vectors,
+        pending: flags & AUG_PENDING != 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,10 +313,21 @@ mod tests {
         }
 
         #[test]
+        fn augmentation_records_round_trip(dim in 1usize..6, n in 0usize..4, keep in any::<bool>(), pending in any::<bool>(), seed in any::<u32>()) {
+            let f = |i: usize| (seed as f32 + i as f32).sin();
+            let qv: Vec<Vec<f32>> = (0..n).map(|q| (0..dim).map(|i| f(q * 7 + i)).collect()).collect();
+            let queries = (0..n).map(|q| ("te".to_string(), format!("q{q} ప్రశ్న"))).collect();
+            let mut a = Augmentation::new((0..dim).map(f).collect(), queries, &qv, keep);
+            a.pending = pending;
+            prop_assert_eq!(decode_augmentation(&encode_augmentation(&a)).unwrap(), a);
+        }
+
+        #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_passage(&bytes);
             let _ = decode_passage_meta(&bytes);
             let _ = SegmentRecordCodec::decode(&bytes);
+            let _ = decode_augmentation(&bytes);
         }
     }
 }

@@ -19,6 +19,7 @@ pub(crate) enum MetaKey {
     NextSegment,
     CommitSeq,
     CleanShutdown,
+    XqgProfile,
 }
 
 impl MetaKey {
@@ -36,6 +37,7 @@ impl MetaKey {
             MetaKey::NextSegment => "next_segment",
             MetaKey::CommitSeq => "commit_seq",
             MetaKey::CleanShutdown => "clean_shutdown",
+            MetaKey::XqgProfile => "xqg_profile",
         }
     }
 }
@@ -51,6 +53,8 @@ pub(crate) struct StoreConfig {
     pub i8_scale: Option<f32>,
     pub model_fingerprint: Option<String>,
     pub model_path: Option<String>,
+    /// The xQG augmentation profile (JSON in the meta table), if the index has one.
+    pub xqg: Option<crate::xqg::XqgProfile>,
 }
 
 /// Counters that every commit advances.
@@ -137,6 +141,9 @@ impl StoreConfig {
         if let Some(f) = &self.model_path {
             put(t, MetaKey::ModelPath, f.as_bytes())?;
         }
+        if let Some(p) = &self.xqg {
+            put_profile(t, p)?;
+        }
         Ok(())
     }
 
@@ -165,6 +172,12 @@ impl StoreConfig {
                     .map_err(|_| MetaError::Bad("model fingerprint is not UTF-8".into()))
             })
             .transpose()?;
+        let xqg = get(t, MetaKey::XqgProfile)?
+            .map(|v| {
+                serde_json::from_slice::<crate::xqg::XqgProfile>(&v)
+                    .map_err(|e| MetaError::Bad(format!("xQG profile: {e}")))
+            })
+            .transpose()?;
         if dim == 0 || dim > crate::MAX_DIM as u64 {
             return Err(MetaError::Bad(format!("dimension {dim} out of range")));
         }
@@ -178,6 +191,7 @@ impl StoreConfig {
             i8_scale,
             model_fingerprint,
             model_path,
+            xqg,
         })
     }
 }
@@ -196,6 +210,15 @@ impl Counters {
             commit_seq: read_u64(t, MetaKey::CommitSeq)?,
         })
     }
+}
+
+/// Stores the xQG profile (JSON).
+pub(crate) fn put_profile(
+    t: &mut Table<&str, &[u8]>,
+    p: &crate::xqg::XqgProfile,
+) -> Result<(), redb::StorageError> {
+    let json = serde_json::to_vec(p).expect("profile serialises");
+    put(t, MetaKey::XqgProfile, &json)
 }
 
 /// Whether the last writer closed the store cleanly (absent counts as clean for new stores).

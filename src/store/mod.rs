@@ -3,8 +3,11 @@
 mod codec;
 mod meta;
 
-pub(crate) use codec::{decode_passage, decode_passage_meta, encode_passage, SegmentRecordCodec};
-pub(crate) use meta::{put, read_clean, Counters, MetaError, MetaKey, StoreConfig};
+pub(crate) use codec::{
+    decode_augmentation, decode_passage, decode_passage_meta, encode_augmentation, encode_passage,
+    SegmentRecordCodec,
+};
+pub(crate) use meta::{put, put_profile, read_clean, Counters, MetaError, MetaKey, StoreConfig};
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
@@ -12,7 +15,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 pub(crate) const CATALOG_FILE: &str = "catalog.redb";
 
 /// Catalog format version written by this build (see FORMAT.md, "Version log").
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Store-wide settings and counters.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -28,3 +31,8 @@ pub(crate) const TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("tail"
 pub(crate) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 /// Row ids deleted from segments (dropped by compaction).
 pub(crate) const TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("tombstones");
+/// Row id → xQG record: E(passage), the sum and count of query vectors, the queries
+/// (format version 2).
+pub(crate) const AUGMENT: TableDefinition<u64, &[u8]> = TableDefinition::new("augment");
+/// Row ids whose queries are still to be generated (deferred generation; version 2).
+pub(crate) const BACKLOG: TableDefinition<u64, ()> = TableDefinition::new("backlog");

@@ -1,0 +1,282 @@
+//! The ingest pipeline: generate queries → encode passages and queries → fuse, as
+//! overlapping stages joined by bounded channels. The writer stores the result in one
+//! transaction.
+
+use crate::error::{Error, Result};
+use crate::model::{Encoder, Generator, Sampling};
+use crate::types::Passage;
+use crate::xqg::{dedup_queries, Augmentation, XqgProfile};
+use std::time::{Duration, Instant};
+
+/// Most queries one passage may bring (imported or generated).
+pub const MAX_QUERIES_PER_PASSAGE: usize = 4096;
+/// Longest query text, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 << 10;
+
+/// How far an ingest call has come; given to progress callbacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Passages encoded (and augmented) so far.
+    pub passages: usize,
+    /// Passages in the call.
+    pub total: usize,
+    /// Queries generated or imported so far.
+    pub queries: usize,
+    /// Time since the call started.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// Passages per second so far.
+    pub fn passages_per_second(&self) -> f64 {
+        self.passages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Queries per second so far.
+    pub fn queries_per_second(&self) -> f64 {
+        self.queries as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One passage to ingest, optionally with queries generated elsewhere (language, text).
+#[derive(Clone, Debug)]
+pub struct IngestItem {
+    /// The passage.
+    pub passage: Passage,
+    /// Queries that came with it; `None` lets the index's profile decide.
+    pub queries: Option<Vec<(String, String)>>,
+}
+
+impl From<Passage> for IngestItem {
+    fn from(passage: Passage) -> Self {
+        IngestItem {
+            passage,
+            queries: None,
+        }
+    }
+}
+
+/// What the pipeline hands to the writer for one passage.
+pub(crate) struct Ingested {
+    pub passage: Passage,
+    pub vector: Vec<f32>,
+    pub augmentation: Option<Augmentation>,
+}
+
+/// Checks imported queries; the error names the passage.
+pub(crate) fn check_queries(id: &str, queries: &[(String, String)]) -> Result<()> {
+    let bad = |reason: String| Error::InvalidPassage {
+        id: id.to_string(),
+        reason,
+    };
+    if queries.len() > MAX_QUERIES_PER_PASSAGE {
+        return Err(bad(format!(
+            "{} queries; the limit is {MAX_QUERIES_PER_PASSAGE}",
+            queries.len()
+        )));
+    }
+    for (lang, text) in queries {
+        if crate::xqg::TargetLanguage::parse(&format!("{lang}=x")).is_err() {
+            return Err(bad(format!("query language {lang:?} is not a valid code")));
+        }
+        if text.trim().is_empty() {
+            return Err(bad(format!("a {lang} query is empty")));
+        }
+        if text.len() > MAX_QUERY_BYTES {
+            return Err(bad(format!(
+                "a {lang} query has {} bytes; the limit is {MAX_QUERY_BYTES}",
+                text.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The seed of one sampled row: the profile's seed, the passage id, the language and the
+/// sample number (so a passage gets the same queries in any batch, on any thread).
+pub(crate) fn row_seed(seed: u64, id: &str, lang: &str, sample: usize) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::with_seed(seed);
+    h.update(id.as_bytes());
+    h.update(&[0]);
+    h.update(lang.as_bytes());
+    h.update(&[0]);
+    h.update(&(sample as u64).to_le_bytes());
+    h.digest()
+}
+
+/// Generates the profile's queries for one passage: one prompt per language, `per_language`
+/// samples each decoded in one batch; repeated and empty queries are dropped.
+pub fn generate_queries(
+    generator: &Generator,
+    profile: &XqgProfile,
+    passage: &Passage,
+) -> Result<Vec<(String, String)>> {
+    let n = profile.per_language;
+    let mut prompts = Vec::with_capacity(profile.languages.len());
+    let mut seeds = Vec::with_capacity(profile.languages.len() * n);
+    for lang in &profile.languages {
+        let text = profile.prompt_for(lang, passage.title.as_deref(), &passage.text);
+        prompts.push(generator.tokenize(&text, profile.max_input_tokens)?);
+        for i in 0..n {
+            seeds.push(row_seed(profile.seed, &passage.id, &lang.code, i));
+        }
+    }
+    let sampling = Sampling {
+        temperature: profile.temperature,
+        top_k: profile.top_k,
+        top_p: profile.top_p,
+        max_length: profile.max_query_tokens,
+    };
+    let rows = generator
+        .generate_ids(&prompts, n, &sampling, &seeds)
+        .map_err(|e| Error::InvalidPassage {
+            id: passage.id.clone(),
+            reason: format!("generation failed: {e}"),
+        })?;
+    let mut out = Vec::new();
+    for (l, lang) in profile.languages.iter().enumerate() {
+        let texts = rows[l * n..(l + 1) * n]
+            .iter()
+            .map(|ids| generator.decode(ids))
+            .collect::<Result<Vec<_>>>()?;
+        out.extend(
+            dedup_queries(texts)
+                .into_iter()
+                .map(|t| (lang.code.clone(), t)),
+        );
+    }
+    Ok(out)
+}
+
+/// Settings of one pipeline run.
+pub(crate) struct Pipeline<'a> {
+    pub encoder: &'a Encoder,
+    pub profile: Option<&'a XqgProfile>,
+    pub generator: Option<&'a Generator>,
+    pub progress: &'a dyn Fn(&Progress),
+}
+
+/// Passages per pipeline chunk (generation and encoding of neighbouring chunks overlap).
+const CHUNK: usize = 16;
+
+fn needs_generation(profile: Option<&XqgProfile>, item: &IngestItem) -> bool {
+    item.queries.is_none() && profile.is_some_and(|p| !p.deferred && p.generator.is_some())
+}
+
+impl Pipeline<'_> {
+    /// Runs every stage; the results keep the input order.
+    pub fn run(&self, items: Vec<IngestItem>) -> Result<Vec<Ingested>> {
+        if let Some(item) = items.iter().find(|i| i.queries.is_some()) {
+            if self.profile.is_none() {
+                return Err(Error::InvalidPassage {
+                    id: item.passage.id.clone(),
+                    reason: "it comes with generated queries, but the index has no xQG profile \
+                             (create it with one, e.g. `xqdb init --xqg`)"
+                        .into(),
+                });
+            }
+        }
+        for item in &items {
+            if let Some(q) = &item.queries {
+                check_queries(&item.passage.id, q)?;
+            }
+        }
+        let generate = items.iter().any(|i| needs_generation(self.profile, i));
+        let generator = match (generate, self.generator) {
+            (false, _) => None,
+            (true, Some(g)) => Some(g),
+            (true, None) => return Err(Error::NoGenerator),
+        };
+        let start = Instant::now();
+        let total = items.len();
+        let mut chunks: Vec<Vec<IngestItem>> = Vec::new();
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(CHUNK).collect());
+        }
+        let mut out = Vec::with_capacity(total);
+        let mut progress = Progress {
+            total,
+            ..Default::default()
+        };
+        let profile = self.profile;
+        crossbeam::scope(|s| -> Result<()> {
+            let (tx, rx) = crossbeam::channel::bounded::<Result<Vec<IngestItem>>>(2);
+            s.spawn(move |_| {
+                for mut chunk in chunks {
+                    let r = (|| -> Result<Vec<IngestItem>> {
+                        for item in chunk.iter_mut() {
+                            if needs_generation(profile, item) {
+                                let g = generator.expect("checked above");
+                                let p = profile.expect("needs a profile");
+                                item.queries = Some(generate_queries(g, p, &item.passage)?);
+                            }
+                        }
+                        Ok(chunk)
+                    })();
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for chunk in rx {
+                let chunk = chunk?;
+                let done = self.encode_chunk(chunk)?;
+                progress.passages += done.len();
+                progress.queries += done
+                    .iter()
+                    .map(|d| d.augmentation.as_ref().map_or(0, |a| a.queries.len()))
+                    .sum::<usize>();
+                progress.elapsed = start.elapsed();
+                (self.progress)(&progress);
+                out.extend(done);
+            }
+            Ok(())
+        })
+        .expect("ingest threads panicked")?;
+        Ok(out)
+    }
+
+    fn encode_chunk(&self, chunk: Vec<IngestItem>) -> Result<Vec<Ingested>> {
+        let texts: Vec<String> = chunk
+            .iter()
+            .map(|i| match &i.passage.title {
+                Some(t) if !t.is_empty() => format!("{t} {}", i.passage.text),
+                _ => i.passage.text.clone(),
+            })
+            .collect();
+        let vectors = self.encoder.encode_passages(&texts)?;
+        let query_texts: Vec<&str> = chunk
+            .iter()
+            .flat_map(|i| i.queries.iter().flatten().map(|(_, t)| t.as_str()))
+            .collect();
+        let query_vectors = self.encoder.encode_queries(&query_texts)?;
+        let mut qv = query_vectors.into_iter();
+        let mut out = Vec::with_capacity(chunk.len());
+        for (item, e_p) in chunk.into_iter().zip(vectors) {
+            let Some(profile) = self.profile else {
+                out.push(Ingested {
+                    passage: item.passage,
+                    vector: e_p,
+                    augmentation: None,
+                });
+                continue;
+            };
+            let augmentation = match item.queries {
+                None if profile.deferred => Augmentation::pending(e_p),
+                queries => {
+                    let queries = queries.unwrap_or_default();
+                    let vs: Vec<Vec<f32>> = qv.by_ref().take(queries.len()).collect();
+                    Augmentation::new(e_p, queries, &vs, profile.store_query_vectors)
+                }
+            };
+            out.push(Ingested {
+                passage: item.passage,
+                vector: augmentation.fused(profile.alpha, profile.normalize),
+                augmentation: Some(augmentation),
+            });
+        }
+        Ok(out)
+    }
+}
