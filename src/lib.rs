@@ -36,15 +36,16 @@ pub mod xqg;
 
 pub use error::{Error, Result};
 pub use index::{
-    AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Index, IndexBuilder, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
+    AugmentBudget, AugmentReport, CommitInfo, Index, IndexBuilder, RefuseReport, SearchOptions,
+    Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
 pub use ingest::{IngestItem, Progress};
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
-pub use xqg::{Augmentation, XqgProfile};
 pub use scan::Kernel;
 pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;
 pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};
+pub use xqg::{Augmentation, XqgProfile};
 
 /// Largest vector dimension an index accepts.
 pub const MAX_DIM: usize = 65_536;

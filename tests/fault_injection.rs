@@ -1,7 +1,7 @@
 //! Crash at the N-th I/O call: the store runs on a simulated disk (`xqdb::faults::SimDisk`)
 //! where the catalog (redb's storage backend) and the segment files keep a volatile and a
 //! durable view, and every I/O call from the N-th on fails. Random operation sequences
-//! (insert, upsert, delete, commit, seal, compact) run until the disk fails; then the disk
+//! (insert, upsert, delete, commit, seal, compact, re-fusion with a new α) run until the disk fails; then the disk
 //! "loses power" (only synced state survives), the store is reopened on what is left, and
 //! it must verify, hold exactly the last acknowledged state (or, when the failing call was
 //! a commit, possibly that commit's state), leave no orphan segment, and accept new writes.
@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use xqdb::faults::SimDisk;
-use xqdb::{Index, Metric, Passage};
+use xqdb::{Augmentation, Index, Metric, Passage, XqgProfile};
 
 const DIM: usize = 4;
 
@@ -20,7 +20,11 @@ enum Op {
     Commit,
     Seal,
     Compact,
+    Refuse(bool),
 }
+
+/// Every passage's one "query" vector; with α ∈ {0.5, 0.25} fusion is exact in f32.
+const QUERY: [f32; DIM] = [1.0, -1.0, 2.0, 0.0];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -29,15 +33,38 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Commit),
         1 => Just(Op::Seal),
         1 => Just(Op::Compact),
+        1 => any::<bool>().prop_map(Op::Refuse),
     ]
 }
 
 type State = BTreeMap<String, Vec<f32>>;
 
+/// Passage vectors E(p) by id, and the α they are fused with.
+type Oracle = (State, f32);
+
+fn fused((passages, alpha): &Oracle) -> State {
+    passages
+        .iter()
+        .map(|(id, v)| {
+            let f = v
+                .iter()
+                .zip(QUERY)
+                .map(|(p, q)| (1.0 - alpha) * p + alpha * q)
+                .collect();
+            (id.clone(), f)
+        })
+        .collect()
+}
+
 fn builder() -> xqdb::IndexBuilder {
     Index::builder()
         .dim(DIM)
         .metric(Metric::Dot)
+        .xqg(XqgProfile {
+            alpha: 0.5,
+            normalize: false,
+            ..Default::default()
+        })
         .seal_rows(6)
         .direct_segment_rows(5)
         .threads(1)
@@ -55,25 +82,28 @@ fn state_of(index: &Index) -> State {
         .collect()
 }
 
-fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool) {
+fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
     let disk = SimDisk::new();
     let index = builder().open_simulated(&disk).unwrap();
     disk.fail_from(fail_at);
     let start = disk.calls();
     let mut op_calls = 0;
-    let mut committed = State::new();
+    let mut committed: Oracle = (State::new(), 0.5);
     let mut pending = committed.clone();
-    let mut maybe: Option<State> = None;
+    let mut maybe: Vec<Oracle> = Vec::new();
     let mut failed = false;
+    let mut in_refuse = false;
     if let Ok(mut w) = index.writer() {
         for op in ops {
             let r = match &op {
                 Op::Put(i, v) => {
                     let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
                     let id = format!("p{i}");
-                    let r = w.upsert(Passage::new(&id, "t"), &v);
+                    let q = vec![("fi".to_string(), format!("kysymys {i}"))];
+                    let a = Augmentation::new(v.clone(), q, &[QUERY.to_vec()], false);
+                    let r = w.upsert_augmented(Passage::new(&id, "t"), a);
                     if r.is_ok() {
-                        pending.insert(id, v);
+                        pending.0.insert(id, v);
                     }
                     r.map(|_| ())
                 }
@@ -81,28 +111,37 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool) {
                     let id = format!("p{i}");
                     let r = w.delete(&id);
                     if r.is_ok() {
-                        pending.remove(&id);
+                        pending.0.remove(&id);
                     }
                     r.map(|_| ())
                 }
                 Op::Commit => w.commit().map(|_| ()),
                 Op::Seal => w.seal().map(|_| ()),
                 Op::Compact => w.compact().map(|_| ()),
+                Op::Refuse(quarter) => {
+                    let alpha = if *quarter { 0.25 } else { 0.5 };
+                    // The buffered changes commit first, then the re-fusion commits.
+                    maybe.push(pending.clone());
+                    pending.1 = alpha;
+                    w.refuse(alpha, false).map(|_| ())
+                }
             };
             match r {
                 Ok(()) => {
+                    maybe.clear();
                     if !matches!(op, Op::Put(..) | Op::Delete(..)) {
                         committed = pending.clone();
                     }
                 }
                 Err(e) => {
                     // The call that failed may have committed before failing (a commit's
-                    // changes, or the data commit inside seal/compact).
+                    // changes, or the data commit inside seal/compact/refuse).
                     if !matches!(op, Op::Put(..) | Op::Delete(..)) {
-                        maybe = Some(pending.clone());
+                        maybe.push(pending.clone());
                     }
                     assert!(!e.to_string().is_empty());
                     failed = true;
+                    in_refuse = matches!(op, Op::Refuse(_));
                     break;
                 }
             }
@@ -124,8 +163,19 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool) {
         .unwrap_or_else(|e| panic!("verify after crash at call {fail_at}: {e}"));
     let got = state_of(&index);
     assert!(
-        got == committed || maybe.as_ref() == Some(&got),
+        got == fused(&committed) || maybe.iter().any(|m| fused(m) == got),
         "crash at call {fail_at}: store holds {got:?}, acknowledged {committed:?}, in flight {maybe:?}"
+    );
+    // The stored E(p) survive with the vectors: a re-fusion now gives the oracle's vectors.
+    let recovered = maybe
+        .iter()
+        .find(|m| fused(m) == got)
+        .unwrap_or(&committed)
+        .clone();
+    let alpha = index.snapshot().xqg_profile().unwrap().alpha;
+    assert!(
+        fused(&(recovered.0.clone(), alpha)) == got,
+        "the recorded α matches the vectors"
     );
     // Every file in segments/ is listed (verify checks it) and the store keeps working.
     let mut w = index.writer().unwrap();
@@ -136,7 +186,7 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool) {
     drop(w);
     assert!(index.snapshot().contains("after").unwrap());
     index.verify().unwrap();
-    (op_calls, failed)
+    (op_calls, failed, in_refuse)
 }
 
 #[test]
@@ -150,19 +200,22 @@ fn crash_at_any_io_call_keeps_exactly_the_acknowledged_state() {
         ),
     );
     let cases = proptest::collection::vec(op(), 1..60);
-    let (mut crashed, mut calls) = (0, 0);
+    let (mut crashed, mut calls, mut in_refuse) = (0, 0, 0);
     let rounds = 400;
     for round in 0..rounds as u64 {
         let ops = cases.new_tree(&mut runner).unwrap().current();
         // Spread the fault over the whole range of calls a sequence makes.
         let fail_at = 1 + (round * 7919) % 200;
-        let (n, failed) = run(ops, fail_at);
+        let (n, failed, refusing) = run(ops, fail_at);
         crashed += failed as usize;
+        in_refuse += refusing as usize;
         calls += n;
     }
     eprintln!(
-        "{rounds} sequences, {calls} I/O calls, {crashed} ended by an injected fault and a crash"
+        "{rounds} sequences, {calls} I/O calls, {crashed} ended by an injected fault and a crash \
+         ({in_refuse} of them inside a re-fusion)"
     );
+    assert!(in_refuse > 0, "no fault landed inside a re-fusion");
     assert!(
         crashed >= rounds / 4,
         "too few sequences reached their fault: {crashed}"
@@ -185,11 +238,11 @@ fn the_simulated_disk_really_fails_and_loses_unsynced_writes() {
             }
         })
         .collect();
-    let (calls, failed) = run(ops.clone(), 0);
+    let (calls, failed, _) = run(ops.clone(), 0);
     assert!(!failed && calls > 50, "calls {calls}");
     // With a fault at every tenth of the way through those calls, each run fails.
     for k in 1..10 {
-        let (_, failed) = run(ops.clone(), calls * k / 10);
+        let (_, failed, _) = run(ops.clone(), calls * k / 10);
         assert!(
             failed,
             "fault at call {} did not fail the run",

@@ -55,14 +55,22 @@ fn greedy_decoding_reproduces_the_reference_ids_one_by_one_and_batched() {
             let prompt = case["prompt"].as_str().unwrap();
             let max_in = case["max_input_tokens"].as_u64().unwrap() as usize;
             let input = g.tokenize(prompt, max_in).unwrap();
-            assert_eq!(input, ids(&case["input_ids"]), "{model} tokens of {prompt:?}");
+            assert_eq!(
+                input,
+                ids(&case["input_ids"]),
+                "{model} tokens of {prompt:?}"
+            );
             let max_length = case["max_length"].as_u64().unwrap() as usize;
             let out = g
                 .generate_ids(&[input], 1, &Sampling::greedy(max_length), &[0])
                 .unwrap();
             let want = ids(&case["output_ids"]);
             assert_eq!(want[0], 0, "reference starts with the decoder start token");
-            assert_eq!(out[0], want[1..], "{model} {layout:?} greedy for {prompt:?}");
+            assert_eq!(
+                out[0],
+                want[1..],
+                "{model} {layout:?} greedy for {prompt:?}"
+            );
             eos_endings += (out[0].last() == Some(&g.eos_id())) as usize;
         }
         if model == "mt5" {
@@ -81,7 +89,11 @@ fn greedy_decoding_reproduces_the_reference_ids_one_by_one_and_batched() {
                 .generate_ids(&prompts, 1, &Sampling::greedy(max_length), &seeds)
                 .unwrap();
             for (o, c) in out.iter().zip(&cases) {
-                assert_eq!(o[..], ids(&c["output_ids"])[1..], "{model} {layout:?} batched");
+                assert_eq!(
+                    o[..],
+                    ids(&c["output_ids"])[1..],
+                    "{model} {layout:?} batched"
+                );
             }
         }
     }
@@ -156,13 +168,20 @@ fn seeded_sampling_is_deterministic_and_stays_in_the_top_k() {
         .unwrap();
     assert_eq!(alone[0], a[5]);
     let distinct: std::collections::HashSet<&Vec<u32>> = a.iter().collect();
-    assert!(distinct.len() > 8, "16 seeds gave only {} sequences", distinct.len());
+    assert!(
+        distinct.len() > 8,
+        "16 seeds gave only {} sequences",
+        distinct.len()
+    );
     // Every sampled token is among the 5 most likely at its position (teacher-forced).
     let mut checked = 0;
     for seq in &a {
         let logits = g.target_logits(&prompt, seq).unwrap();
         for (row, &tok) in logits.iter().zip(seq) {
-            let better = row.iter().filter(|&&x| x > row[tok as usize] + 1e-5).count();
+            let better = row
+                .iter()
+                .filter(|&&x| x > row[tok as usize] + 1e-5)
+                .count();
             assert!(better < 5, "token {tok} has {better} better tokens");
             checked += 1;
         }

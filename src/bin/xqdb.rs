@@ -401,7 +401,8 @@ fn run(command: Command) -> CliResult {
                 builder = builder.xqg(profile.profile()?);
             }
             if let Some(g) = generator {
-                let g = xqdb::Generator::open(&g, &xqdb::GeneratorOptions::default()).map_err(err)?;
+                let g =
+                    xqdb::Generator::open(&g, &xqdb::GeneratorOptions::default()).map_err(err)?;
                 builder = builder.generator(Arc::new(g));
             }
             builder = match (dim, model) {
@@ -457,7 +458,9 @@ fn run(command: Command) -> CliResult {
             let mut w = index.writer().map_err(err)?;
             let start = std::time::Instant::now();
             let r = w.refuse(alpha, !no_normalize).map_err(err)?;
-            Ok(json!({ "refused": r.refused, "unchanged": r.unchanged, "alpha": alpha, "normalize": !no_normalize, "seconds": start.elapsed().as_secs_f64() }))
+            Ok(
+                json!({ "refused": r.refused, "unchanged": r.unchanged, "alpha": alpha, "normalize": !no_normalize, "seconds": start.elapsed().as_secs_f64() }),
+            )
         }
         Command::Augment {
             dir,
@@ -476,7 +479,9 @@ fn run(command: Command) -> CliResult {
             }
             let start = std::time::Instant::now();
             let r = w.augment(&budget).map_err(err)?;
-            Ok(json!({ "augmented": r.augmented, "queries": r.queries, "remaining": r.remaining, "seconds": start.elapsed().as_secs_f64() }))
+            Ok(
+                json!({ "augmented": r.augmented, "queries": r.queries, "remaining": r.remaining, "seconds": start.elapsed().as_secs_f64() }),
+            )
         }
         Command::Add {
             dir,
@@ -683,7 +688,12 @@ fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 }
 
 /// Buffers one batch of parsed lines: rows with vectors directly, the rest encoded.
-type Row = (usize, Passage, Option<Vec<f32>>, Option<Vec<(String, String)>>);
+type Row = (
+    usize,
+    Passage,
+    Option<Vec<f32>>,
+    Option<Vec<(String, String)>>,
+);
 
 fn stage_batch(
     w: &mut xqdb::Writer,
@@ -965,7 +975,10 @@ fn eval_oracle(
     if files.is_empty() {
         return Err("give at least one multi-parallel file".into());
     }
-    if alphas.iter().any(|a| !a.is_finite() || !(0.0..=1.0).contains(a)) {
+    if alphas
+        .iter()
+        .any(|a| !a.is_finite() || !(0.0..=1.0).contains(a))
+    {
         return Err("every --alpha must be in [0, 1]".into());
     }
     let encoder = load_encoder(model)?;

@@ -10,12 +10,12 @@ pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer}
 
 use crate::error::{Error, Result};
 use crate::model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
-use crate::xqg::XqgProfile;
 use crate::segment::{
     self, FsDir, MemDir, ReadMode, SegmentDir, SegmentHandle, SegmentRecord, SEGMENTS_DIR,
 };
 use crate::store::{self, Counters, MetaError, MetaKey, StoreConfig, CATALOG_FILE};
 use crate::types::{Dtype, Metric};
+use crate::xqg::XqgProfile;
 use redb::{ReadableDatabase, ReadableTable};
 use snapshot::{SnapshotData, Tail};
 use std::collections::BTreeMap;
@@ -522,10 +522,8 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
             .map_err(|e| cerr(e.into()))?;
         txn.open_table(store::TOMBSTONES)
             .map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::AUGMENT)
-            .map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::BACKLOG)
-            .map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
+        txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
     }
     txn.commit().map_err(|e| cerr(e.into()))
 }

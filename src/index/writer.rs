@@ -1,12 +1,12 @@
 //! The single writer: buffered changes, the commit protocol, sealing and compaction.
 
 use super::snapshot::{prepare_vector, SnapshotData, Tail};
-use super::Snapshot;
 use super::Inner;
+use super::Snapshot;
 use crate::error::{Error, Result};
+use crate::ingest::{IngestItem, Pipeline, Progress};
 use crate::segment::{encode_rows, write_segment, RowSource, SegmentRecord};
 use crate::store::{self, Counters, MetaKey};
-use crate::ingest::{IngestItem, Pipeline, Progress};
 use crate::types::{Dtype, Passage};
 use crate::xqg::Augmentation;
 use redb::{ReadableTable, WriteTransaction};
@@ -79,7 +79,10 @@ fn check_augmentation(config: &store::StoreConfig, id: &str, a: &Augmentation) -
             });
         }
     }
-    if a.query_vectors.as_ref().is_some_and(|q| q.len() != a.queries.len()) {
+    if a.query_vectors
+        .as_ref()
+        .is_some_and(|q| q.len() != a.queries.len())
+    {
         return Err(Error::InvalidArgument(format!(
             "{id}: {} query vectors for {} queries",
             a.query_vectors.as_ref().map_or(0, Vec::len),
@@ -329,7 +332,11 @@ impl Writer {
         passages: Vec<Passage>,
         progress: &dyn Fn(&Progress),
     ) -> Result<()> {
-        self.stage_items(passages.into_iter().map(Into::into).collect(), false, progress)
+        self.stage_items(
+            passages.into_iter().map(Into::into).collect(),
+            false,
+            progress,
+        )
     }
 
     /// Like [`Writer::insert_texts`], replacing passages whose id exists.
@@ -338,7 +345,11 @@ impl Writer {
         passages: Vec<Passage>,
         progress: &dyn Fn(&Progress),
     ) -> Result<()> {
-        self.stage_items(passages.into_iter().map(Into::into).collect(), true, progress)
+        self.stage_items(
+            passages.into_iter().map(Into::into).collect(),
+            true,
+            progress,
+        )
     }
 
     /// Like [`Writer::insert_texts`] for passages that may bring queries generated
@@ -937,7 +948,12 @@ impl Writer {
                 break;
             }
             let generator = generator.as_deref().ok_or(Error::NoGenerator)?;
-            let profile = snap.data().config.xqg.clone().expect("a backlog needs a profile");
+            let profile = snap
+                .data()
+                .config
+                .xqg
+                .clone()
+                .expect("a backlog needs a profile");
             let encoder = self.inner.encoder()?;
             for rid in rids {
                 let passage = snap.passage_by_rid(rid)?;

@@ -165,7 +165,10 @@ fn read_config(path: &Path) -> Result<(Seq2SeqConfig, String)> {
         vocab: config_usize(&cfg, &["vocab_size"], path)?,
     };
     if c.layers == 0 || c.layers > 256 || c.heads == 0 || c.head_dim == 0 || c.vocab < 2 {
-        return Err(model_err(path, "implausible layer, head or vocabulary sizes"));
+        return Err(model_err(
+            path,
+            "implausible layer, head or vocabulary sizes",
+        ));
     }
     Ok((c, text))
 }
@@ -193,7 +196,10 @@ impl Generator {
         let (config, config_text) = read_config(&config_path)?;
         let tok_path = dir.join("tokenizer.json");
         let tok_text = std::fs::read(&tok_path).map_err(|e| {
-            model_err(&tok_path, format!("cannot read ({e}); export the tokenizer too"))
+            model_err(
+                &tok_path,
+                format!("cannot read ({e}); export the tokenizer too"),
+            )
         })?;
         let mut tokenizer = Tokenizer::from_bytes(&tok_text)
             .map_err(|e| model_err(&tok_path, format!("tokenizer does not parse: {e}")))?;
@@ -287,7 +293,11 @@ impl Generator {
                 need(&s.first, DECODER, &first)?;
                 let mut past = vec!["input_ids".to_string(), "encoder_attention_mask".into()];
                 past.extend(self.past_names());
-                need(s.with_past.as_ref().expect("split"), DECODER_WITH_PAST, &past)?;
+                need(
+                    s.with_past.as_ref().expect("split"),
+                    DECODER_WITH_PAST,
+                    &past,
+                )?;
             }
             DecoderLayout::Merged => {
                 first.extend(self.past_names());
@@ -501,7 +511,8 @@ impl Generator {
         let mut decoder_past: Vec<DynValue> = Vec::new();
         let mut encoder_past: Vec<DynValue> = Vec::new();
         for step in 0..sampling.max_length - 1 {
-            let ids = Tensor::from_array(([b, 1usize], next.clone())).map_err(|e| self.ort_err(e))?;
+            let ids =
+                Tensor::from_array(([b, 1usize], next.clone())).map_err(|e| self.ort_err(e))?;
             let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
                 ("input_ids".into(), ids.into()),
                 ("encoder_attention_mask".into(), (&mask).into()),
@@ -509,9 +520,10 @@ impl Generator {
             let first = step == 0;
             let (session, file) = match (self.layout, first) {
                 (DecoderLayout::Split, true) => (&mut s.first, DECODER),
-                (DecoderLayout::Split, false) => {
-                    (s.with_past.as_mut().expect("split layout"), DECODER_WITH_PAST)
-                }
+                (DecoderLayout::Split, false) => (
+                    s.with_past.as_mut().expect("split layout"),
+                    DECODER_WITH_PAST,
+                ),
                 (DecoderLayout::Merged, _) => (&mut s.first, DECODER_MERGED),
             };
             let empty;
@@ -519,7 +531,8 @@ impl Generator {
                 inputs.push(("encoder_hidden_states".into(), (&hidden).into()));
             }
             if self.layout == DecoderLayout::Merged {
-                let flag = Tensor::from_array(([1usize], vec![!first])).map_err(|e| self.ort_err(e))?;
+                let flag =
+                    Tensor::from_array(([1usize], vec![!first])).map_err(|e| self.ort_err(e))?;
                 inputs.push(("use_cache_branch".into(), flag.into()));
             }
             if first && self.layout == DecoderLayout::Merged {
@@ -626,7 +639,8 @@ impl Generator {
                 for (n, v) in &empty {
                     inputs.push((n.clone(), v.into()));
                 }
-                let flag = Tensor::from_array(([1usize], vec![false])).map_err(|e| self.ort_err(e))?;
+                let flag =
+                    Tensor::from_array(([1usize], vec![false])).map_err(|e| self.ort_err(e))?;
                 inputs.push(("use_cache_branch".into(), flag.into()));
                 DECODER_MERGED
             }
@@ -652,7 +666,12 @@ impl Generator {
         let mut sum = 0f64;
         for (row, &t) in logits.iter().zip(target) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&x| (x as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             let x = *row.get(t as usize).ok_or_else(|| {
                 Error::InvalidArgument(format!("target token {t} is outside the vocabulary"))
             })? as f64;
@@ -692,7 +711,11 @@ pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
     let mut keep = order.len();
     if s.top_k > 0 && s.top_k < keep {
         let kth = logits[order[s.top_k - 1]];
-        keep = s.top_k + order[s.top_k..].iter().take_while(|&&i| logits[i] == kth).count();
+        keep = s.top_k
+            + order[s.top_k..]
+                .iter()
+                .take_while(|&&i| logits[i] == kth)
+                .count();
     }
     let t = s.temperature as f64;
     let max = logits[order[0]] as f64;

@@ -42,7 +42,8 @@ pub const LANGUAGES: &[(&str, &str)] = &[
 pub const PAPER_LANGUAGES: [&str; 7] = ["ar", "bn", "fi", "ja", "ko", "ru", "te"];
 
 /// The prompt of the xQG generator (`{language}`, `{title}` and `{passage}` are filled in).
-pub const DEFAULT_PROMPT: &str = "Generate a {language} question for this passage: {title} {passage}";
+pub const DEFAULT_PROMPT: &str =
+    "Generate a {language} question for this passage: {title} {passage}";
 
 /// One target language of a profile: its code (stored with each query) and the name the
 /// prompt uses.
@@ -193,7 +194,10 @@ impl XqgProfile {
             }
         }
         if self.per_language == 0 || self.per_language > 64 {
-            return bad(format!("per_language {} is not in 1..=64", self.per_language));
+            return bad(format!(
+                "per_language {} is not in 1..=64",
+                self.per_language
+            ));
         }
         if !self.alpha.is_finite() || !(0.0..=1.0).contains(&self.alpha) {
             return bad(format!("alpha {} is not in [0, 1]", self.alpha));
@@ -339,7 +343,10 @@ mod tests {
         let n = fuse(&[1.0, 0.0], &[0.0, 4.0], 4, 0.25, true);
         let norm = (0.75f32 * 0.75 + 1.0).sqrt();
         assert!((n[0] - 0.75 / norm).abs() < 1e-6 && (n[1] - 1.0 / norm).abs() < 1e-6);
-        assert_eq!(fuse(&[3.0, 4.0], &[0.0, 0.0], 0, 0.5, false), vec![3.0, 4.0]);
+        assert_eq!(
+            fuse(&[3.0, 4.0], &[0.0, 0.0], 0, 0.5, false),
+            vec![3.0, 4.0]
+        );
     }
 
     #[test]
