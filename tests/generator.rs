@@ -152,19 +152,19 @@ fn seeded_sampling_is_deterministic_and_stays_in_the_top_k() {
     };
     let seeds: Vec<u64> = (0..16).collect();
     let a = g
-        .generate_ids(&[prompt.clone()], 16, &sampling, &seeds)
+        .generate_ids(std::slice::from_ref(&prompt), 16, &sampling, &seeds)
         .unwrap();
     let b = g
-        .generate_ids(&[prompt.clone()], 16, &sampling, &seeds)
+        .generate_ids(std::slice::from_ref(&prompt), 16, &sampling, &seeds)
         .unwrap();
     assert_eq!(a, b, "same seeds, same samples");
     let c = merged
-        .generate_ids(&[prompt.clone()], 16, &sampling, &seeds)
+        .generate_ids(std::slice::from_ref(&prompt), 16, &sampling, &seeds)
         .unwrap();
     assert_eq!(a, c, "both layouts sample the same tokens");
     // A row's samples depend on its seed only, not on the batch around it.
     let alone = g
-        .generate_ids(&[prompt.clone()], 1, &sampling, &[5])
+        .generate_ids(std::slice::from_ref(&prompt), 1, &sampling, &[5])
         .unwrap();
     assert_eq!(alone[0], a[5]);
     let distinct: std::collections::HashSet<&Vec<u32>> = a.iter().collect();

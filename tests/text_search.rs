@@ -47,7 +47,7 @@ fn questions_in_other_languages_find_english_passages() {
     let mut w = index.writer().unwrap();
     let seen = std::sync::atomic::AtomicUsize::new(0);
     w.insert_texts(passages, &|n| {
-        seen.store(n, std::sync::atomic::Ordering::Relaxed)
+        seen.store(n.passages, std::sync::atomic::Ordering::Relaxed)
     })
     .unwrap();
     assert_eq!(seen.into_inner(), 4, "progress must reach every passage");

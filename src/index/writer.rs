@@ -29,7 +29,7 @@ enum Op {
         passage: Passage,
         meta_json: Option<String>,
         vector: Vec<f32>,
-        aug: Option<Augmentation>,
+        aug: Option<Box<Augmentation>>,
     },
     Delete(String),
 }
@@ -306,7 +306,7 @@ impl Writer {
             passage,
             meta_json,
             vector,
-            aug,
+            aug: aug.map(Box::new),
         });
         Ok(())
     }
@@ -980,7 +980,7 @@ impl Writer {
                     passage,
                     meta_json,
                     vector,
-                    aug: Some(a),
+                    aug: Some(Box::new(a)),
                 });
                 report.augmented += 1;
             }

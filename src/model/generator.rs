@@ -691,6 +691,31 @@ impl Generator {
     }
 }
 
+/// Indices of the `k` largest logits (and any further ones tied with the k-th), largest
+/// first, ties by index: one pass with a small sorted buffer instead of a full sort.
+fn top_k_indices(logits: &[f32], k: usize) -> Vec<usize> {
+    let better = |a: (f32, usize), b: (f32, usize)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (i, &x) in logits.iter().enumerate() {
+        if best.len() == k && !better((x, i), best[k - 1]) {
+            continue;
+        }
+        let pos = best.partition_point(|&b| better(b, (x, i)));
+        best.insert(pos, (x, i));
+        best.truncate(k);
+    }
+    let kth = best[k - 1];
+    let mut out: Vec<usize> = best.iter().map(|b| b.1).collect();
+    out.extend(
+        logits
+            .iter()
+            .enumerate()
+            .filter(|&(i, &x)| x == kth.0 && i > kth.1)
+            .map(|(i, _)| i),
+    );
+    out
+}
+
 /// Picks the next token from one row of logits. `None` when a logit is NaN or +inf.
 pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
     if logits.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
@@ -706,17 +731,14 @@ pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
         return Some(best);
     }
     // Temperature, then top-k (ties with the k-th kept), then top-p; as Hugging Face.
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    let mut keep = order.len();
-    if s.top_k > 0 && s.top_k < keep {
-        let kth = logits[order[s.top_k - 1]];
-        keep = s.top_k
-            + order[s.top_k..]
-                .iter()
-                .take_while(|&&i| logits[i] == kth)
-                .count();
-    }
+    let order = if s.top_k > 0 && s.top_k < logits.len() {
+        top_k_indices(logits, s.top_k)
+    } else {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        order
+    };
+    let keep = order.len();
     let t = s.temperature as f64;
     let max = logits[order[0]] as f64;
     let mut probs: Vec<f64> = order[..keep]
@@ -779,6 +801,25 @@ mod tests {
             seen.insert(t);
         }
         assert_eq!(seen.len(), 3, "a high temperature reaches all three");
+    }
+
+    #[test]
+    fn top_k_selection_equals_a_full_sort() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for k in [1, 3, 10, 50] {
+            let logits: Vec<f32> = (0..500)
+                .map(|_| (rng.random::<f32>() * 20.0).round())
+                .collect();
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+            let kth = logits[order[k - 1]];
+            let want: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&i| logits[i] >= kth)
+                .collect();
+            assert_eq!(top_k_indices(&logits, k), want, "k {k}");
+        }
     }
 
     #[test]
