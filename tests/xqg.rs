@@ -349,3 +349,61 @@ fn a_different_generator_is_refused_at_open() {
         .unwrap_err();
     assert!(matches!(e, xqdb::Error::ModelMismatch { .. }), "{e}");
 }
+
+fn cli(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xqdb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_cli_imports_generated_queries_shows_them_and_refuses() {
+    encoder(1); // fails with the set-up command when the default bundle is missing
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let dir = dir.to_str().unwrap();
+    let created = cli(&["init", dir, "--xqg", "--alpha", "0.1"]);
+    assert_eq!(created["xqg"]["per_language"], 5);
+    let file = tmp.path().join("corpus.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"id":"hel","title":"Helsinki","text":"Helsinki is the capital of Finland.","generated_queries":{"fi":["Mikä on Suomen pääkaupunki?"],"te":["ఫిన్లాండ్ రాజధాని ఏది?"]}}"#,
+            "\n",
+            r#"{"id":"tok","text":"Tokyo is the capital of Japan.","generated_queries":{"ja":["日本の首都はどこですか？"]}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(cli(&["add", dir, file.to_str().unwrap()])["added"], 2);
+    let q = cli(&["queries", dir, "hel", "nope"]);
+    assert_eq!(q["missing"][0], "nope");
+    let hel = q["passages"]["hel"]["queries"].as_array().unwrap();
+    assert_eq!(hel.len(), 2);
+    assert_eq!(hel[0]["lang"], "fi");
+    assert_eq!(hel[1]["text"], "ఫిన్లాండ్ రాజధాని ఏది?");
+    let s = cli(&["stats", dir]);
+    assert_eq!(
+        (s["augmented"].as_u64(), s["augment_backlog"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let before = cli(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
+    assert_eq!(before["results"][0][0]["id"], "hel");
+    let r = cli(&["refuse", dir, "--alpha", "0.3"]);
+    assert_eq!(r["refused"], 2);
+    let after = cli(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
+    assert_eq!(after["results"][0][0]["id"], "hel");
+    assert!(
+        after["results"][0][0]["score"].as_f64() > before["results"][0][0]["score"].as_f64(),
+        "more weight on the Telugu query raises the Telugu match"
+    );
+    assert!((cli(&["stats", dir])["xqg_alpha"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+}
