@@ -279,6 +279,30 @@ enum EvalTask {
         #[command(flatten)]
         out: Output,
     },
+    /// XOR-Retrieve R@2kt and R@5kt as the official eval_xor_retrieve.py computes them:
+    /// score a prediction file, or retrieve with an index first.
+    Xor {
+        /// The XOR-Retrieve data file: {"id","lang","question","answers"} per line.
+        #[arg(long)]
+        questions: PathBuf,
+        /// A prediction file ([{"id","lang","ctxs":[text, ...]}, ...]) to score.
+        #[arg(long, conflicts_with = "index")]
+        predictions: Option<PathBuf>,
+        /// Retrieve each question's passages from this index (with its model).
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// Passages retrieved per question (with --index).
+        #[arg(short, long, default_value_t = 100)]
+        k: usize,
+        /// Write the retrieved passages as a prediction file (with --index).
+        #[arg(long)]
+        write_predictions: Option<PathBuf>,
+        /// Token cutoffs (default 2000 and 5000).
+        #[arg(long, value_delimiter = ',', default_value = "2000,5000")]
+        tokens: Vec<usize>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Native → English retrieval over {"lang","native","en"} files: each native text queries
     /// for its English translation among all English texts of its language.
     Translations {
@@ -322,7 +346,10 @@ fn main() -> ExitCode {
         | Command::Stats { out, .. }
         | Command::Demo { out, .. }
         | Command::Eval {
-            task: EvalTask::Translations { out, .. } | EvalTask::Trec { out, .. },
+            task:
+                EvalTask::Translations { out, .. }
+                | EvalTask::Trec { out, .. }
+                | EvalTask::Xor { out, .. },
         } => out.json,
         Command::StressWriter { .. } => false,
     };
@@ -573,6 +600,28 @@ fn run(command: Command) -> CliResult {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
             Ok(serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())?)
         }
+        Command::Eval {
+            task:
+                EvalTask::Xor {
+                    questions,
+                    predictions,
+                    index,
+                    k,
+                    write_predictions,
+                    tokens,
+                    out,
+                },
+        } => quiet_unless(
+            out.json,
+            eval_xor(
+                &questions,
+                predictions.as_deref(),
+                index.as_deref(),
+                k,
+                write_predictions.as_deref(),
+                &tokens,
+            ),
+        ),
         Command::Eval {
             task:
                 EvalTask::Translations {
@@ -963,6 +1012,71 @@ fn eval_translations(files: &[PathBuf], model: Option<&Path>, limit: Option<usiz
     );
     let avg = RankMetrics::macro_average(per_lang.values());
     Ok(json!({ "model": encoder.fingerprint(), "languages": per_lang, "average": avg }))
+}
+
+fn eval_xor(
+    questions: &Path,
+    predictions: Option<&Path>,
+    index: Option<&Path>,
+    k: usize,
+    write: Option<&Path>,
+    cutoffs: &[usize],
+) -> CliResult {
+    use xqdb::eval::xor;
+    let qs = xor::read_questions(questions).map_err(err)?;
+    let preds = match (predictions, index) {
+        (Some(p), _) => xor::read_predictions(p).map_err(err)?,
+        (None, Some(dir)) => {
+            let index = open_index(dir, None, true)?;
+            let texts: Vec<&str> = qs.iter().map(|q| q.question.as_str()).collect();
+            let start = std::time::Instant::now();
+            let mut preds = Vec::with_capacity(qs.len());
+            for (chunk, qchunk) in texts.chunks(64).zip(qs.chunks(64)) {
+                let hits = index
+                    .search_texts(chunk, &SearchOptions::new(k))
+                    .map_err(err)?;
+                for (q, hits) in qchunk.iter().zip(hits) {
+                    preds.push(xor::XorPrediction {
+                        id: q.id.clone(),
+                        lang: q.lang.clone(),
+                        ctxs: hits
+                            .into_iter()
+                            .map(|h| xor::Ctx::Text(h.passage.text))
+                            .collect(),
+                    });
+                }
+            }
+            eprintln!(
+                "retrieved top-{k} for {} questions in {:.1} s",
+                qs.len(),
+                start.elapsed().as_secs_f64()
+            );
+            if let Some(w) = write {
+                let json = serde_json::to_string(&preds).map_err(|e| e.to_string())?;
+                std::fs::write(w, json).map_err(|e| format!("{}: {e}", w.display()))?;
+            }
+            preds
+        }
+        (None, None) => return Err("give --predictions FILE or --index DIR".into()),
+    };
+    let scores = xor::score(&qs, &preds, cutoffs);
+    let mut out = serde_json::Map::new();
+    for s in &scores {
+        eprintln!("R@{}kt", s.max_tokens as f64 / 1000.0);
+        eprintln!("{:<8} {:>7} {:>7} {:>10}", "lang", "count", "hit", "score");
+        for l in &s.languages {
+            eprintln!(
+                "{:<8} {:>7} {:>7} {:>10.4}",
+                l.lang, l.count, l.hit, l.score
+            );
+        }
+        eprintln!("{:<8} {:>26.4}", "average", s.macro_average);
+        out.insert(
+            format!("R@{}kt", s.max_tokens as f64 / 1000.0),
+            serde_json::to_value(s).map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 fn eval_oracle(

@@ -1,6 +1,9 @@
-//! Evaluation: ranking metrics, TREC runs and qrels, and the cross-lingual translation task.
+//! Evaluation: ranking metrics, TREC runs and qrels, the XOR-Retrieve scorer (with a port of
+//! nltk's English `word_tokenize`), and the cross-lingual translation tasks.
 
+pub mod nltk;
 pub mod trec;
+pub mod xor;
 
 use crate::error::{Error, Result};
 use crate::model::Encoder;
