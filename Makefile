@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup lint bench bench-peers
+.PHONY: demo test setup lint bench bench-peers bench-ingest
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -24,6 +24,11 @@ lint:
 bench: setup
 	$(CARGO) bench --bench scan
 	$(CARGO) bench --bench encode
+	$(CARGO) bench --bench generate
 
-bench-peers:
+bench-peers: setup
 	$(PYTHON) scripts/bench_peers.py
+	$(PYTHON) scripts/bench_peers.py --data model
+
+bench-ingest: setup
+	$(PYTHON) scripts/bench_ingest.py

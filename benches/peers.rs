@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use xqdb::{Index, Metric, Passage, SearchOptions};
+use xqdb::{Dtype, Index, Metric, Passage, SearchOptions};
 
 const K: usize = 10;
 
@@ -87,11 +87,16 @@ fn main() {
         timings.insert(format!("single_ms_{t}t"), median(single).into());
         timings.insert(format!("batch32_ms_{t}t"), median(batch).into());
     }
-    let top: Vec<Vec<usize>> = index
+    let hits = index
         .search_batch(&queries, &SearchOptions::new(K))
-        .unwrap()
-        .into_iter()
-        .map(|hits| hits.into_iter().map(|h| h.id.parse().unwrap()).collect())
+        .unwrap();
+    let top: Vec<Vec<usize>> = hits
+        .iter()
+        .map(|hits| hits.iter().map(|h| h.id.parse().unwrap()).collect())
+        .collect();
+    let top_scores: Vec<Vec<f32>> = hits
+        .iter()
+        .map(|hits| hits.iter().map(|h| h.score).collect())
         .collect();
     // The batch path and the single-query path must agree.
     for (q, want) in queries.iter().zip(&top).take(4) {
@@ -103,7 +108,68 @@ fn main() {
             .collect();
         assert_eq!(&single, want, "batch and single-query results differ");
     }
-    let out = serde_json::json!({ "rows": rows, "dim": dim, "threads": threads, "build_s": build_s, "timings": timings, "top10": top });
+    drop(index);
+    // Quantized segment types (XQDB_PEERS_DTYPES, e.g. "f16,i8"): timings and top-10.
+    let mut dtypes = serde_json::Map::new();
+    let wanted = std::env::var("XQDB_PEERS_DTYPES").unwrap_or_else(|_| {
+        if dir.is_none() {
+            "f16,i8".into()
+        } else {
+            String::new()
+        }
+    });
+    for name in wanted.split(',').filter(|n| !n.is_empty() && *n != "f32") {
+        let dtype: Dtype = name.parse().expect("dtype");
+        let index = Index::builder()
+            .dim(dim)
+            .metric(Metric::Dot)
+            .dtype(dtype)
+            .create(tmp.path().join(format!("idx-{name}")))
+            .unwrap();
+        let mut w = index.writer().unwrap();
+        for (i, v) in data.chunks_exact(dim).enumerate() {
+            w.insert(Passage::new(i.to_string(), "p"), v).unwrap();
+            if i % 10_000 == 9_999 {
+                w.commit().unwrap();
+            }
+        }
+        w.seal().unwrap(); // quantized rows live in segments
+        drop(w);
+        let one = SearchOptions::new(K).threads(1);
+        let all = SearchOptions::new(K).threads(threads);
+        index.search_with(&queries[0], &one).unwrap();
+        let single = median(
+            queries
+                .iter()
+                .take(15)
+                .map(|q| {
+                    let s = Instant::now();
+                    index.search_with(q, &one).unwrap();
+                    s.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        );
+        let batch = median(
+            (0..3)
+                .map(|_| {
+                    let s = Instant::now();
+                    index.search_batch(&queries, &all).unwrap();
+                    s.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        );
+        let top: Vec<Vec<usize>> = index
+            .search_batch(&queries, &all)
+            .unwrap()
+            .into_iter()
+            .map(|hits| hits.into_iter().map(|h| h.id.parse().unwrap()).collect())
+            .collect();
+        dtypes.insert(
+            name.to_string(),
+            serde_json::json!({ "single_ms_1t": single, format!("batch32_ms_{threads}t"): batch, "top10": top }),
+        );
+    }
+    let out = serde_json::json!({ "rows": rows, "dim": dim, "threads": threads, "build_s": build_s, "timings": timings, "top10": top, "top10_scores": top_scores, "dtypes": dtypes });
     match &dir {
         Some(d) => std::fs::write(d.join("xqdb.json"), out.to_string()).unwrap(),
         None => println!(

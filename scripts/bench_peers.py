@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
 """Exact-search peer benchmark: xqdb, faiss IndexFlatIP and usearch exact search on the same
 vectors, side by side in one run, reporting ratios and checking that all three return the same
-top-10. `python3 scripts/bench_peers.py [--rows 1000000] [--dim 384]` (also `make bench-peers`).
+top-10; then xqdb's f16 and i8 scans against usearch's f16 and i8 exact search, with recall@10
+against the exact f32 top-10.
 
-faiss-cpu and usearch come from PyPI into CACHE/peers-venv; vectors are random unit vectors
-(seeded), written to CACHE/peers/ as raw little-endian f32 for xqdb's side
-(benches/peers.rs)."""
+    python3 scripts/bench_peers.py [--rows 1000000] [--dim 384]   # random unit vectors
+    python3 scripts/bench_peers.py --data model                   # the default model's embeddings
+    make bench-peers                                              # both
+
+faiss-cpu and usearch come from PyPI into CACHE/peers-venv. `--data random`: seeded random unit
+vectors. `--data model`: multilingual-e5-small embeddings (Python onnxruntime, the set-up's
+bundle) of the 21,000 English questions of ../shared/data/xor-tydi/translations.*.jsonl as
+passages, and 32 of their native-language originals as queries. Vectors go to CACHE/peers/ as
+raw little-endian f32 for xqdb's side (benches/peers.rs)."""
 import argparse
 import json
 import os
@@ -29,21 +36,73 @@ def ensure_venv():
     return py
 
 
-def peers(rows, dim):
-    """Runs inside the venv: generates data, times faiss and usearch, returns their results."""
+def embed_model_data():
+    """Runs in the set-up's venv: embeds the translation data with the default bundle."""
+    import glob
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    bundle = os.path.join(CACHE, "models", "multilingual-e5-small")
+    m = json.load(open(os.path.join(bundle, "xqdb-bundle.json")))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count()
+    sess = ort.InferenceSession(os.path.join(bundle, m["model"]), opts, providers=["CPUExecutionProvider"])
+    tok = Tokenizer.from_file(os.path.join(bundle, m["tokenizer"]))
+    tok.enable_truncation(m["max_passage_tokens"])
+
+    def encode(texts, prefix):
+        out = []
+        for i in range(0, len(texts), 64):
+            enc = tok.encode_batch([prefix + t for t in texts[i:i + 64]])
+            T = max(len(e.ids) for e in enc)
+            ids = np.full((len(enc), T), m.get("pad_id", 1), np.int64)
+            mask = np.zeros((len(enc), T), np.int64)
+            for j, e in enumerate(enc):
+                ids[j, :len(e.ids)] = e.ids
+                mask[j, :len(e.ids)] = 1
+            h = sess.run([m["output"]], {"input_ids": ids, "attention_mask": mask})[0]
+            v = (h * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+            out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+        return np.concatenate(out).astype(np.float32)
+
+    english, native = [], []
+    for path in sorted(glob.glob(os.path.join(REPO, "..", "shared", "data", "xor-tydi", "translations.*.jsonl"))):
+        rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+        english += [r["en"] for r in rows]
+        native += [r["native"] for r in rows[:5]]
+    d = os.path.join(WORK, "model")
+    os.makedirs(d, exist_ok=True)
+    encode(english, m["passage_prefix"]).astype("<f4").tofile(os.path.join(d, "vectors.f32"))
+    encode(native[:32], m["query_prefix"]).astype("<f4").tofile(os.path.join(d, "queries.f32"))
+    return len(english)
+
+
+def quantize_i8(v, scale):
+    import numpy as np
+    return np.clip(np.round(v * scale), -127, 127).astype(np.int8)
+
+
+def peers(rows, dim, work):
+    """Runs inside the venv: times faiss and usearch on the data in `work` (random unit
+    vectors are generated when it has none), returns their results."""
     import time
     import numpy as np
     import faiss
     from usearch.index import search as usearch_search, MetricKind
 
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((rows, dim), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = rng.standard_normal((32, dim), dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    os.makedirs(WORK, exist_ok=True)
-    x.astype("<f4").tofile(os.path.join(WORK, "vectors.f32"))
-    q.astype("<f4").tofile(os.path.join(WORK, "queries.f32"))
+    if os.path.exists(os.path.join(work, "vectors.f32")) and work != WORK:
+        x = np.fromfile(os.path.join(work, "vectors.f32"), "<f4").reshape(-1, dim)
+        q = np.fromfile(os.path.join(work, "queries.f32"), "<f4").reshape(-1, dim)
+    else:
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((rows, dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        q = rng.standard_normal((32, dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        os.makedirs(work, exist_ok=True)
+        x.astype("<f4").tofile(os.path.join(work, "vectors.f32"))
+        q.astype("<f4").tofile(os.path.join(work, "queries.f32"))
     threads = os.cpu_count()
     index = faiss.IndexFlatIP(dim)
     index.add(x)
@@ -73,30 +132,68 @@ def peers(rows, dim):
         out.setdefault("usearch", {})[f"single_ms_{t}t"] = median(single)
         out["usearch"][f"batch32_ms_{t}t"] = median(batch)
     faiss.omp_set_num_threads(threads)
-    out["faiss_top10"] = index.search(q, 10)[1].tolist()
+    dist, ids = index.search(q, 10)
+    out["faiss_top10"] = ids.tolist()
+    out["faiss_10th"] = dist[:, -1].tolist()
     m = usearch_search(x, q, 10, MetricKind.IP, exact=True, threads=threads)
     out["usearch_top10"] = [list(map(int, m.keys[i])) for i in range(len(q))]
+    # Quantized exact search: f16 as is, i8 with one scale for the data (as xqdb does).
+    scale = 127.0 / float(np.abs(x).max())
+    variants = {"f16": (x.astype(np.float16), q.astype(np.float16)),
+                "i8": (quantize_i8(x, scale), quantize_i8(q, 127.0 / float(np.abs(q).max())))}
+    for name, (xd, qd) in variants.items():
+        r = {}
+        usearch_search(xd, qd[0], 10, MetricKind.IP, exact=True, threads=1)
+        single = []
+        for i in range(15):
+            s = time.perf_counter(); usearch_search(xd, qd[i], 10, MetricKind.IP, exact=True, threads=1); single.append((time.perf_counter() - s) * 1e3)
+        batch = []
+        for _ in range(3):
+            s = time.perf_counter(); res = usearch_search(xd, qd, 10, MetricKind.IP, exact=True, threads=threads); batch.append((time.perf_counter() - s) * 1e3)
+        r["single_ms_1t"] = median(single)
+        r[f"batch32_ms_{threads}t"] = median(batch)
+        r["top10"] = [list(map(int, res.keys[i])) for i in range(len(q))]
+        out[f"usearch_{name}"] = r
     out["threads"] = threads
+    out["rows"] = int(x.shape[0])
     return out
+
+
+def recall(got, exact):
+    return sum(len(set(g) & set(e)) for g, e in zip(got, exact)) / (10 * len(exact))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--data", choices=["random", "model"], default="random")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--embed", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--work", default=WORK, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.embed:
+        print(embed_model_data())
+        return
     if a.inner:
-        print(json.dumps(peers(a.rows, a.dim)))
+        print(json.dumps(peers(a.rows, a.dim, a.work)))
         return
     py = ensure_venv()
-    res = subprocess.run([py, __file__, "--inner", "--rows", str(a.rows), "--dim", str(a.dim)], check=True, capture_output=True, text=True)
+    work = WORK
+    what = "random unit vectors"
+    if a.data == "model":
+        work = os.path.join(WORK, "model")
+        if not os.path.exists(os.path.join(work, "queries.f32")):
+            setup_py = os.path.join(CACHE, "venv", "bin", "python")
+            subprocess.run([setup_py, __file__, "--embed"], check=True)
+        what = "multilingual-e5-small embeddings of XOR-TyDi English questions (32 native-language queries)"
+    res = subprocess.run([py, __file__, "--inner", "--rows", str(a.rows), "--dim", str(a.dim), "--work", work], check=True, capture_output=True, text=True)
     theirs = json.loads(res.stdout)
-    env = dict(os.environ, XQDB_PEERS_DIR=WORK, XQDB_PEERS_DIM=str(a.dim))
+    env = dict(os.environ, XQDB_PEERS_DIR=work, XQDB_PEERS_DIM=str(a.dim), XQDB_PEERS_DTYPES="f32,f16,i8")
     subprocess.run(["cargo", "bench", "--quiet", "--bench", "peers"], cwd=REPO, env=env, check=True)
-    ours = json.load(open(os.path.join(WORK, "xqdb.json")))
+    ours = json.load(open(os.path.join(work, "xqdb.json")))
     t = theirs["threads"]
-    print(f"# exact top-10, {a.rows} x {a.dim} random unit vectors, {t} hardware threads; medians, ms")
+    print(f"# exact top-10, {theirs['rows']} x {a.dim} {what}, {t} hardware threads; medians, ms")
     print("| case | xqdb | faiss IndexFlatIP | usearch exact | faiss / xqdb | usearch / xqdb |")
     print("|---|---|---|---|---|---|")
     for key, label in [(f"single_ms_1t", "1 query, 1 thread"), (f"single_ms_{t}t", f"1 query, {t} threads"),
@@ -104,9 +201,21 @@ def main():
         x, f, u = ours["timings"][key], theirs["faiss"][key], theirs["usearch"][key]
         print(f"| {label} | {x:.1f} | {f:.1f} | {u:.1f} | {f / x:.2f}x | {u / x:.2f}x |")
     same_f = sum(set(a_) == set(b) for a_, b in zip(ours["top10"], theirs["faiss_top10"]))
+    # Where the sets differ, the swapped rows must tie with faiss's 10th score (duplicate
+    # texts have identical vectors; ties may be broken either way).
+    tied = sum(set(a_) != set(b) and min(s_) >= tenth - 1e-5
+               for a_, b, s_, tenth in zip(ours["top10"], theirs["faiss_top10"], ours["top10_scores"], theirs["faiss_10th"]))
     same_u = sum(set(a_) == set(b) for a_, b in zip(ours["top10"], theirs["usearch_top10"]))
-    print(f"\nsame top-10 set as faiss: {same_f}/32 queries; as usearch: {same_u}/32 queries")
-    if same_f < 32:
+    print(f"\nsame top-10 set as faiss: {same_f}/32 queries (the other {tied} differ only by rows tied with the 10th score); as usearch: {same_u}/32 queries")
+    exact = theirs["faiss_top10"]
+    print("\n# quantized exact scans; recall@10 against the exact f32 top-10")
+    print(f"| dtype | xqdb 1 query, 1 thread | usearch 1 query, 1 thread | xqdb batch 32, {t} threads | usearch batch 32, {t} threads | usearch / xqdb (1 query) | xqdb recall@10 | usearch recall@10 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for dt in ["f16", "i8"]:
+        x, u = ours["dtypes"][dt], theirs[f"usearch_{dt}"]
+        b = f"batch32_ms_{t}t"
+        print(f"| {dt} | {x['single_ms_1t']:.1f} | {u['single_ms_1t']:.1f} | {x[b]:.1f} | {u[b]:.1f} | {u['single_ms_1t'] / x['single_ms_1t']:.2f}x | {recall(x['top10'], exact):.4f} | {recall(u['top10'], exact):.4f} |")
+    if same_f + tied < 32:
         sys.exit("xqdb and faiss disagree on exact top-10")
 
 

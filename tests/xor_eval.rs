@@ -122,3 +122,76 @@ fn r_at_kt_equals_the_official_script_to_the_last_digit() {
         official["5000"]["macro_average"]
     );
 }
+
+#[test]
+fn eval_xor_retrieves_with_an_index_and_scores_what_it_wrote() {
+    let dir = xqdb::ModelBundle::default_dir();
+    assert!(
+        dir.join("xqdb-bundle.json").exists(),
+        "the default model bundle is missing at {}: run `make setup` first",
+        dir.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_xqdb");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let idx = tmp.path().join("idx");
+    run(&["init".as_ref(), idx.as_os_str(), "--json".as_ref()]);
+    // The first 200 composed passages of the fixture pool as the collection.
+    let corpus = tmp.path().join("corpus.jsonl");
+    let rows: Vec<String> = lines("pool.jsonl")
+        .into_iter()
+        .take(200)
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({ "id": format!("p{i}"), "text": t }).to_string())
+        .collect();
+    std::fs::write(&corpus, rows.join("\n")).unwrap();
+    run(&[
+        "add".as_ref(),
+        idx.as_os_str(),
+        corpus.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let questions = fixtures().join("questions.jsonl");
+    let preds = tmp.path().join("preds.json");
+    let by_index = run(&[
+        "eval".as_ref(),
+        "xor".as_ref(),
+        "--json".as_ref(),
+        "--questions".as_ref(),
+        questions.as_os_str(),
+        "--index".as_ref(),
+        idx.as_os_str(),
+        "-k".as_ref(),
+        "20".as_ref(),
+        "--write-predictions".as_ref(),
+        preds.as_os_str(),
+    ]);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&preds).unwrap()).unwrap();
+    let written = written.as_array().unwrap();
+    assert_eq!(written.len(), 350);
+    assert!(written
+        .iter()
+        .all(|p| p["ctxs"].as_array().unwrap().len() == 20));
+    let by_file = run(&[
+        "eval".as_ref(),
+        "xor".as_ref(),
+        "--json".as_ref(),
+        "--questions".as_ref(),
+        questions.as_os_str(),
+        "--predictions".as_ref(),
+        preds.as_os_str(),
+    ]);
+    assert_eq!(by_index, by_file);
+    // 20 passages of ~150 tokens pass 2,000 tokens: the two cutoffs see different text.
+    let langs = by_index["R@2kt"]["languages"].as_array().unwrap();
+    assert_eq!(langs.len(), 7);
+}

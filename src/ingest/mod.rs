@@ -156,8 +156,12 @@ pub(crate) struct Pipeline<'a> {
     pub progress: &'a dyn Fn(&Progress),
 }
 
-/// Passages per pipeline chunk (generation and encoding of neighbouring chunks overlap).
-const CHUNK: usize = 16;
+/// Passages per pipeline chunk when queries are generated (generation of one chunk
+/// overlaps encoding of the previous one).
+const GENERATE_CHUNK: usize = 16;
+/// Passages per chunk otherwise: large, so that the encoder sorts many texts by length and
+/// fills its batches with little padding.
+const ENCODE_CHUNK: usize = 1024;
 
 fn needs_generation(profile: Option<&XqgProfile>, item: &IngestItem) -> bool {
     item.queries.is_none() && profile.is_some_and(|p| !p.deferred && p.generator.is_some())
@@ -191,8 +195,13 @@ impl Pipeline<'_> {
         let total = items.len();
         let mut chunks: Vec<Vec<IngestItem>> = Vec::new();
         let mut it = items.into_iter().peekable();
+        let chunk = if generate {
+            GENERATE_CHUNK
+        } else {
+            ENCODE_CHUNK
+        };
         while it.peek().is_some() {
-            chunks.push(it.by_ref().take(CHUNK).collect());
+            chunks.push(it.by_ref().take(chunk).collect());
         }
         let mut out = Vec::with_capacity(total);
         let mut progress = Progress {

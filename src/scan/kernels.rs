@@ -45,6 +45,19 @@ impl PreparedQuery {
     pub fn as_f32(&self) -> &[f32] {
         &self.f32
     }
+
+    /// The f16-rounded query, widened to f32 (what f16 rows are scored against).
+    pub fn f16_as_f32(&self) -> Vec<f32> {
+        self.f16
+            .iter()
+            .map(|&b| half::f16::from_bits(b).to_f32())
+            .collect()
+    }
+
+    /// The quantized query as f32 integers, and the divisor of its dot products.
+    pub fn i8_as_f32(&self) -> (Vec<f32>, f32) {
+        (self.i8.iter().map(|&x| x as f32).collect(), self.i8_divisor)
+    }
 }
 
 fn as_simsimd_f16(bits: &[u16]) -> &[simsimd::f16] {

@@ -120,8 +120,20 @@ pub enum Kernel {
     Scalar,
 }
 
-/// Batches at least this large score f32 rows with the multi-query tile kernel.
+/// Batches at least this large score rows with the multi-query tile kernel.
 const TILE_FROM: usize = 4;
+
+/// Largest dimension whose i8·i8 dot products stay exact in f32 (|sum| ≤ dim·127² < 2^24),
+/// so that i8 batches through the f32 tile give the single-query kernel's integers.
+const I8_TILE_MAX_DIM: usize = (1 << 24) / (127 * 127);
+
+/// The query tiles of a batch: f32 queries, f16-rounded ones, and quantized ones with
+/// their divisors.
+struct Tiles {
+    f32: batch::QueryTile,
+    f16: batch::QueryTile,
+    i8: Option<(batch::QueryTile, Vec<f32>)>,
+}
 
 /// Exact top-`k` for every query over every unit, on `threads` threads. Results are
 /// `(score, rid)` best first; ties go to the lower row id.
@@ -135,20 +147,44 @@ pub(crate) fn search(
 ) -> Vec<Vec<(f32, u64)>> {
     let threads = threads.clamp(1, units.len().max(1));
     let next = AtomicUsize::new(0);
+    let quantized = units.iter().any(|u| !matches!(u.rows, Rows::F32(_)));
     let tile =
         (kernel == Kernel::Simd && queries.len() >= TILE_FROM && batch::available()).then(|| {
             let refs: Vec<&[f32]> = queries.iter().map(PreparedQuery::as_f32).collect();
-            batch::QueryTile::new(&refs, dim)
+            let (f16, i8) = if quantized {
+                let h: Vec<Vec<f32>> = queries.iter().map(PreparedQuery::f16_as_f32).collect();
+                let h_refs: Vec<&[f32]> = h.iter().map(Vec::as_slice).collect();
+                let i8 = (dim <= I8_TILE_MAX_DIM).then(|| {
+                    let (q, div): (Vec<Vec<f32>>, Vec<f32>) =
+                        queries.iter().map(PreparedQuery::i8_as_f32).unzip();
+                    let refs: Vec<&[f32]> = q.iter().map(Vec::as_slice).collect();
+                    (batch::QueryTile::new(&refs, dim), div)
+                });
+                (batch::QueryTile::new(&h_refs, dim), i8)
+            } else {
+                (batch::QueryTile::new(&[], dim), None)
+            };
+            Tiles {
+                f32: batch::QueryTile::new(&refs, dim),
+                f16,
+                i8,
+            }
         });
     let work = || {
         let mut heaps: Vec<TopK> = queries.iter().map(|_| TopK::new(k)).collect();
         let mut scores = vec![0f32; BLOCK_ROWS * queries.len().max(1)];
+        let mut widened: Vec<f32> = Vec::new();
         loop {
             let u = next.fetch_add(1, Ordering::Relaxed);
             let Some(unit) = units.get(u) else { break };
             match (&unit.rows, &tile) {
-                (Rows::F32(rows), Some(tile)) => {
-                    scan_unit_tiled(unit, rows, dim, tile, &mut heaps, &mut scores)
+                (Rows::F32(rows), Some(t)) => {
+                    scan_unit_tiled(unit, rows, dim, &t.f32, None, &mut heaps, &mut scores)
+                }
+                (Rows::F16(_) | Rows::I8(_), Some(t))
+                    if matches!(unit.rows, Rows::F16(_)) || t.i8.is_some() =>
+                {
+                    scan_unit_widened(unit, dim, t, &mut heaps, &mut scores, &mut widened)
                 }
                 _ => scan_unit(unit, dim, queries, &mut heaps, &mut scores, kernel),
             }
@@ -176,11 +212,35 @@ pub(crate) fn search(
     merged.into_iter().map(TopK::into_sorted).collect()
 }
 
+/// Pushes one block's scores (`queries × width`, rows from `start`) into the heaps,
+/// dividing each query's scores by its divisor when given.
+fn push_block(
+    unit: &ScanUnit<'_>,
+    start: usize,
+    width: usize,
+    scores: &[f32],
+    divisors: Option<&[f32]>,
+    heaps: &mut [TopK],
+) {
+    for (q, heap) in heaps.iter_mut().enumerate() {
+        let div = divisors.map_or(1.0, |d| d[q]);
+        for (i, &s) in scores[q * width..(q + 1) * width].iter().enumerate() {
+            let s = if divisors.is_some() { s / div } else { s };
+            let row = start + i;
+            if s < heap.threshold() || unit.skip.is_some_and(|m| m.get(row)) {
+                continue;
+            }
+            heap.push(s, unit.rids[row]);
+        }
+    }
+}
+
 fn scan_unit_tiled(
     unit: &ScanUnit<'_>,
     rows: &[f32],
     dim: usize,
     tile: &batch::QueryTile,
+    divisors: Option<&[f32]>,
     heaps: &mut [TopK],
     scores: &mut [f32],
 ) {
@@ -189,15 +249,46 @@ fn scan_unit_tiled(
         let end = (start + BLOCK_ROWS).min(unit.range.end);
         let width = end - start;
         batch::tile_scores(rows, dim, start..end, tile, scores, width);
-        for (q, heap) in heaps.iter_mut().enumerate() {
-            for (i, &s) in scores[q * width..(q + 1) * width].iter().enumerate() {
-                let row = start + i;
-                if s < heap.threshold() || unit.skip.is_some_and(|m| m.get(row)) {
-                    continue;
-                }
-                heap.push(s, unit.rids[row]);
+        push_block(unit, start, width, scores, divisors, heaps);
+        start = end;
+    }
+}
+
+/// f16 and i8 rows in a batch: each block is widened to f32 once, then scored by the f32
+/// tile against the f16-rounded (or quantized) queries. Products of f16 values and of i8
+/// values are exact in f32; i8 sums stay exact too (see [`I8_TILE_MAX_DIM`]), so i8
+/// scores equal the single-query kernel's bit for bit.
+fn scan_unit_widened(
+    unit: &ScanUnit<'_>,
+    dim: usize,
+    tiles: &Tiles,
+    heaps: &mut [TopK],
+    scores: &mut [f32],
+    widened: &mut Vec<f32>,
+) {
+    let mut start = unit.range.start;
+    while start < unit.range.end {
+        let end = (start + BLOCK_ROWS).min(unit.range.end);
+        let width = end - start;
+        widened.resize(width * dim, 0.0);
+        let (tile, divisors) = match unit.rows {
+            Rows::F16(r) => {
+                use half::slice::HalfFloatSliceExt;
+                let src: &[half::f16] = bytemuck::cast_slice(&r[start * dim..end * dim]);
+                src.convert_to_f32_slice(widened);
+                (&tiles.f16, None)
             }
-        }
+            Rows::I8(r) => {
+                for (d, &s) in widened.iter_mut().zip(&r[start * dim..end * dim]) {
+                    *d = s as f32;
+                }
+                let (t, div) = tiles.i8.as_ref().expect("checked by the caller");
+                (t, Some(div.as_slice()))
+            }
+            Rows::F32(_) => unreachable!("f32 rows use the tile directly"),
+        };
+        batch::tile_scores(widened, dim, 0..width, tile, scores, width);
+        push_block(unit, start, width, scores, divisors, heaps);
         start = end;
     }
 }
@@ -234,6 +325,66 @@ fn scan_unit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantized_batches_equal_single_queries() {
+        let dim = 48;
+        let n = 700; // several blocks, a partial one at the end
+        let mut x = 0x9e37_79b9_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        };
+        let data: Vec<f32> = (0..n * dim).map(|_| next()).collect();
+        let queries: Vec<Vec<f32>> = (0..9).map(|_| (0..dim).map(|_| next()).collect()).collect();
+        let rids: Vec<u64> = (0..n as u64).map(|r| r * 3).collect();
+        let mut skip = Bitmap::new(n);
+        skip.set(5);
+        skip.set(400);
+        let f16: Vec<u16> = data
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let scale = 127.0;
+        let i8s: Vec<i8> = data
+            .iter()
+            .map(|&v| (v * scale).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        for rows in [Rows::F16(&f16), Rows::I8(&i8s)] {
+            let units: Vec<ScanUnit> = [0..300, 300..n]
+                .into_iter()
+                .map(|range| ScanUnit {
+                    rows,
+                    rids: &rids,
+                    skip: Some(&skip),
+                    range,
+                })
+                .collect();
+            let prepared: Vec<PreparedQuery> = queries
+                .iter()
+                .map(|q| PreparedQuery::new(q, true, scale))
+                .collect();
+            let batch = search(&units, dim, &prepared, 10, 2, Kernel::Simd);
+            for (q, got) in prepared.iter().zip(&batch) {
+                let one = search(&units, dim, std::slice::from_ref(q), 10, 1, Kernel::Simd);
+                let ids = |v: &[(f32, u64)]| v.iter().map(|h| h.1).collect::<Vec<_>>();
+                assert_eq!(ids(got), ids(&one[0]), "{rows:?}");
+                for (a, b) in got.iter().zip(&one[0]) {
+                    match rows {
+                        // Integer dot products: bit-identical.
+                        Rows::I8(_) => assert_eq!(a.0.to_bits(), b.0.to_bits()),
+                        _ => assert!((a.0 - b.0).abs() <= 1e-5 * b.0.abs().max(1.0)),
+                    }
+                }
+                assert!(
+                    got.iter().all(|h| h.1 != 15 && h.1 != 1200),
+                    "skipped rows stay out"
+                );
+            }
+        }
+    }
 
     #[test]
     fn mark_sorted_marks_exactly_the_common_ids() {
