@@ -613,7 +613,7 @@ impl Generator {
     }
 
     /// Teacher-forced logits: for a prompt and a target (ids without the start token),
-    /// the logits over the vocabulary at each target position (row i predicts target[i]).
+    /// the logits over the vocabulary at each target position (row i predicts `target[i]`).
     pub fn target_logits(&self, prompt: &[u32], target: &[u32]) -> Result<Vec<Vec<f32>>> {
         if target.is_empty() {
             return Ok(Vec::new());
