@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup lint bench bench-peers bench-ingest
+.PHONY: demo test setup lint bench bench-peers bench-ingest fuzz-smoke
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -32,3 +32,15 @@ bench-peers: setup
 
 bench-ingest: setup
 	$(PYTHON) scripts/bench_ingest.py
+
+# Each cargo-fuzz target for FUZZ_SECONDS (CI runs this after `make test`). Needs a nightly
+# toolchain and cargo-fuzz; both are installed when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config
+fuzz-smoke:
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		$(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done

@@ -25,6 +25,8 @@
 mod error;
 pub mod eval;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 pub mod ingest;
 pub mod model;

@@ -1,9 +1,10 @@
-//! Durability under SIGKILL: a child process (`xqdb stress-writer`) inserts, deletes,
-//! commits, seals and compacts in a loop and prints each batch after `commit()` returns;
-//! the parent kills it at random moments (many of them right as a seal or a compaction
-//! starts), then reopens the store and checks that it verifies, that every acknowledged
-//! batch is there exactly as committed, that nothing uncommitted is visible, and that no
-//! orphan file is left in `segments/`.
+//! Durability under SIGKILL: a child process (`xqdb stress-writer`) inserts passages with
+//! xQG records, deletes, commits, seals, re-fuses with a new α and compacts in a loop and
+//! prints each batch after `commit()` returns; the parent kills it at random moments (many
+//! of them right as a seal, a re-fusion or a compaction starts), then reopens the store and
+//! checks that it verifies, that every acknowledged batch is there exactly as committed,
+//! with every vector fused under the α the store records, that nothing uncommitted is
+//! visible, and that no orphan file is left in `segments/`.
 
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -22,6 +23,11 @@ fn stress_vector(n: u64) -> Vec<f32> {
     (0..DIM)
         .map(|j| (((n * 31 + j as u64 * 17) % 97) as f32 - 48.0) / 16.0)
         .collect()
+}
+
+/// Same as the stress writer's query vector.
+fn stress_query() -> Vec<f32> {
+    (0..DIM).map(|j| [1.0, -1.0, 0.5, 0.0][j % 4]).collect()
 }
 
 fn batch_len(b: u64) -> usize {
@@ -51,6 +57,7 @@ fn expected(last: Option<u64>) -> BTreeSet<String> {
 enum Aim {
     AfterSealStarts,
     AfterCompactionStarts,
+    AfterRefuseStarts,
     AnyTime,
 }
 
@@ -107,6 +114,7 @@ fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64
         let starts = match aim {
             Aim::AfterSealStarts => b % 7 == 3,
             Aim::AfterCompactionStarts => b % 7 == 6,
+            Aim::AfterRefuseStarts => b % 7 == 5,
             Aim::AnyTime => false,
         };
         if starts {
@@ -150,15 +158,16 @@ fn kill_rounds(kills: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut last_durable: Option<u64> = None;
-    let mut aims = [0usize; 3];
+    let mut aims = [0usize; 4];
     let mut killed_mid_write = 0;
     for round in 0..kills {
-        let aim = match round % 3 {
+        let aim = match round % 4 {
             0 => Aim::AfterSealStarts,
             1 => Aim::AfterCompactionStarts,
+            2 => Aim::AfterRefuseStarts,
             _ => Aim::AnyTime,
         };
-        aims[round % 3] += 1;
+        aims[round % 4] += 1;
         let first = last_durable.map_or(0, |b| b + 1);
         let acked = run_and_kill(dir.path(), first, aim, &mut rng);
         let seg_files = |suffix: &str| {
@@ -215,10 +224,17 @@ fn kill_rounds(kills: usize, seed: u64) {
         {
             let (b, i) = id[1..].split_once('-').unwrap();
             let n = b.parse::<u64>().unwrap() * 100_000 + i.parse::<u64>().unwrap();
+            // Every vector is fused with the α the store records: a re-fusion is all or nothing.
+            let alpha = snap.xqg_profile().unwrap().alpha;
+            let want: Vec<f32> = stress_vector(n)
+                .iter()
+                .zip(stress_query())
+                .map(|(p, q)| (1.0 - alpha) * p + alpha * q)
+                .collect();
             assert_eq!(
                 snap.vector(id).unwrap().unwrap(),
-                stress_vector(n),
-                "round {round}: vector of {id}"
+                want,
+                "round {round}: vector of {id} (alpha {alpha})"
             );
         }
         for entry in std::fs::read_dir(dir.path().join("segments")).unwrap() {
@@ -232,8 +248,8 @@ fn kill_rounds(kills: usize, seed: u64) {
     }
     let stats = Index::open(dir.path()).unwrap().stats().unwrap();
     eprintln!(
-        "{kills} kills ({} aimed at seals, {} at compactions, {} at random times; {killed_mid_write} left a half-written segment); {} batches durable; stats: {stats:?}",
-        aims[0], aims[1], aims[2], last_durable.map_or(0, |b| b + 1)
+        "{kills} kills ({} aimed at seals, {} at compactions, {} at re-fusions, {} at random times; {killed_mid_write} left a half-written segment); {} batches durable; stats: {stats:?}",
+        aims[0], aims[1], aims[2], aims[3], last_durable.map_or(0, |b| b + 1)
     );
     assert!(
         last_durable.is_some_and(|b| b >= kills as u64),

@@ -689,25 +689,6 @@ fn run(command: Command) -> CliResult {
     }
 }
 
-/// One JSONL input line.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    id: String,
-    text: String,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    lang: Option<String>,
-    #[serde(default)]
-    meta: Option<Value>,
-    #[serde(default)]
-    vector: Option<Vec<f32>>,
-    /// Queries generated elsewhere, by language (the xQG-augmented corpus form).
-    #[serde(default)]
-    generated_queries: Option<std::collections::BTreeMap<String, Vec<String>>>,
-}
-
 fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
     let dir = model
         .map(Path::to_path_buf)
@@ -854,31 +835,10 @@ fn add(
                 file.display()
             )
         };
-        if buf.len() > xqdb::MAX_TEXT_BYTES * 2 {
-            return Err(fail("line too long".into()));
-        }
-        let text = std::str::from_utf8(&buf).map_err(|e| fail(format!("invalid UTF-8: {e}")))?;
-        if text.trim().is_empty() {
+        let Some(row) = xqdb::ingest::jsonl::parse_line(&buf).map_err(fail)? else {
             continue;
-        }
-        let line: Line = serde_json::from_str(text).map_err(|e| fail(e.to_string()))?;
-        let passage = Passage {
-            id: line.id,
-            title: line.title,
-            text: line.text,
-            lang: line.lang,
-            meta: line.meta,
         };
-        let queries = line.generated_queries.map(|by_lang| {
-            by_lang
-                .into_iter()
-                .flat_map(|(lang, qs)| qs.into_iter().map(move |q| (lang.clone(), q)))
-                .collect::<Vec<_>>()
-        });
-        if queries.is_some() && line.vector.is_some() {
-            return Err(fail("a row has both a vector and generated_queries".into()));
-        }
-        batch.push((line_no, passage, line.vector, queries));
+        batch.push((line_no, row.passage, row.vector, row.queries));
         if batch_size.is_some_and(|b| batch.len() >= b) {
             added += stage_batch(&mut w, std::mem::take(&mut batch), upsert, file)?;
             w.commit().map_err(err)?;
@@ -916,9 +876,16 @@ fn stress_vector(n: u64, dim: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The one generated-query vector of every stress passage (with α ∈ {0.5, 0.25} fusion is
+/// exact in f32).
+fn stress_query(dim: usize) -> Vec<f32> {
+    (0..dim).map(|j| [1.0, -1.0, 0.5, 0.0][j % 4]).collect()
+}
+
 /// Inserts batch after batch; each batch also deletes half of the batch before the
-/// previous one, and every few batches the writer seals or compacts. After each commit
-/// returns it prints `committed B`.
+/// previous one, and every few batches the writer seals, re-fuses (α alternating between
+/// 0.25 and 0.5) or compacts. Passages carry an xQG record (E(p) = the stress vector, one
+/// query). After each commit returns it prints `committed B`.
 fn stress_writer(
     dir: &Path,
     batch_size: usize,
@@ -931,7 +898,13 @@ fn stress_writer(
         .metric(Metric::Dot)
         .seal_rows(batch_size * 3)
         .direct_segment_rows(batch_size * 2)
+        .xqg(xqdb::XqgProfile {
+            alpha: 0.5,
+            normalize: false,
+            ..Default::default()
+        })
         .open(dir)?;
+    let query = stress_query(dim);
     let mut w = index.writer()?;
     let mut out = std::io::stdout().lock();
     for b in first..first.saturating_add(batches) {
@@ -941,7 +914,14 @@ fn stress_writer(
             let id = format!("b{b}-{i}");
             let p = Passage::new(&id, format!("passage {i} of batch {b}"))
                 .with_meta(json!({ "batch": b }));
-            w.insert(p, &stress_vector(b * 100_000 + i, dim))?;
+            let q = vec![("fi".to_string(), format!("kysymys {i}"))];
+            let a = xqdb::Augmentation::new(
+                stress_vector(b * 100_000 + i, dim),
+                q,
+                std::slice::from_ref(&query),
+                false,
+            );
+            w.insert_augmented(p, a)?;
         }
         if b >= 2 {
             for i in (0..batch_size as u64).step_by(2) {
@@ -955,6 +935,11 @@ fn stress_writer(
             3 => {
                 w.seal()?;
                 writeln!(out, "sealed {b}").ok();
+            }
+            5 => {
+                let alpha = if (b / 7) % 2 == 0 { 0.25 } else { 0.5 };
+                w.refuse(alpha, false)?;
+                writeln!(out, "refused {b}").ok();
             }
             6 => {
                 w.compact()?;

@@ -8,6 +8,8 @@ use crate::types::Passage;
 use crate::xqg::{dedup_queries, Augmentation, XqgProfile};
 use std::time::{Duration, Instant};
 
+pub mod jsonl;
+
 /// Most queries one passage may bring (imported or generated).
 pub const MAX_QUERIES_PER_PASSAGE: usize = 4096;
 /// Longest query text, in bytes.

@@ -87,6 +87,45 @@ pub struct Manifest {
     pub source: Option<String>,
 }
 
+impl Manifest {
+    /// Parses and checks a manifest's text (format, kind, sizes, and that every file it
+    /// names is a plain path inside its folder); `manifest_path` is named in errors.
+    pub fn parse(text: &str, manifest_path: &Path) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_str(text)
+            .map_err(|e| model_err(&manifest_path, format!("bad manifest: {e}")))?;
+        if manifest.format != 1 {
+            return Err(model_err(
+                &manifest_path,
+                format!("manifest format {} is not supported", manifest.format),
+            ));
+        }
+        if manifest.kind != "encoder" {
+            return Err(model_err(
+                &manifest_path,
+                format!("kind {:?} is not an encoder", manifest.kind),
+            ));
+        }
+        if manifest.dim == 0
+            || manifest.dim > crate::MAX_DIM
+            || manifest.max_query_tokens == 0
+            || manifest.max_passage_tokens == 0
+        {
+            return Err(model_err(
+                &manifest_path,
+                "dim and max token counts must be positive",
+            ));
+        }
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        for rel in [&manifest.model, &manifest.tokenizer]
+            .into_iter()
+            .chain(manifest.files.keys())
+        {
+            inside(dir, rel, manifest_path)?;
+        }
+        Ok(manifest)
+    }
+}
+
 /// An opened, checked model bundle.
 #[derive(Clone, Debug)]
 pub struct ModelBundle {
@@ -137,30 +176,7 @@ impl ModelBundle {
                 Error::io(&manifest_path, e)
             }
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| model_err(&manifest_path, format!("bad manifest: {e}")))?;
-        if manifest.format != 1 {
-            return Err(model_err(
-                &manifest_path,
-                format!("manifest format {} is not supported", manifest.format),
-            ));
-        }
-        if manifest.kind != "encoder" {
-            return Err(model_err(
-                &manifest_path,
-                format!("kind {:?} is not an encoder", manifest.kind),
-            ));
-        }
-        if manifest.dim == 0
-            || manifest.dim > crate::MAX_DIM
-            || manifest.max_query_tokens == 0
-            || manifest.max_passage_tokens == 0
-        {
-            return Err(model_err(
-                &manifest_path,
-                "dim and max token counts must be positive",
-            ));
-        }
+        let manifest = Manifest::parse(&text, &manifest_path)?;
         for rel in [&manifest.model, &manifest.tokenizer] {
             let p = inside(&dir, rel, &manifest_path)?;
             if !p.is_file() {

@@ -141,8 +141,18 @@ fn read_config(path: &Path) -> Result<(Seq2SeqConfig, String)> {
             format!("cannot read ({e}); a generator folder is an optimum seq2seq export"),
         )
     })?;
+    Ok((parse_config(&text, path)?, text))
+}
+
+/// Checks a seq2seq `config.json` text the way [`Generator::open`] does (for fuzzing).
+#[doc(hidden)]
+pub fn check_config(text: &str) -> Result<()> {
+    parse_config(text, Path::new("config.json")).map(|_| ())
+}
+
+fn parse_config(text: &str, path: &Path) -> Result<Seq2SeqConfig> {
     let cfg: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| model_err(path, format!("bad JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| model_err(path, format!("bad JSON: {e}")))?;
     let model_type = cfg
         .get("model_type")
         .and_then(|v| v.as_str())
@@ -170,7 +180,7 @@ fn read_config(path: &Path) -> Result<(Seq2SeqConfig, String)> {
             "implausible layer, head or vocabulary sizes",
         ));
     }
-    Ok((c, text))
+    Ok(c)
 }
 
 /// Token ids of a batch of prompts, padded.

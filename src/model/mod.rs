@@ -7,7 +7,7 @@ mod runtime;
 
 pub use bundle::{FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE};
 pub use encoder::{Encoder, EncoderOptions, TextKind};
-pub use generator::{pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
+pub use generator::{check_config, pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
 pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
 
 /// What to run when the default model is missing.

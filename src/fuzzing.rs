@@ -1,0 +1,193 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz). Each takes arbitrary bytes,
+//! must never panic except on a broken invariant, and checks what it can: codecs round
+//! trip, parsers either accept or give an error, and an in-memory store agrees with a
+//! plain map. Not part of the supported API.
+
+use crate::store::{self, SegmentRecordCodec};
+use crate::xqg::{Augmentation, XqgProfile};
+use crate::{Index, Metric, Passage};
+use std::collections::BTreeMap;
+
+/// Catalog values: passage, xQG and segment records, and the stored xQG profile.
+pub fn catalog_values(data: &[u8]) {
+    if let Ok(p) = store::decode_passage(data) {
+        let meta = p.meta.as_ref().map(|m| m.to_string());
+        let once = store::encode_passage(&p, meta.as_deref());
+        let again = store::decode_passage(&once).expect("a re-encoded passage decodes");
+        assert_eq!(store::encode_passage(&again, meta.as_deref()), once);
+        assert_eq!(again.id, p.id);
+        assert_eq!(again.text, p.text);
+    }
+    let _ = store::decode_passage_meta(data);
+    if let Ok(a) = store::decode_augmentation(data) {
+        assert_eq!(
+            store::encode_augmentation(&a),
+            data,
+            "xQG records are canonical"
+        );
+    }
+    if let Ok(r) = SegmentRecordCodec::decode(data) {
+        let again = SegmentRecordCodec::decode(&SegmentRecordCodec::encode(&r)).expect("decodes");
+        assert_eq!(again, r);
+    }
+    if let Ok(p) = serde_json::from_slice::<XqgProfile>(data) {
+        if p.validate().is_ok() {
+            let json = serde_json::to_string(&p).expect("serialises");
+            let again: XqgProfile = serde_json::from_str(&json).expect("parses");
+            assert_eq!(again, p);
+        }
+    }
+}
+
+/// Model files: a bundle manifest and a seq2seq `config.json`.
+pub fn model_files(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let path = std::path::Path::new("/bundle/xqdb-bundle.json");
+        if let Ok(m) = crate::model::Manifest::parse(text, path) {
+            assert!(m.dim > 0 && m.dim <= crate::MAX_DIM);
+            for rel in [&m.model, &m.tokenizer].into_iter().chain(m.files.keys()) {
+                let p = std::path::Path::new(rel);
+                assert!(p
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))));
+            }
+        }
+        let _ = crate::model::check_config(text);
+    }
+}
+
+/// One `xqdb add` line, parsed and stored in an in-memory index with an xQG profile.
+pub fn jsonl_line(data: &[u8]) {
+    let Ok(Some(row)) = crate::ingest::jsonl::parse_line(data) else {
+        return;
+    };
+    let index = Index::builder()
+        .dim(4)
+        .metric(Metric::Dot)
+        .xqg(XqgProfile {
+            normalize: false,
+            ..Default::default()
+        })
+        .threads(1)
+        .in_memory()
+        .expect("in-memory index");
+    let mut w = index.writer().expect("writer");
+    let passage = row.passage.clone();
+    let r = match (row.vector, row.queries) {
+        (Some(v), _) => w.insert(row.passage, &v),
+        (None, Some(q)) => {
+            let qv = vec![vec![0.0, 1.0, 0.0, 0.0]; q.len()];
+            let a = Augmentation::new(vec![1.0, 0.0, 0.0, 0.0], q, &qv, false);
+            w.insert_augmented(row.passage, a)
+        }
+        (None, None) => w.insert(row.passage, &[1.0, 0.0, 0.0, 0.0]),
+    };
+    if r.is_ok() {
+        w.commit().expect("commit in memory");
+        let got = index.get(&passage.id).expect("get").expect("stored");
+        assert_eq!(got.text, passage.text);
+        assert_eq!(got.title, passage.title);
+        assert_eq!(got.lang, passage.lang);
+    } else {
+        assert_eq!(w.pending(), 0, "a refused row leaves nothing buffered");
+    }
+}
+
+/// A sequence of store operations on an in-memory index, checked against a map.
+pub fn store_sequence(data: &[u8]) {
+    let index = Index::builder()
+        .dim(4)
+        .metric(Metric::Dot)
+        .seal_rows(5)
+        .direct_segment_rows(4)
+        .threads(1)
+        .in_memory()
+        .expect("in-memory index");
+    let mut w = index.writer().expect("writer");
+    let mut committed: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    let mut pending = committed.clone();
+    let mut bytes = data.iter().copied();
+    while let Some(op) = bytes.next() {
+        let id = format!("p{}", (op >> 3) % 16);
+        match op % 8 {
+            0..=2 => {
+                let v: Vec<f32> = (0..4)
+                    .map(|_| bytes.next().unwrap_or(0) as i8 as f32)
+                    .collect();
+                w.upsert(Passage::new(&id, "t"), &v).expect("upsert");
+                pending.insert(id, v);
+            }
+            3 => {
+                let existed = w.delete(&id).expect("delete");
+                assert_eq!(existed, pending.remove(&id).is_some());
+            }
+            4 => {
+                w.commit().expect("commit");
+                committed = pending.clone();
+            }
+            5 => {
+                w.seal().expect("seal");
+                committed = pending.clone();
+            }
+            6 => {
+                w.compact().expect("compact");
+                committed = pending.clone();
+            }
+            _ => {
+                w.rollback();
+                pending = committed.clone();
+            }
+        }
+        let snap = index.snapshot();
+        let ids = snap.ids().expect("ids");
+        assert_eq!(ids, committed.keys().cloned().collect::<Vec<_>>());
+        let q = [1.0, -2.0, 3.0, 0.5];
+        let hits = snap.search(&q, 3).expect("search");
+        let dot = |v: &[f32]| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>();
+        let mut want: Vec<f32> = committed.values().map(|v| dot(v)).collect();
+        want.sort_by(|a, b| b.total_cmp(a));
+        want.truncate(3);
+        let got: Vec<f32> = hits.iter().map(|h| h.score).collect();
+        assert_eq!(got, want, "top-3 scores");
+        for h in &hits {
+            assert_eq!(h.score, dot(&committed[&h.id]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn fuzz_entry_points_hold_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            catalog_values(&data);
+            model_files(&data);
+            jsonl_line(&data);
+            store_sequence(&data);
+        }
+    }
+
+    #[test]
+    fn fuzz_entry_points_hold_on_valid_inputs() {
+        jsonl_line(br#"{"id":"a","text":"t","generated_queries":{"te":["q"]}}"#);
+        jsonl_line(br#"{"id":"a","text":"t","vector":[1,2,3,4]}"#);
+        catalog_values(&store::encode_augmentation(&Augmentation::new(
+            vec![1.0, 2.0],
+            vec![("fi".into(), "k".into())],
+            &[vec![0.5, 0.5]],
+            true,
+        )));
+        catalog_values(
+            serde_json::to_string(&XqgProfile::default())
+                .unwrap()
+                .as_bytes(),
+        );
+        store_sequence(&[
+            0, 1, 2, 3, 4, 8, 9, 9, 9, 9, 4, 5, 16, 1, 1, 1, 1, 6, 3, 4, 7,
+        ]);
+    }
+}
