@@ -92,16 +92,16 @@ impl Manifest {
     /// names is a plain path inside its folder); `manifest_path` is named in errors.
     pub fn parse(text: &str, manifest_path: &Path) -> Result<Manifest> {
         let manifest: Manifest = serde_json::from_str(text)
-            .map_err(|e| model_err(&manifest_path, format!("bad manifest: {e}")))?;
+            .map_err(|e| model_err(manifest_path, format!("bad manifest: {e}")))?;
         if manifest.format != 1 {
             return Err(model_err(
-                &manifest_path,
+                manifest_path,
                 format!("manifest format {} is not supported", manifest.format),
             ));
         }
         if manifest.kind != "encoder" {
             return Err(model_err(
-                &manifest_path,
+                manifest_path,
                 format!("kind {:?} is not an encoder", manifest.kind),
             ));
         }
@@ -111,7 +111,7 @@ impl Manifest {
             || manifest.max_passage_tokens == 0
         {
             return Err(model_err(
-                &manifest_path,
+                manifest_path,
                 "dim and max token counts must be positive",
             ));
         }
