@@ -203,6 +203,24 @@ fn bad_generator_folders_get_typed_errors() {
     std::fs::write(dir.path().join("decoder_model_merged.onnx"), b"not onnx").unwrap();
     let e = Generator::open(dir.path(), &GeneratorOptions::default()).unwrap_err();
     assert!(matches!(e, xqdb::Error::Model { .. }), "{e}");
+    // A tokenizer.json broken inside its decoder section (the tokenizers library panics
+    // on this one) is a typed error.
+    let tok = std::fs::read_to_string(fixtures().join("mt5/tokenizer.json")).unwrap();
+    let cut = tok.find("\"decoder\"").unwrap() + 12;
+    std::fs::write(dir.path().join("tokenizer.json"), &tok[..cut]).unwrap();
+    let e = Generator::open(dir.path(), &GeneratorOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+    let panicky = tok.replacen("\"decoder\": {", "\"decoder\": {\"type\" \"Metaspace\",", 1);
+    let e = xqdb::model::parse_tokenizer(panicky.as_bytes(), Path::new("t.json")).unwrap_err();
+    assert!(matches!(e, xqdb::Error::Model { .. }), "{e}");
+    // Found by fuzzing: valid JSON whose post-processor names a special token it does not
+    // define loads, then panics inside the tokenizers library on the first encode.
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/tokenizer_config/template-missing-token.json");
+    let e = xqdb::model::parse_tokenizer(&std::fs::read(seed).unwrap(), Path::new("t.json"))
+        .unwrap_err();
+    assert!(e.to_string().contains("probe"), "{e}");
+    std::fs::write(dir.path().join("tokenizer.json"), &tok).unwrap();
     std::fs::write(dir.path().join("config.json"), br#"{"model_type":"bert"}"#).unwrap();
     let e = Generator::open(dir.path(), &GeneratorOptions::default()).unwrap_err();
     assert!(e.to_string().contains("not supported"), "{e}");

@@ -126,6 +126,41 @@ impl Manifest {
     }
 }
 
+/// A text every tokenizer must encode at load time (Latin, Cyrillic, Japanese, Telugu).
+pub const TOKENIZER_PROBE: &str = "Mikä on Suomen pääkaupunki? Столица フィンランドの首都 రాజధాని";
+
+/// Reads a `tokenizer.json` (Hugging Face tokenizers format) from its bytes, so that a
+/// corrupt file is an [`Error::Model`] naming `path`, never a panic: text that is not JSON
+/// is refused before the tokenizers library sees it (some malformed files make it panic
+/// instead of returning an error), any panic while loading is caught, and the tokenizer
+/// must encode [`TOKENIZER_PROBE`] with its special tokens (a post-processor that names a
+/// token it does not define panics at that point).
+pub fn parse_tokenizer(bytes: &[u8], path: &Path) -> Result<tokenizers::Tokenizer> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| model_err(path, format!("tokenizer is not valid JSON: {e}")))?;
+    let t = match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes)) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(model_err(path, format!("tokenizer does not parse: {e}"))),
+        Err(_) => {
+            return Err(model_err(
+                path,
+                "tokenizer does not parse (the tokenizers library panicked on it)",
+            ))
+        }
+    };
+    match std::panic::catch_unwind(|| t.encode(TOKENIZER_PROBE, true).map(|_| ())) {
+        Ok(Ok(())) => Ok(t),
+        Ok(Err(e)) => Err(model_err(
+            path,
+            format!("tokenizer cannot encode a probe text: {e}"),
+        )),
+        Err(_) => Err(model_err(
+            path,
+            "tokenizer panics on a probe text (is its post-processor's special token missing?)",
+        )),
+    }
+}
+
 /// An opened, checked model bundle.
 #[derive(Clone, Debug)]
 pub struct ModelBundle {

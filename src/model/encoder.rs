@@ -69,8 +69,8 @@ fn model_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 }
 
 fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
-    let mut t = Tokenizer::from_file(path)
-        .map_err(|e| model_err(path, format!("tokenizer does not parse: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| model_err(path, format!("cannot read: {e}")))?;
+    let mut t = super::bundle::parse_tokenizer(&bytes, path)?;
     t.with_truncation(Some(TruncationParams {
         max_length: max_len,
         ..Default::default()

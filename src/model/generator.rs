@@ -211,8 +211,7 @@ impl Generator {
                 format!("cannot read ({e}); export the tokenizer too"),
             )
         })?;
-        let mut tokenizer = Tokenizer::from_bytes(&tok_text)
-            .map_err(|e| model_err(&tok_path, format!("tokenizer does not parse: {e}")))?;
+        let mut tokenizer = super::bundle::parse_tokenizer(&tok_text, &tok_path)?;
         tokenizer.with_padding(None);
         let has = |f: &str| dir.join(f).is_file();
         let layout = match options.layout {

@@ -5,7 +5,10 @@ mod encoder;
 mod generator;
 mod runtime;
 
-pub use bundle::{FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE};
+pub use bundle::{
+    parse_tokenizer, FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE,
+    TOKENIZER_PROBE,
+};
 pub use encoder::{Encoder, EncoderOptions, TextKind};
 pub use generator::{check_config, pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
 pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
