@@ -108,6 +108,12 @@ fn bad_line(path: &Path, line: usize, e: impl std::fmt::Display) -> Error {
 }
 
 fn read_rows(path: &Path) -> Result<Vec<(usize, serde_json::Map<String, serde_json::Value>)>> {
+    read_jsonl(path)
+}
+
+/// Reads a JSON-lines file into rows with their 1-based line numbers (blank lines skipped);
+/// a bad line is reported with its number.
+pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     text.lines()
         .enumerate()

@@ -60,15 +60,10 @@ pub struct XorPrediction {
 
 /// Reads an XOR-Retrieve data file (JSON lines).
 pub fn read_questions(path: &Path) -> Result<Vec<XorQuestion>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::InvalidArgument(format!("{}:{}: {e}", path.display(), i + 1)))
-        })
-        .collect()
+    Ok(super::read_jsonl(path)?
+        .into_iter()
+        .map(|(_, q)| q)
+        .collect())
 }
 
 /// Reads a prediction file (one JSON array).
