@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod distill;
 mod error;
 pub mod eval;
 pub mod faults;
