@@ -103,6 +103,9 @@ pub struct Generator {
     dir: PathBuf,
     fingerprint: String,
     tokenizer: Tokenizer,
+    /// A copy of `tokenizer` truncating to the given length, made on first use for that
+    /// length (a large vocabulary makes a copy per prompt expensive).
+    truncating: Mutex<Option<(usize, Tokenizer)>>,
     config: Seq2SeqConfig,
     layout: DecoderLayout,
     sessions: Mutex<Sessions>,
@@ -264,6 +267,7 @@ impl Generator {
             dir,
             fingerprint,
             tokenizer,
+            truncating: Mutex::new(None),
             config,
             layout,
             sessions: Mutex::new(sessions),
@@ -351,12 +355,18 @@ impl Generator {
 
     /// Tokenises a prompt (with the tokenizer's special tokens) truncated to `max_tokens`.
     pub fn tokenize(&self, prompt: &str, max_tokens: usize) -> Result<Vec<u32>> {
-        let mut tok = self.tokenizer.clone();
-        tok.with_truncation(Some(TruncationParams {
-            max_length: max_tokens.max(1),
-            ..Default::default()
-        }))
-        .map_err(|e| model_err(&self.dir, format!("cannot set truncation: {e}")))?;
+        let max_tokens = max_tokens.max(1);
+        let mut slot = self.truncating.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(n, _)| *n != max_tokens) {
+            let mut tok = self.tokenizer.clone();
+            tok.with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| model_err(&self.dir, format!("cannot set truncation: {e}")))?;
+            *slot = Some((max_tokens, tok));
+        }
+        let (_, tok) = slot.as_ref().expect("set above");
         let enc = tok
             .encode(prompt, true)
             .map_err(|e| model_err(&self.dir, format!("tokenisation failed: {e}")))?;
