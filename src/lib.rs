@@ -39,8 +39,8 @@ pub mod xqg;
 
 pub use error::{Error, Result};
 pub use index::{
-    AugmentBudget, AugmentReport, CommitInfo, Index, IndexBuilder, RefuseReport, SearchOptions,
-    Snapshot, VerifyPolicy, VerifyReport, Writer,
+    AugmentBudget, AugmentReport, CommitInfo, Index, IndexBuilder, RefuseReport, Rerank,
+    SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
 pub use ingest::{IngestItem, Progress};
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};

@@ -272,4 +272,10 @@ pub struct Stats {
     /// The fusion weight α, for indexes with an xQG profile.
     #[serde(default)]
     pub xqg_alpha: Option<f32>,
+    /// Catalog format version of the store.
+    #[serde(default)]
+    pub format_version: u32,
+    /// Whether a query adapter is stored (applied to text queries).
+    #[serde(default)]
+    pub query_adapter: bool,
 }

@@ -72,7 +72,27 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         .unwrap();
         w.commit().unwrap();
         w.compact().unwrap();
+        assert_eq!(index.stats().unwrap().format_version, 1, "{name}");
+        // Storing a query adapter marks the store as format 3 in the same commit, so that
+        // builds that would ignore the adapter refuse the store.
+        let adapter = xqdb::distill::Adapter::from_matrix(
+            4,
+            (0..16)
+                .map(|k| if k % 5 == 0 { 2.0 } else { 0.0 })
+                .collect(),
+        )
+        .unwrap();
+        w.set_adapter(&adapter, &Default::default()).unwrap();
         drop(w);
+        drop(index);
+        let index = Index::open(tmp.path()).unwrap();
+        let stats = index.stats().unwrap();
+        assert_eq!(
+            (stats.format_version, stats.query_adapter),
+            (xqdb::FORMAT_VERSION, true),
+            "{name}"
+        );
+        assert_eq!(index.snapshot().adapter().unwrap().adapter, adapter);
         assert_eq!(
             index.verify().unwrap().passages as usize,
             passages.len() + 1,

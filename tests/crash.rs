@@ -4,7 +4,8 @@
 //! of them right as a seal, a re-fusion or a compaction starts), then reopens the store and
 //! checks that it verifies, that every acknowledged batch is there exactly as committed,
 //! with every vector fused under the α the store records, that nothing uncommitted is
-//! visible, and that no orphan file is left in `segments/`.
+//! visible, that the stored query adapter is the last one set (or dropped) and intact,
+//! and that no orphan file is left in `segments/`.
 
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -51,6 +52,21 @@ fn expected(last: Option<u64>) -> BTreeSet<String> {
         }
     }
     ids
+}
+
+/// The adapter the stress writer has stored (its batch number) once the adapter steps of
+/// batches `0..=last` ran: set after batches with b % 7 == 2, dropped after b % 7 == 0 with
+/// (b / 7) odd.
+fn expected_adapter(last: Option<u64>) -> Option<u64> {
+    let mut state = None;
+    for b in 0..=last? {
+        if b % 7 == 2 {
+            state = Some(b);
+        } else if b % 7 == 0 && (b / 7) % 2 == 1 {
+            state = None;
+        }
+    }
+    state
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -237,6 +253,27 @@ fn kill_rounds(kills: usize, seed: u64) {
                 "round {round}: vector of {id} (alpha {alpha})"
             );
         }
+        // A batch's adapter step runs after its commit and before the next one.
+        let stored = snap.adapter().map(|a| {
+            let b = a.info.examples as u64;
+            let w = a.adapter.matrix();
+            assert!(
+                w.iter().enumerate().all(|(k, &x)| x
+                    == if k / DIM == k % DIM {
+                        1.0 + b as f32 / 1000.0
+                    } else {
+                        0.0
+                    }),
+                "round {round}: adapter {b} has other weights"
+            );
+            b
+        });
+        let before = durable.and_then(|d| d.checked_sub(1));
+        assert!(
+            stored == expected_adapter(durable)
+                || stored == expected_adapter(before) && durable.is_some(),
+            "round {round}: adapter {stored:?} after batch {durable:?}"
+        );
         for entry in std::fs::read_dir(dir.path().join("segments")).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             assert!(

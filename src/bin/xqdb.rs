@@ -128,6 +128,86 @@ enum Command {
         /// Only passages whose metadata field equals a JSON value: FIELD=VALUE.
         #[arg(long = "meta")]
         meta: Vec<String>,
+        /// Search text queries without the stored query adapter.
+        #[arg(long)]
+        no_adapter: bool,
+        /// Rescore the dense top --rerank-depth with a teacher: `translation` (needs
+        /// --parallel), `generator[:DIR]` (needs --query-lang) or `encoder:DIR`.
+        #[arg(long)]
+        rerank: Option<String>,
+        /// How many dense hits the teacher rescores.
+        #[arg(long, default_value_t = 20)]
+        rerank_depth: usize,
+        /// Teacher weight w: final = (1 - w)·z(dense) + w·z(teacher).
+        #[arg(long, default_value_t = 0.5)]
+        rerank_weight: f32,
+        /// The query's language code (the generator teacher's prompt names it).
+        #[arg(long)]
+        query_lang: Option<String>,
+        /// A parallel (e.g. English) version of the query, for the translation teacher.
+        #[arg(long)]
+        parallel: Option<String>,
+        /// Length-normalise the generator teacher's log-likelihood.
+        #[arg(long)]
+        length_normalize: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Mine a distillation set with a teacher and train a query adapter stored in the index.
+    Distill {
+        dir: PathBuf,
+        /// `translation` (queries need `parallel`), `generator[:DIR]` or `encoder:DIR`.
+        #[arg(long)]
+        teacher: Option<String>,
+        /// Real queries: JSONL with `query` and optionally `lang`, `positive`, `parallel`.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// Use up to N of the generated queries stored with the passages instead.
+        #[arg(long)]
+        pseudo: Option<usize>,
+        /// Train on a set written earlier (skips mining and the teacher).
+        #[arg(long, conflicts_with_all = ["queries", "pseudo", "teacher"])]
+        from_set: Option<PathBuf>,
+        /// Write the distillation set (JSONL) here.
+        #[arg(long)]
+        set_out: Option<PathBuf>,
+        /// Only write the set; store no adapter.
+        #[arg(long)]
+        no_train: bool,
+        /// Candidates per query.
+        #[arg(long, default_value_t = 20)]
+        candidates: usize,
+        /// Train a low-rank adapter W = I + A·B of this rank instead of a full matrix.
+        #[arg(long)]
+        rank: Option<usize>,
+        #[arg(long, default_value_t = 15)]
+        epochs: usize,
+        /// Adam step size (small sets overfit quickly: the held-out split keeps the best epoch).
+        #[arg(long, default_value_t = 1e-4)]
+        learning_rate: f32,
+        /// Softmax temperature of both teacher and student scores.
+        #[arg(long, default_value_t = 0.02)]
+        temperature: f32,
+        /// Share of the set held out for early stopping.
+        #[arg(long, default_value_t = 0.1)]
+        holdout: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Length-normalise the generator teacher's log-likelihood.
+        #[arg(long)]
+        length_normalize: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Show (default) or remove the index's query adapter.
+    Adapter {
+        dir: PathBuf,
+        /// Show the adapter (the default).
+        #[arg(long)]
+        show: bool,
+        /// Remove the adapter; text searches use the plain encoder again.
+        #[arg(long, conflicts_with = "show")]
+        drop: bool,
         #[command(flatten)]
         out: Output,
     },
@@ -339,6 +419,8 @@ fn main() -> ExitCode {
         | Command::Augment { out, .. }
         | Command::Add { out, .. }
         | Command::Search { out, .. }
+        | Command::Distill { out, .. }
+        | Command::Adapter { out, .. }
         | Command::Get { out, .. }
         | Command::Delete { out, .. }
         | Command::Compact { out, .. }
@@ -526,18 +608,16 @@ fn run(command: Command) -> CliResult {
             k,
             langs,
             meta,
+            no_adapter,
+            rerank,
+            rerank_depth,
+            rerank_weight,
+            query_lang,
+            parallel,
+            length_normalize,
             ..
         } => {
             let index = open_index(&dir, model.as_deref(), true)?;
-            let queries = match (text, vector_file) {
-                (_, Some(f)) => read_vectors(&f)?,
-                (Some(t), None) => index
-                    .encoder()
-                    .map_err(err)?
-                    .encode_queries(&[t])
-                    .map_err(err)?,
-                (None, None) => return Err("give a query text or --vector-file".into()),
-            };
             let mut filter = Filter::new();
             if !langs.is_empty() {
                 filter = filter.langs(langs);
@@ -550,10 +630,98 @@ fn run(command: Command) -> CliResult {
                     .unwrap_or_else(|_| Value::String(value.to_string()));
                 filter = filter.meta_eq(field, value);
             }
-            let hits = index
-                .search_batch(&queries, &SearchOptions::new(k).filter(filter))
-                .map_err(err)?;
+            let options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
+            let hits = match (text, vector_file) {
+                (_, Some(f)) => {
+                    if rerank.is_some() {
+                        return Err("--rerank needs a text query".into());
+                    }
+                    index
+                        .search_batch(&read_vectors(&f)?, &options)
+                        .map_err(err)?
+                }
+                (Some(t), None) => match rerank {
+                    Some(spec) => {
+                        let teacher = make_teacher(&spec, &index, length_normalize)?;
+                        let query = xqdb::distill::TeacherQuery {
+                            text: &t,
+                            lang: query_lang.as_deref(),
+                            parallel: parallel.as_deref(),
+                        };
+                        let r = xqdb::Rerank {
+                            teacher: teacher.as_ref(),
+                            depth: rerank_depth,
+                            weight: rerank_weight,
+                        };
+                        vec![index
+                            .search_text_reranked(&query, &options, &r)
+                            .map_err(err)?]
+                    }
+                    None => index.search_texts(&[t], &options).map_err(err)?,
+                },
+                (None, None) => return Err("give a query text or --vector-file".into()),
+            };
             Ok(json!({ "results": hits }))
+        }
+        Command::Distill {
+            dir,
+            teacher,
+            queries,
+            pseudo,
+            from_set,
+            set_out,
+            no_train,
+            candidates,
+            rank,
+            epochs,
+            learning_rate,
+            temperature,
+            holdout,
+            seed,
+            length_normalize,
+            ..
+        } => distill(
+            &dir,
+            DistillArgs {
+                teacher,
+                queries,
+                pseudo,
+                from_set,
+                set_out,
+                no_train,
+                candidates,
+                train: xqdb::distill::TrainOptions {
+                    learning_rate,
+                    epochs,
+                    tau_teacher: temperature,
+                    tau_student: temperature,
+                    holdout,
+                    seed,
+                    rank,
+                    ..Default::default()
+                },
+                length_normalize,
+            },
+        ),
+        Command::Adapter { dir, drop, .. } => {
+            if drop {
+                let index = Index::open(&dir).map_err(err)?;
+                let dropped = index.writer().map_err(err)?.drop_adapter().map_err(err)?;
+                return Ok(json!({ "dropped": dropped }));
+            }
+            let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+            let snap = index.snapshot();
+            Ok(match snap.adapter() {
+                None => json!({ "adapter": null }),
+                Some(a) => json!({
+                    "adapter": {
+                        "dim": a.adapter.dim(),
+                        "rank": a.adapter.rank(),
+                        "distance_from_identity": a.adapter.distance_from_identity(),
+                        "info": a.info,
+                    }
+                }),
+            })
         }
         Command::Get { dir, ids, .. } => {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
@@ -697,6 +865,127 @@ fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
     Encoder::open(bundle, &EncoderOptions::default())
         .map(Arc::new)
         .map_err(err)
+}
+
+fn make_teacher(
+    spec: &str,
+    index: &Index,
+    length_normalize: bool,
+) -> Result<Box<dyn xqdb::distill::Teacher>, String> {
+    use xqdb::distill::{EncoderTeacher, GeneratorTeacher, TranslationTeacher};
+    let (kind, arg) = match spec.split_once(':') {
+        Some((k, a)) => (k, Some(a)),
+        None => (spec, None),
+    };
+    match (kind, arg) {
+        ("translation", None) => Ok(Box::new(TranslationTeacher::new(
+            index.encoder().map_err(err)?,
+        ))),
+        ("generator", dir) => {
+            let generator = match dir {
+                Some(d) => Arc::new(
+                    xqdb::Generator::open(d, &xqdb::GeneratorOptions::default()).map_err(err)?,
+                ),
+                None => index
+                    .generator()
+                    .map_err(|e| format!("{e}; name one with --teacher generator:DIR"))?,
+            };
+            let profile = index.snapshot().xqg_profile().cloned().unwrap_or_default();
+            Ok(Box::new(GeneratorTeacher::new(
+                generator,
+                profile,
+                length_normalize,
+            )))
+        }
+        ("encoder", Some(d)) => Ok(Box::new(EncoderTeacher::new(load_encoder(Some(
+            Path::new(d),
+        ))?))),
+        _ => Err(format!(
+            "unknown teacher {spec:?}: use translation, generator[:DIR] or encoder:DIR"
+        )),
+    }
+}
+
+struct DistillArgs {
+    teacher: Option<String>,
+    queries: Option<PathBuf>,
+    pseudo: Option<usize>,
+    from_set: Option<PathBuf>,
+    set_out: Option<PathBuf>,
+    no_train: bool,
+    candidates: usize,
+    train: xqdb::distill::TrainOptions,
+    length_normalize: bool,
+}
+
+fn distill(dir: &Path, a: DistillArgs) -> CliResult {
+    use xqdb::distill::{build_set, fit, pseudo_queries, read_queries, read_set, write_set};
+    let index = Index::open(dir).map_err(err)?;
+    let start = std::time::Instant::now();
+    let mut out = serde_json::Map::new();
+    let rows = match &a.from_set {
+        Some(path) => read_set(path).map_err(err)?,
+        None => {
+            let spec = a
+                .teacher
+                .as_deref()
+                .ok_or("give --teacher (or train on a written set with --from-set)")?;
+            let teacher = make_teacher(spec, &index, a.length_normalize)?;
+            let queries = match (&a.queries, a.pseudo) {
+                (Some(f), None) => read_queries(f).map_err(err)?,
+                (None, Some(n)) => pseudo_queries(&index, Some(n), a.train.seed).map_err(err)?,
+                _ => return Err("give exactly one of --queries FILE or --pseudo N".into()),
+            };
+            let bar = progress_bar(queries.len() as u64, "queries");
+            let set = build_set(
+                &index,
+                &queries,
+                teacher.as_ref(),
+                &xqdb::distill::SetOptions {
+                    candidates: a.candidates,
+                    ..Default::default()
+                },
+                &|done, _| bar.set_position(done as u64),
+            )
+            .map_err(err)?;
+            bar.finish_and_clear();
+            out.insert("queries".into(), json!(queries.len()));
+            out.insert("skipped".into(), json!(set.skipped.len()));
+            if let Some((i, why)) = set.skipped.first() {
+                out.insert("first_skipped".into(), json!({ "query": i, "reason": why }));
+            }
+            out.insert("teacher".into(), json!(teacher.name()));
+            out.insert("mine_seconds".into(), json!(start.elapsed().as_secs_f64()));
+            set.rows
+        }
+    };
+    out.insert("set_rows".into(), json!(rows.len()));
+    if let Some(path) = &a.set_out {
+        write_set(path, &rows).map_err(err)?;
+        out.insert("set".into(), json!(path));
+    }
+    if !a.no_train {
+        let t = std::time::Instant::now();
+        let (report, info) = fit(&index, &rows, &a.train).map_err(err)?;
+        out.insert("train_seconds".into(), json!(t.elapsed().as_secs_f64()));
+        out.insert("holdout_kl_before".into(), json!(info.initial_holdout_kl));
+        out.insert("holdout_kl_after".into(), json!(info.holdout_kl));
+        out.insert("best_epoch".into(), json!(info.best_epoch));
+        if report.best_epoch == 0 {
+            out.insert(
+                "stored".into(),
+                json!("no epoch beat the identity on the held-out queries; nothing stored"),
+            );
+        } else {
+            index
+                .writer()
+                .map_err(err)?
+                .set_adapter(&report.adapter, &info)
+                .map_err(err)?;
+            out.insert("stored".into(), json!(true));
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 fn open_index(dir: &Path, model: Option<&Path>, read_only: bool) -> Result<Index, String> {
@@ -886,6 +1175,33 @@ fn stress_query(dim: usize) -> Vec<f32> {
 /// previous one, and every few batches the writer seals, re-fuses (α alternating between
 /// 0.25 and 0.5) or compacts. Passages carry an xQG record (E(p) = the stress vector, one
 /// query). After each commit returns it prints `committed B`.
+/// The stress writer's adapter after batch `b`: a diagonal of 1 + b/1000.
+fn stress_adapter(b: u64, dim: usize) -> xqdb::distill::Adapter {
+    let mut m = vec![0f32; dim * dim];
+    for i in 0..dim {
+        m[i * dim + i] = 1.0 + b as f32 / 1000.0;
+    }
+    xqdb::distill::Adapter::from_matrix(dim, m).expect("a finite square matrix")
+}
+
+fn stress_adapter_info(b: u64) -> xqdb::distill::AdapterInfo {
+    xqdb::distill::AdapterInfo {
+        teacher: "stress".into(),
+        examples: b as usize,
+        ..Default::default()
+    }
+}
+
+/// After batch b: store adapter b when b % 7 == 2, drop it when b % 7 == 0 and b / 7 is odd.
+fn stress_adapter_step(w: &mut xqdb::Writer, b: u64, dim: usize) -> xqdb::Result<()> {
+    if b % 7 == 2 {
+        w.set_adapter(&stress_adapter(b, dim), &stress_adapter_info(b))?;
+    } else if b.is_multiple_of(7) && (b / 7) % 2 == 1 {
+        w.drop_adapter()?;
+    }
+    Ok(())
+}
+
 fn stress_writer(
     dir: &Path,
     batch_size: usize,
@@ -907,6 +1223,10 @@ fn stress_writer(
     let query = stress_query(dim);
     let mut w = index.writer()?;
     let mut out = std::io::stdout().lock();
+    // A killed predecessor may have committed batch first - 1 without its adapter step.
+    if let Some(prev) = first.checked_sub(1) {
+        stress_adapter_step(&mut w, prev, dim)?;
+    }
     for b in first..first.saturating_add(batches) {
         let big = b % 5 == 4;
         let n = if big { batch_size * 2 } else { batch_size };
@@ -931,6 +1251,7 @@ fn stress_writer(
         w.commit()?;
         writeln!(out, "committed {b}").ok();
         out.flush().ok();
+        stress_adapter_step(&mut w, b, dim)?;
         match b % 7 {
             3 => {
                 w.seal()?;

@@ -8,6 +8,17 @@
 //! g_j = (softmax(s)_j − softmax(t)_j) / τ_s, the gradient of the KL with respect to W is the
 //! outer product (Σ_j g_j p_j) qᵀ.
 
+pub mod set;
+pub mod teacher;
+
+pub use set::{
+    build_set, examples_from_set, fit, pseudo_queries, read_queries, read_set, write_set,
+    SetOptions, SetQuery, SetReport, SetRow,
+};
+pub use teacher::{
+    Candidate, EncoderTeacher, GeneratorTeacher, Teacher, TeacherQuery, TranslationTeacher,
+};
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -22,11 +33,14 @@ pub struct Example {
     pub teacher: Vec<f32>,
 }
 
-/// A linear query adapter.
+/// A linear query adapter: either a full d × d matrix W, or W = I + A·B with A (d × r) and
+/// B (r × d) when trained low-rank.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adapter {
     dim: usize,
-    /// Row-major d × d.
+    /// 0 for a full matrix, r for the low-rank form.
+    rank: usize,
+    /// Full: W row-major (d·d). Low-rank: A row-major (d·r) then B row-major (r·d).
     w: Vec<f32>,
 }
 
@@ -37,6 +51,12 @@ fn softmax(x: &[f64]) -> Vec<f64> {
     e.into_iter().map(|v| v / sum).collect()
 }
 
+fn matvec(m: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    m.chunks_exact(cols)
+        .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
 impl Adapter {
     /// The identity map (searching with it changes nothing).
     pub fn identity(dim: usize) -> Self {
@@ -44,7 +64,43 @@ impl Adapter {
         for i in 0..dim {
             w[i * dim + i] = 1.0;
         }
-        Adapter { dim, w }
+        Adapter { dim, rank: 0, w }
+    }
+
+    /// A low-rank adapter W = I + A·B that starts as the identity: A is zero and B is small
+    /// and random (seeded), so that training can move A at once.
+    pub fn low_rank(dim: usize, rank: usize, seed: u64) -> Self {
+        use rand::Rng;
+        let rank = rank.clamp(1, dim.max(1));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let scale = 1.0 / (dim as f32).sqrt();
+        let mut w = vec![0f32; dim * rank];
+        w.extend((0..rank * dim).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale));
+        Adapter { dim, rank, w }
+    }
+
+    /// A full adapter from a row-major d × d matrix.
+    pub fn from_matrix(dim: usize, w: Vec<f32>) -> crate::Result<Self> {
+        if w.len() != dim * dim || dim == 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "an adapter of dimension {dim} needs {} weights, got {}",
+                dim * dim,
+                w.len()
+            )));
+        }
+        let a = Adapter { dim, rank: 0, w };
+        a.check_finite()?;
+        Ok(a)
+    }
+
+    fn check_finite(&self) -> crate::Result<()> {
+        match self.w.iter().position(|x| !x.is_finite()) {
+            Some(i) => Err(crate::Error::InvalidArgument(format!(
+                "adapter weight {i} is {}",
+                self.w[i]
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Dimension d.
@@ -52,20 +108,63 @@ impl Adapter {
         self.dim
     }
 
-    /// The weights, row-major.
+    /// The rank r of a low-rank adapter; `None` for a full matrix.
+    pub fn rank(&self) -> Option<usize> {
+        (self.rank > 0).then_some(self.rank)
+    }
+
+    /// The trainable parameters: W row-major, or A then B for the low-rank form.
     pub fn weights(&self) -> &[f32] {
         &self.w
     }
 
-    /// W q.
-    pub fn apply(&self, q: &[f32]) -> Vec<f32> {
-        self.w
-            .chunks_exact(self.dim)
-            .map(|row| row.iter().zip(q).map(|(a, b)| a * b).sum())
-            .collect()
+    /// The full d × d matrix W, row-major (built from A and B for the low-rank form).
+    pub fn matrix(&self) -> Vec<f32> {
+        if self.rank == 0 {
+            return self.w.clone();
+        }
+        let (d, r) = (self.dim, self.rank);
+        let (a, b) = self.w.split_at(d * r);
+        let mut m = Adapter::identity(d).w;
+        for i in 0..d {
+            for k in 0..r {
+                let aik = a[i * r + k];
+                m[i * d..(i + 1) * d]
+                    .iter_mut()
+                    .zip(&b[k * d..(k + 1) * d])
+                    .for_each(|(x, bk)| *x += aik * bk);
+            }
+        }
+        m
     }
 
-    /// KL(teacher ‖ student) for one example, and its gradient with respect to W.
+    /// Frobenius distance of W from the identity (0 for an untrained adapter).
+    pub fn distance_from_identity(&self) -> f64 {
+        let m = self.matrix();
+        let d = self.dim;
+        m.iter()
+            .enumerate()
+            .map(|(k, &x)| {
+                let id = if k / d == k % d { 1.0 } else { 0.0 };
+                (x as f64 - id).powi(2)
+            })
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// W q.
+    pub fn apply(&self, q: &[f32]) -> Vec<f32> {
+        if self.rank == 0 {
+            return matvec(&self.w, self.dim, q);
+        }
+        let (a, b) = self.w.split_at(self.dim * self.rank);
+        let bq = matvec(b, self.dim, q);
+        let abq = matvec(a, self.rank, &bq);
+        q.iter().zip(abq).map(|(x, y)| x + y).collect()
+    }
+
+    /// KL(teacher ‖ student) for one example, and its gradient with respect to the
+    /// parameters (same layout as [`Adapter::weights`]).
     pub fn loss_and_grad(
         &self,
         ex: &Example,
@@ -92,17 +191,34 @@ impl Adapter {
             .filter(|(t, _)| **t > 0.0)
             .map(|(t, s)| t * (t.ln() - s.max(1e-300).ln()))
             .sum();
+        // u = dL/d(Wq) = Σ_j g_j p_j.
         let mut u = vec![0f64; self.dim];
         for ((p, s), t) in ex.candidates.iter().zip(&ps).zip(&pt) {
             let g = (s - t) / tau_student as f64;
             u.iter_mut().zip(p).for_each(|(a, &x)| *a += g * x as f64);
         }
-        let mut grad = vec![0f32; self.dim * self.dim];
-        for (a, ua) in u.iter().enumerate() {
-            for (b, &qb) in ex.query.iter().enumerate() {
-                grad[a * self.dim + b] = (ua * qb as f64) as f32;
+        let outer = |left: &[f64], right: &[f32]| -> Vec<f32> {
+            let mut g = Vec::with_capacity(left.len() * right.len());
+            for &l in left {
+                g.extend(right.iter().map(|&r| (l * r as f64) as f32));
+            }
+            g
+        };
+        if self.rank == 0 {
+            return (loss, outer(&u, &ex.query));
+        }
+        // W q = q + A (B q): dL/dA = u (Bq)ᵀ, dL/dB = (Aᵀ u) qᵀ.
+        let (d, r) = (self.dim, self.rank);
+        let (a, b) = self.w.split_at(d * r);
+        let bq = matvec(b, d, &ex.query);
+        let mut grad = outer(&u, &bq);
+        let mut atu = vec![0f64; r];
+        for i in 0..d {
+            for k in 0..r {
+                atu[k] += a[i * r + k] as f64 * u[i];
             }
         }
+        grad.extend(outer(&atu, &ex.query));
         (loss, grad)
     }
 
@@ -115,6 +231,101 @@ impl Adapter {
             .sum::<f64>()
             / n
     }
+
+    /// The stored form (FORMAT.md, "Query adapter"): a header, the JSON `info`, the weights
+    /// as little-endian f32 and an xxh3-64 checksum of everything before it.
+    pub fn to_bytes(&self, info: &AdapterInfo) -> Vec<u8> {
+        let json = serde_json::to_vec(info).expect("adapter info serialises");
+        let mut out = Vec::with_capacity(32 + json.len() + self.w.len() * 4 + 8);
+        out.extend_from_slice(ADAPTER_MAGIC);
+        out.extend_from_slice(&ADAPTER_VERSION.to_le_bytes());
+        out.push(u8::from(self.rank > 0));
+        out.push(0);
+        out.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        out.extend_from_slice(&(self.rank as u32).to_le_bytes());
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(bytemuck::cast_slice(&self.w));
+        let sum = xxhash_rust::xxh3::xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parses [`Adapter::to_bytes`]; the reason on failure names what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Adapter, AdapterInfo), String> {
+        if bytes.len() < 28 {
+            return Err(format!(
+                "query adapter record of {} bytes is too short",
+                bytes.len()
+            ));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if &body[..4] != ADAPTER_MAGIC {
+            return Err("query adapter record has a foreign magic".into());
+        }
+        let stored = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
+        if xxhash_rust::xxh3::xxh3_64(body) != stored {
+            return Err("query adapter record fails its checksum".into());
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(body[o..o + 4].try_into().expect("4 bytes"));
+        let version = u16::from_le_bytes([body[4], body[5]]);
+        if version != ADAPTER_VERSION {
+            return Err(format!(
+                "query adapter version {version} is not supported (this build reads {ADAPTER_VERSION})"
+            ));
+        }
+        let low_rank = body[6] == 1;
+        let (dim, rank, json_len) = (u32_at(8) as usize, u32_at(12) as usize, u32_at(16) as usize);
+        if dim == 0 || dim > crate::MAX_DIM || (low_rank != (rank > 0)) || rank > dim {
+            return Err(format!("query adapter has dimension {dim} and rank {rank}"));
+        }
+        let n = if low_rank { 2 * dim * rank } else { dim * dim };
+        if body.len() != 20 + json_len + n * 4 {
+            return Err("query adapter record has the wrong length".into());
+        }
+        let info: AdapterInfo = serde_json::from_slice(&body[20..20 + json_len])
+            .map_err(|e| format!("query adapter info: {e}"))?;
+        let w: Vec<f32> = body[20 + json_len..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let a = Adapter { dim, rank, w };
+        a.check_finite().map_err(|e| e.to_string())?;
+        Ok((a, info))
+    }
+}
+
+/// An adapter as stored in an index, with what was recorded about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAdapter {
+    /// The weights.
+    pub adapter: Adapter,
+    /// Where it came from.
+    pub info: AdapterInfo,
+    pub(crate) checksum: u64,
+    pub(crate) len: usize,
+}
+
+const ADAPTER_MAGIC: &[u8; 4] = b"XQAD";
+const ADAPTER_VERSION: u16 = 1;
+
+/// What is recorded with a stored adapter: where it came from and how well it trained.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdapterInfo {
+    /// The teacher that scored the training candidates (see [`Teacher::name`]).
+    pub teacher: String,
+    /// The encoder fingerprint the adapter was trained for.
+    pub model_fingerprint: Option<String>,
+    /// Training examples used (before the held-out split).
+    pub examples: usize,
+    /// Held-out KL of the identity.
+    pub initial_holdout_kl: f64,
+    /// Held-out KL of the stored weights.
+    pub holdout_kl: f64,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Seconds since the Unix epoch when the adapter was stored.
+    pub created_unix: u64,
 }
 
 /// Training settings.
@@ -134,8 +345,10 @@ pub struct TrainOptions {
     pub holdout: f32,
     /// Stop after this many epochs without a better held-out KL (the best W is kept).
     pub patience: usize,
-    /// Shuffling seed.
+    /// Shuffling seed (also seeds B of a low-rank adapter).
     pub seed: u64,
+    /// Train W = I + A·B of this rank instead of a full matrix.
+    pub rank: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -149,6 +362,7 @@ impl Default for TrainOptions {
             holdout: 0.1,
             patience: 3,
             seed: 0,
+            rank: None,
         }
     }
 }
@@ -177,17 +391,21 @@ pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport 
         .map(|&i| examples[i].clone())
         .collect();
     let mut train_idx: Vec<usize> = order[n_hold..].to_vec();
-    let mut adapter = Adapter::identity(dim);
+    let mut adapter = match o.rank {
+        Some(r) => Adapter::low_rank(dim, r, o.seed),
+        None => Adapter::identity(dim),
+    };
+    let params = adapter.w.len();
     let initial = adapter.mean_loss(&hold, o.tau_teacher, o.tau_student);
     let (mut best, mut best_kl, mut best_epoch) = (adapter.clone(), initial, 0);
-    let (mut m, mut v) = (vec![0f32; dim * dim], vec![0f32; dim * dim]);
+    let (mut m, mut v) = (vec![0f32; params], vec![0f32; params]);
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let mut step = 0i32;
     let mut curve = Vec::new();
     for epoch in 1..=o.epochs {
         train_idx.shuffle(&mut rng);
         for batch in train_idx.chunks(o.batch_size.max(1)) {
-            let mut g = vec![0f32; dim * dim];
+            let mut g = vec![0f32; params];
             for &i in batch {
                 let (_, gi) = adapter.loss_and_grad(&examples[i], o.tau_teacher, o.tau_student);
                 g.iter_mut()
@@ -255,6 +473,123 @@ mod tests {
                 "entry {k}: {g} vs {fd}"
             );
         }
+    }
+
+    #[test]
+    fn the_low_rank_gradient_matches_finite_differences() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let d = 6;
+        let ex = Example {
+            query: unit(&mut rng, d),
+            candidates: (0..5).map(|_| unit(&mut rng, d)).collect(),
+            teacher: (0..5).map(|_| rng.random::<f32>()).collect(),
+        };
+        let mut a = Adapter::low_rank(d, 2, 4);
+        a.w.iter_mut()
+            .for_each(|w| *w += rng.random::<f32>() * 0.4 - 0.2);
+        let (_, grad) = a.loss_and_grad(&ex, 0.2, 0.3);
+        assert_eq!(grad.len(), 2 * d * 2);
+        let h = 1e-3f32;
+        for (k, &gk) in grad.iter().enumerate() {
+            let (mut plus, mut minus) = (a.clone(), a.clone());
+            plus.w[k] += h;
+            minus.w[k] -= h;
+            let fd = (plus.loss_and_grad(&ex, 0.2, 0.3).0 - minus.loss_and_grad(&ex, 0.2, 0.3).0)
+                / (2.0 * h as f64);
+            assert!(
+                (fd - gk as f64).abs() <= 1e-3 * fd.abs().max(1e-2),
+                "entry {k}: {gk} vs {fd}"
+            );
+        }
+        // apply() agrees with the expanded matrix.
+        let q = unit(&mut rng, d);
+        let full = Adapter::from_matrix(d, a.matrix()).unwrap();
+        for (x, y) in a.apply(&q).iter().zip(full.apply(&q)) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn a_new_low_rank_adapter_is_the_identity() {
+        let a = Adapter::low_rank(16, 4, 9);
+        assert_eq!(a.distance_from_identity(), 0.0);
+        assert_eq!(a.rank(), Some(4));
+    }
+
+    #[test]
+    fn stored_adapters_round_trip_and_damage_is_reported() {
+        let mut a = Adapter::low_rank(8, 3, 1);
+        a.w[0] = 0.25;
+        let info = AdapterInfo {
+            teacher: "translation".into(),
+            examples: 12,
+            holdout_kl: 0.5,
+            ..Default::default()
+        };
+        let bytes = a.to_bytes(&info);
+        let (b, info2) = Adapter::from_bytes(&bytes).unwrap();
+        assert_eq!((b, info2), (a.clone(), info.clone()));
+        let full = Adapter::identity(5);
+        assert_eq!(Adapter::from_bytes(&full.to_bytes(&info)).unwrap().0, full);
+        for i in [0, 5, 9, 25, bytes.len() - 12, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(Adapter::from_bytes(&bad).is_err(), "flip at {i} accepted");
+        }
+        assert!(Adapter::from_bytes(&bytes[..bytes.len() - 4]).is_err());
+        assert!(Adapter::from_bytes(b"short").is_err());
+        assert!(Adapter::from_matrix(3, vec![0.0; 8]).is_err());
+        assert!(Adapter::from_matrix(1, vec![f32::NAN]).is_err());
+    }
+
+    #[test]
+    fn low_rank_training_lowers_the_held_out_kl() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let d = 8;
+        // The teacher sees queries moved along one direction: a rank-1 change.
+        let dir = unit(&mut rng, d);
+        let examples: Vec<Example> = (0..400)
+            .map(|_| {
+                let q = unit(&mut rng, d);
+                let cands: Vec<Vec<f32>> = (0..8).map(|_| unit(&mut rng, d)).collect();
+                let along: f32 = q.iter().zip(&dir).map(|(a, b)| a * b).sum();
+                let tq: Vec<f32> = q
+                    .iter()
+                    .zip(&dir)
+                    .map(|(a, b)| a + 2.0 * along * b)
+                    .collect();
+                let teacher = cands
+                    .iter()
+                    .map(|p| p.iter().zip(&tq).map(|(a, b)| a * b).sum())
+                    .collect();
+                Example {
+                    query: q,
+                    candidates: cands,
+                    teacher,
+                }
+            })
+            .collect();
+        let report = train(
+            &examples,
+            d,
+            &TrainOptions {
+                learning_rate: 0.02,
+                epochs: 40,
+                tau_teacher: 0.1,
+                tau_student: 0.1,
+                holdout: 0.25,
+                rank: Some(2),
+                ..Default::default()
+            },
+        );
+        assert_eq!(report.adapter.rank(), Some(2));
+        assert!(report.best_epoch > 0);
+        let best = report.holdout_kl[report.best_epoch - 1];
+        assert!(
+            best < report.initial_holdout_kl * 0.5,
+            "held-out KL {} -> {best}",
+            report.initial_holdout_kl
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `Index`: opening and creating a store, the writer lock, and publishing snapshots.
 
+mod rerank;
 mod snapshot;
 mod verify;
 mod writer;
 
+pub use rerank::Rerank;
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
 pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
@@ -309,6 +311,8 @@ impl Inner {
         let meta = txn.open_table(store::META).map_err(|e| err(e.into()))?;
         let config = StoreConfig::read(&meta).map_err(|e| self.meta_err(e))?;
         let counters = Counters::read(&meta).map_err(|e| self.meta_err(e))?;
+        let adapter = store::read_adapter(&meta, prev.and_then(|p| p.adapter.as_ref()))
+            .map_err(|e| self.meta_err(e))?;
         drop(meta);
         let seg_table = txn.open_table(store::SEGMENTS).map_err(|e| err(e.into()))?;
         let mut records = BTreeMap::new();
@@ -349,6 +353,7 @@ impl Inner {
             tail,
             prev,
             tombstones_changed,
+            adapter,
         )
     }
 
@@ -726,14 +731,36 @@ impl Index {
         queries: &[S],
         options: &SearchOptions,
     ) -> Result<Vec<Vec<crate::Hit>>> {
+        let snap = self.snapshot();
+        let vectors = self.encode_queries_for(&snap, queries, options.use_adapter)?;
+        snap.search_batch(&vectors, options)
+    }
+
+    /// Encodes text queries as searches of `snap` do: with the encoder, then through the
+    /// stored query adapter when `use_adapter` is set and one is stored.
+    pub fn encode_queries_for<S: AsRef<str> + Sync>(
+        &self,
+        snap: &Snapshot,
+        queries: &[S],
+        use_adapter: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let vectors = self.inner.encoder()?.encode_queries(queries)?;
-        self.search_batch(&vectors, options)
+        Ok(match snap.adapter().filter(|_| use_adapter) {
+            Some(a) => vectors.iter().map(|v| a.adapter.apply(v)).collect(),
+            None => vectors,
+        })
     }
 
     /// The encoder of this index (see [`IndexBuilder::encoder`]); loads the recorded
     /// bundle on first use. [`Error::NoEncoder`] for a vectors-only index.
     pub fn encoder(&self) -> Result<Arc<Encoder>> {
         self.inner.encoder()
+    }
+
+    /// The xQG generator of this index (see [`IndexBuilder::generator`]); loads the
+    /// recorded folder on first use. [`Error::NoGenerator`] when the index has none.
+    pub fn generator(&self) -> Result<Arc<Generator>> {
+        self.inner.generator()
     }
 
     /// The passage stored under `id` in the latest commit.

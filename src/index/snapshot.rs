@@ -85,6 +85,8 @@ pub(crate) struct SnapshotData {
     pub segments: Vec<SegmentView>,
     pub tail: Arc<Tail>,
     pub live: u64,
+    /// The query adapter applied to encoded text queries, if one is stored.
+    pub adapter: Option<Arc<crate::distill::StoredAdapter>>,
 }
 
 impl SnapshotData {
@@ -107,6 +109,7 @@ impl SnapshotData {
             segments: Vec::new(),
             tail: Arc::new(Tail::default()),
             live: 0,
+            adapter: None,
         }
     }
 
@@ -120,6 +123,7 @@ impl SnapshotData {
         tail: Arc<Tail>,
         prev: Option<&SnapshotData>,
         tombstones_changed: bool,
+        adapter: Option<Arc<crate::distill::StoredAdapter>>,
     ) -> Result<Self> {
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
@@ -170,6 +174,7 @@ impl SnapshotData {
             segments,
             tail,
             live,
+            adapter,
         })
     }
 
@@ -202,6 +207,9 @@ pub struct SearchOptions {
     pub threads: Option<usize>,
     /// Which scoring kernel to use (the scalar one exists for tests and benchmarks).
     pub kernel: Kernel,
+    /// Whether text searches apply the index's query adapter, if one is stored (default
+    /// true; vector searches never do: apply [`Snapshot::adapter`] yourself).
+    pub use_adapter: bool,
 }
 
 impl SearchOptions {
@@ -212,7 +220,14 @@ impl SearchOptions {
             filter: None,
             threads: None,
             kernel: Kernel::Simd,
+            use_adapter: true,
         }
+    }
+
+    /// Whether text searches apply the stored query adapter.
+    pub fn adapter(mut self, use_adapter: bool) -> Self {
+        self.use_adapter = use_adapter;
+        self
     }
 
     /// Sets the filter.
@@ -552,6 +567,11 @@ impl Snapshot {
             .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("xQG row {rid}: {r}")))
     }
 
+    /// The query adapter stored in this commit, if any.
+    pub fn adapter(&self) -> Option<&crate::distill::StoredAdapter> {
+        self.data.adapter.as_deref()
+    }
+
     /// The generated (or imported) queries of a passage, as (language, text).
     pub fn queries(&self, id: &str) -> Result<Option<Vec<(String, String)>>> {
         Ok(self.augmentation(id)?.map(|a| a.queries))
@@ -651,6 +671,8 @@ impl Snapshot {
             augmented: self.table_len(store::AUGMENT)?.saturating_sub(backlog),
             augment_backlog: backlog,
             xqg_alpha: d.config.xqg.as_ref().map(|p| p.alpha),
+            format_version: d.config.format_version,
+            query_adapter: d.adapter.is_some(),
         })
     }
 

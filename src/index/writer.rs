@@ -905,6 +905,68 @@ impl Writer {
         Ok(report)
     }
 
+    /// Stores a query adapter (replacing any earlier one) in one durable commit; from then on
+    /// text queries are encoded, multiplied by W and searched. Passage vectors are not
+    /// touched. A store of an older catalog version is marked as version 3 in the same
+    /// commit, so that builds that would ignore the adapter refuse it.
+    pub fn set_adapter(
+        &mut self,
+        adapter: &crate::distill::Adapter,
+        info: &crate::distill::AdapterInfo,
+    ) -> Result<()> {
+        let dim = self.inner.snapshot_data().config.dim;
+        if adapter.dim() != dim {
+            return Err(Error::DimensionMismatch {
+                id: "query adapter".into(),
+                expected: dim,
+                found: adapter.dim(),
+            });
+        }
+        let record = adapter.to_bytes(info);
+        self.write_adapter(Some(&record))
+    }
+
+    /// Removes the stored query adapter (searches go back to the plain encoder); returns
+    /// whether there was one.
+    pub fn drop_adapter(&mut self) -> Result<bool> {
+        if self.inner.snapshot_data().adapter.is_none() {
+            return Ok(false);
+        }
+        self.write_adapter(None)?;
+        Ok(true)
+    }
+
+    fn write_adapter(&mut self, record: Option<&[u8]>) -> Result<()> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        self.guard(|w| {
+            let inner = &*w.inner;
+            let cerr = |e: redb::Error| inner.catalog_err(e);
+            let snap = inner.snapshot_data();
+            let mut counters = snap.counters;
+            let db = inner.database()?;
+            let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+            {
+                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+                store::put_adapter(&mut meta, record).map_err(|e| cerr(e.into()))?;
+                if record.is_some() && snap.config.format_version < store::FORMAT_VERSION {
+                    store::put(
+                        &mut meta,
+                        store::MetaKey::FormatVersion,
+                        &store::FORMAT_VERSION.to_le_bytes(),
+                    )
+                    .map_err(|e| cerr(e.into()))?;
+                }
+            }
+            w.write_counters(&txn, &mut counters)?;
+            txn.commit().map_err(|e| cerr(e.into()))?;
+            let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
+            inner.publish(next);
+            Ok(())
+        })
+    }
+
     /// Generates the queries of passages inserted for deferred generation, oldest first,
     /// and replaces their vectors with fused ones, within `budget`. Each group of
     /// `per_commit` passages is one durable commit, so an interrupted call (or a crash)

@@ -20,6 +20,7 @@ pub(crate) enum MetaKey {
     CommitSeq,
     CleanShutdown,
     XqgProfile,
+    QueryAdapter,
 }
 
 impl MetaKey {
@@ -38,6 +39,7 @@ impl MetaKey {
             MetaKey::CommitSeq => "commit_seq",
             MetaKey::CleanShutdown => "clean_shutdown",
             MetaKey::XqgProfile => "xqg_profile",
+            MetaKey::QueryAdapter => "query_adapter",
         }
     }
 }
@@ -219,6 +221,45 @@ pub(crate) fn put_profile(
 ) -> Result<(), redb::StorageError> {
     let json = serde_json::to_vec(p).expect("profile serialises");
     put(t, MetaKey::XqgProfile, &json)
+}
+
+/// Reads the stored query adapter. When its checksum equals `prev`'s, `prev` is reused
+/// without decoding the weights again.
+pub(crate) fn read_adapter(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prev: Option<&std::sync::Arc<crate::distill::StoredAdapter>>,
+) -> Result<Option<std::sync::Arc<crate::distill::StoredAdapter>>, MetaError> {
+    let Some(guard) = t.get(MetaKey::QueryAdapter.name())? else {
+        return Ok(None);
+    };
+    let bytes = guard.value();
+    let sum = bytes
+        .len()
+        .checked_sub(8)
+        .map(|at| u64::from_le_bytes(bytes[at..].try_into().expect("8 bytes")));
+    if let (Some(p), Some(sum)) = (prev, sum) {
+        if p.checksum == sum && p.len == bytes.len() {
+            return Ok(Some(p.clone()));
+        }
+    }
+    let (adapter, info) = crate::distill::Adapter::from_bytes(bytes).map_err(MetaError::Bad)?;
+    Ok(Some(std::sync::Arc::new(crate::distill::StoredAdapter {
+        adapter,
+        info,
+        checksum: sum.unwrap_or(0),
+        len: bytes.len(),
+    })))
+}
+
+/// Stores (or with `None` removes) the query adapter record.
+pub(crate) fn put_adapter(
+    t: &mut Table<&str, &[u8]>,
+    record: Option<&[u8]>,
+) -> Result<(), redb::StorageError> {
+    match record {
+        Some(bytes) => put(t, MetaKey::QueryAdapter, bytes),
+        None => t.remove(MetaKey::QueryAdapter.name()).map(|_| ()),
+    }
 }
 
 /// Whether the last writer closed the store cleanly (absent counts as clean for new stores).

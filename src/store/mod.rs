@@ -7,7 +7,10 @@ pub(crate) use codec::{
     decode_augmentation, decode_passage, decode_passage_meta, encode_augmentation, encode_passage,
     SegmentRecordCodec,
 };
-pub(crate) use meta::{put, put_profile, read_clean, Counters, MetaError, MetaKey, StoreConfig};
+pub(crate) use meta::{
+    put, put_adapter, put_profile, read_adapter, read_clean, Counters, MetaError, MetaKey,
+    StoreConfig,
+};
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
@@ -15,7 +18,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 pub(crate) const CATALOG_FILE: &str = "catalog.redb";
 
 /// Catalog format version written by this build (see FORMAT.md, "Version log").
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Store-wide settings and counters.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

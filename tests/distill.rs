@@ -1,0 +1,508 @@
+//! Distillation with the default model: teachers, distillation sets, a trained query
+//! adapter stored in the index and applied to text searches, teacher reranking, and the
+//! `distill` / `adapter` commands.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use xqdb::distill::{
+    build_set, fit, read_set, write_set, Adapter, Candidate, EncoderTeacher, GeneratorTeacher,
+    SetOptions, SetQuery, Teacher, TeacherQuery, TrainOptions, TranslationTeacher,
+};
+use xqdb::{
+    Encoder, EncoderOptions, Error, Generator, GeneratorOptions, Index, Metric, ModelBundle,
+    Passage, Rerank, SearchOptions, XqgProfile,
+};
+
+fn encoder() -> Arc<Encoder> {
+    let dir = ModelBundle::default_dir();
+    assert!(
+        dir.join("xqdb-bundle.json").exists(),
+        "run `make setup` first: no bundle at {}",
+        dir.display()
+    );
+    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &EncoderOptions::default()).unwrap())
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `step`-th row of the bundled sample: (lang, native question, English question).
+fn sample(step: usize) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(root().join("examples/data/xor-tydi-sample.jsonl")).unwrap();
+    text.lines()
+        .step_by(step)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            (s("lang"), s("native"), s("en"))
+        })
+        .collect()
+}
+
+/// An index of the English questions as passages `p0..`, and the native questions as
+/// queries with their positive and parallel English version.
+fn english_index(dir: &Path, rows: &[(String, String, String)]) -> (Index, Vec<SetQuery>) {
+    let index = Index::builder().encoder(encoder()).create(dir).unwrap();
+    let mut w = index.writer().unwrap();
+    let passages: Vec<Passage> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, en))| Passage::new(format!("p{i}"), en.clone()).with_lang("en"))
+        .collect();
+    w.insert_texts(passages, &|_| {}).unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let queries = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (lang, native, en))| SetQuery {
+            query: native.clone(),
+            lang: Some(lang.clone()),
+            positive: Some(format!("p{i}")),
+            parallel: Some(en.clone()),
+        })
+        .collect();
+    (index, queries)
+}
+
+fn ids(hits: &[xqdb::Hit]) -> Vec<String> {
+    hits.iter().map(|h| h.id.clone()).collect()
+}
+
+#[test]
+fn a_distilled_adapter_is_stored_applied_to_text_searches_and_removable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(5);
+    let (index, queries) = english_index(&tmp.path().join("idx"), &rows);
+    let teacher = TranslationTeacher::new(index.encoder().unwrap());
+    let set = build_set(
+        &index,
+        &queries,
+        &teacher,
+        &SetOptions {
+            candidates: 10,
+            ..Default::default()
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(set.rows.len() + set.skipped.len(), queries.len());
+    assert!(set.skipped.is_empty(), "{:?}", set.skipped.first());
+    let mut teacher_top_is_positive = 0;
+    for r in &set.rows {
+        assert_eq!(r.candidates.len(), 10);
+        assert_eq!(r.teacher_scores.len(), 10);
+        assert_eq!(r.student_scores.len(), 10);
+        assert_eq!(r.teacher, "translation");
+        let pos = r.positive.as_ref().unwrap();
+        let at = r
+            .candidates
+            .iter()
+            .position(|c| c == pos)
+            .expect("positive");
+        let best = r
+            .teacher_scores
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        teacher_top_is_positive += (r.teacher_scores[at] == best) as usize;
+    }
+    // The English version of a question is closest to the same English question.
+    assert!(
+        teacher_top_is_positive * 10 >= set.rows.len() * 9,
+        "{teacher_top_is_positive} of {}",
+        set.rows.len()
+    );
+    let file = tmp.path().join("set.jsonl");
+    write_set(&file, &set.rows).unwrap();
+    assert_eq!(read_set(&file).unwrap(), set.rows);
+
+    let (report, info) = fit(
+        &index,
+        &set.rows,
+        &TrainOptions {
+            learning_rate: 1e-4,
+            epochs: 8,
+            batch_size: 32,
+            tau_teacher: 0.02,
+            tau_student: 0.02,
+            holdout: 0.2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        report.best_epoch > 0,
+        "held-out KL {} -> {:?}",
+        report.initial_holdout_kl,
+        report.holdout_kl
+    );
+    assert!(
+        info.holdout_kl < info.initial_holdout_kl,
+        "held-out KL {} -> {}",
+        info.initial_holdout_kl,
+        info.holdout_kl
+    );
+    let mut w = index.writer().unwrap();
+    w.set_adapter(&report.adapter, &info).unwrap();
+    drop(w);
+    drop(index);
+
+    let index = Index::builder()
+        .encoder(encoder())
+        .open(tmp.path().join("idx"))
+        .unwrap();
+    let snap = index.snapshot();
+    let stored = snap.adapter().expect("adapter survives reopening");
+    assert_eq!(stored.adapter, report.adapter);
+    assert_eq!(stored.info, info);
+    assert!(index.stats().unwrap().query_adapter);
+    let q = &queries[3].query;
+    let plain = index
+        .encoder()
+        .unwrap()
+        .encode_queries(&[q])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let adapted = report.adapter.apply(&plain);
+    assert_ne!(plain, adapted);
+    let with = index.search_text(q, 10).unwrap();
+    let by_vector = index.search(&adapted, 10).unwrap();
+    assert_eq!(ids(&with), ids(&by_vector));
+    let without = index
+        .search_text_with(q, &SearchOptions::new(10).adapter(false))
+        .unwrap();
+    assert_eq!(ids(&without), ids(&index.search(&plain, 10).unwrap()));
+    assert!(with.iter().zip(&without).any(|(a, b)| a.score != b.score));
+
+    assert!(index.writer().unwrap().drop_adapter().unwrap());
+    assert!(!index.writer().unwrap().drop_adapter().unwrap());
+    assert!(index.snapshot().adapter().is_none());
+    let after = index.search_text(q, 10).unwrap();
+    assert_eq!(ids(&after), ids(&without));
+    assert_eq!(index.verify().unwrap().passages as usize, rows.len());
+}
+
+#[test]
+fn a_wrong_sized_or_broken_adapter_is_refused_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::builder()
+        .dim(8)
+        .metric(Metric::Dot)
+        .create(tmp.path())
+        .unwrap();
+    let seq = index.stats().unwrap().commit_seq;
+    let mut w = index.writer().unwrap();
+    let e = w
+        .set_adapter(&Adapter::identity(4), &Default::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::DimensionMismatch { .. }), "{e}");
+    assert!(matches!(
+        Adapter::from_matrix(8, vec![f32::INFINITY; 64]),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop(w);
+    assert!(index.snapshot().adapter().is_none());
+    assert_eq!(index.stats().unwrap().commit_seq, seq);
+}
+
+#[test]
+fn reranking_interpolates_standardised_teacher_and_dense_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(20);
+    let (index, queries) = english_index(&tmp.path().join("idx"), &rows);
+    let teacher = EncoderTeacher::new(encoder());
+    let snap = index.snapshot();
+    for q in queries.iter().take(5) {
+        let tq = TeacherQuery {
+            text: &q.query,
+            lang: q.lang.as_deref(),
+            parallel: None,
+        };
+        let dense = index.search_text(&q.query, 20).unwrap();
+        let vectors: Vec<Vec<f32>> = dense
+            .iter()
+            .map(|h| snap.passage_vector(&h.id).unwrap().unwrap())
+            .collect();
+        let cands: Vec<Candidate<'_>> = dense
+            .iter()
+            .zip(&vectors)
+            .map(|(h, v)| Candidate {
+                id: &h.id,
+                title: None,
+                text: &h.passage.text,
+                vector: v,
+            })
+            .collect();
+        let t = teacher.score(&tq, &cands).unwrap();
+        let mut by_teacher: Vec<usize> = (0..dense.len()).collect();
+        by_teacher.sort_by(|&a, &b| t[b].total_cmp(&t[a]).then(a.cmp(&b)));
+        let rerank = |weight| {
+            index
+                .search_text_reranked(
+                    &tq,
+                    &SearchOptions::new(5),
+                    &Rerank {
+                        teacher: &teacher,
+                        depth: 20,
+                        weight,
+                    },
+                )
+                .unwrap()
+        };
+        let only_teacher = rerank(1.0);
+        let want: Vec<String> = by_teacher[..5]
+            .iter()
+            .map(|&i| dense[i].id.clone())
+            .collect();
+        assert_eq!(ids(&only_teacher), want);
+        assert_eq!(ids(&rerank(0.0)), ids(&dense[..5]));
+        let mixed = rerank(0.5);
+        assert_eq!(mixed.len(), 5);
+        assert!(mixed.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+    let bad = index.search_text_reranked(
+        &TeacherQuery {
+            text: "x",
+            ..Default::default()
+        },
+        &SearchOptions::new(5),
+        &Rerank {
+            teacher: &teacher,
+            depth: 20,
+            weight: 1.5,
+        },
+    );
+    assert!(matches!(bad, Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn the_translation_teacher_reranks_native_questions_better_than_dense_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(10);
+    let (index, queries) = english_index(&tmp.path().join("idx"), &rows);
+    let teacher = TranslationTeacher::new(index.encoder().unwrap());
+    let (mut dense_hits, mut reranked_hits) = (0, 0);
+    for q in &queries {
+        let pos = q.positive.as_deref().unwrap();
+        let dense = index.search_text(&q.query, 1).unwrap();
+        dense_hits += (dense[0].id == pos) as usize;
+        let tq = TeacherQuery {
+            text: &q.query,
+            lang: q.lang.as_deref(),
+            parallel: q.parallel.as_deref(),
+        };
+        let r = index
+            .search_text_reranked(
+                &tq,
+                &SearchOptions::new(1),
+                &Rerank {
+                    teacher: &teacher,
+                    depth: 20,
+                    weight: 0.5,
+                },
+            )
+            .unwrap();
+        reranked_hits += (r[0].id == pos) as usize;
+    }
+    eprintln!(
+        "R@1 over {} native questions: dense {dense_hits}, reranked {reranked_hits}",
+        queries.len()
+    );
+    assert!(reranked_hits > dense_hits);
+    // Without a parallel version the translation teacher cannot score: a clear error.
+    let e = index
+        .search_text_reranked(
+            &TeacherQuery {
+                text: &queries[0].query,
+                ..Default::default()
+            },
+            &SearchOptions::new(1),
+            &Rerank {
+                teacher: &teacher,
+                depth: 5,
+                weight: 0.5,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("parallel"), "{e}");
+}
+
+#[test]
+fn generator_teacher_scores_are_the_python_log_likelihoods() {
+    let fixtures = root().join("tests/fixtures/seq2seq");
+    let refs: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("reference.json")).unwrap())
+            .unwrap();
+    for model in ["t5", "mt5"] {
+        let g = Arc::new(
+            Generator::open(
+                fixtures.join(model),
+                &GeneratorOptions {
+                    threads: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let profile = XqgProfile {
+            max_input_tokens: 512,
+            max_query_tokens: 512,
+            ..Default::default()
+        };
+        let sum = GeneratorTeacher::new(g.clone(), profile.clone(), false);
+        let per_token = GeneratorTeacher::new(g.clone(), profile, true);
+        assert!(sum.name().starts_with("generator:"));
+        for case in refs[model]["log_likelihood"].as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let rest = prompt
+                .strip_prefix("Generate a ")
+                .expect("reference prompts use the default template");
+            let (name, passage) = rest.split_once(" question for this passage: ").unwrap();
+            let code = xqdb::xqg::LANGUAGES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .unwrap()
+                .0;
+            let target = case["target"].as_str().unwrap();
+            let want_ids: Vec<u32> = case["target_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(g.tokenize(target, 512).unwrap(), want_ids);
+            let q = TeacherQuery {
+                text: target,
+                lang: Some(code),
+                parallel: None,
+            };
+            let c = [Candidate {
+                id: "p",
+                title: None,
+                text: passage,
+                vector: &[],
+            }];
+            let want = case["sum"].as_f64().unwrap();
+            let got = sum.score(&q, &c).unwrap()[0] as f64;
+            assert!((got - want).abs() < 1e-4, "{model}: {got} vs {want}");
+            let got = per_token.score(&q, &c).unwrap()[0] as f64;
+            let want = want / want_ids.len() as f64;
+            assert!((got - want).abs() < 1e-4, "{model}: {got} vs {want}");
+        }
+        let e = sum
+            .score(
+                &TeacherQuery {
+                    text: "x",
+                    ..Default::default()
+                },
+                &[],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("language"), "{e}");
+    }
+}
+
+fn xqdb(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "xqdb {args:?} failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[test]
+fn the_distill_and_adapter_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(12);
+    let dir = tmp.path().join("idx");
+    let (index, queries) = english_index(&dir, &rows);
+    drop(index);
+    let qfile = tmp.path().join("queries.jsonl");
+    let lines: Vec<String> = queries
+        .iter()
+        .map(|q| serde_json::to_string(q).unwrap())
+        .collect();
+    std::fs::write(&qfile, lines.join("\n")).unwrap();
+    let d = dir.to_str().unwrap();
+    let set = tmp.path().join("set.jsonl");
+    let none = xqdb(&["adapter", d]);
+    assert!(none["adapter"].is_null());
+    let r = xqdb(&[
+        "distill",
+        d,
+        "--teacher",
+        "translation",
+        "--queries",
+        qfile.to_str().unwrap(),
+        "--candidates",
+        "8",
+        "--set-out",
+        set.to_str().unwrap(),
+        "--epochs",
+        "8",
+        "--holdout",
+        "0.2",
+        "--learning-rate",
+        "5e-5",
+    ]);
+    assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
+    assert_eq!(read_set(&set).unwrap().len(), queries.len());
+    assert!(r["holdout_kl_after"].as_f64() < r["holdout_kl_before"].as_f64());
+    assert_eq!(r["stored"], true);
+    let shown = xqdb(&["adapter", d, "--show"]);
+    assert_eq!(shown["adapter"]["dim"], 384);
+    assert_eq!(shown["adapter"]["info"]["teacher"], "translation");
+    assert!(shown["adapter"]["distance_from_identity"].as_f64().unwrap() > 0.0);
+    // The same set trains a low-rank adapter without mining again.
+    let r = xqdb(&[
+        "distill",
+        d,
+        "--from-set",
+        set.to_str().unwrap(),
+        "--rank",
+        "8",
+        "--epochs",
+        "4",
+        "--holdout",
+        "0.2",
+        "--learning-rate",
+        "0.001",
+    ]);
+    assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
+    assert_eq!(r["stored"], true, "{r}");
+    assert_eq!(xqdb(&["adapter", d])["adapter"]["rank"], 8);
+    let hits = xqdb(&["search", d, &queries[0].query, "-k", "3"]);
+    assert_eq!(hits["results"][0].as_array().unwrap().len(), 3);
+    let reranked = xqdb(&[
+        "search",
+        d,
+        &queries[0].query,
+        "-k",
+        "3",
+        "--rerank",
+        "translation",
+        "--parallel",
+        queries[0].parallel.as_deref().unwrap(),
+    ]);
+    assert_eq!(reranked["results"][0][0]["id"], "p0");
+    assert_eq!(xqdb(&["adapter", d, "--drop"])["dropped"], true);
+    assert!(xqdb(&["adapter", d])["adapter"].is_null());
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["distill", d, "--teacher", "oracle", "--pseudo", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown teacher"));
+}
