@@ -71,7 +71,7 @@ pub enum Error {
     },
     /// Another process holds the index open.
     #[error(
-        "index {path} is locked by another process (one process may open an index for writing)"
+        "index {path} is locked by another process: one process at a time may open an index for writing (any number may open it read-only)"
     )]
     Locked {
         /// The folder.

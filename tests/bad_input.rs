@@ -146,14 +146,20 @@ fn writers_and_read_only_opens() {
     let w = index.writer().unwrap();
     assert!(matches!(index.writer(), Err(Error::WriterBusy)));
     drop(w);
-    // A second open of the same folder, in this process or another, is refused.
+    // A second writable open of the same folder, in this process or another, is refused;
+    // read-only opens in other processes are not.
     assert!(matches!(Index::open(dir.path()), Err(Error::Locked { .. })));
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["stats", dir.path().to_str().unwrap(), "--json"])
+        .args(["delete", dir.path().to_str().unwrap(), "keep", "--json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("locked by another process"));
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["stats", dir.path().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
     drop(index);
     let ro = Index::builder().read_only(true).open(dir.path()).unwrap();
     assert!(matches!(ro.writer(), Err(Error::ReadOnly)));

@@ -971,6 +971,8 @@ fn distill(dir: &Path, a: DistillArgs) -> CliResult {
         out.insert("holdout_kl_before".into(), json!(info.initial_holdout_kl));
         out.insert("holdout_kl_after".into(), json!(info.holdout_kl));
         out.insert("best_epoch".into(), json!(info.best_epoch));
+        out.insert("holdout_mrr_before".into(), json!(info.initial_holdout_mrr));
+        out.insert("holdout_mrr_after".into(), json!(info.holdout_mrr));
         if report.best_epoch == 0 {
             out.insert(
                 "stored".into(),

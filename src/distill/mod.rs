@@ -12,8 +12,8 @@ pub mod set;
 pub mod teacher;
 
 pub use set::{
-    build_set, examples_from_set, fit, pseudo_queries, read_queries, read_set, write_set,
-    SetOptions, SetQuery, SetReport, SetRow,
+    build_set, examples_from_set, fit, pseudo_queries, read_queries, read_set, split_by_positive,
+    write_set, SetOptions, SetQuery, SetReport, SetRow,
 };
 pub use teacher::{
     Candidate, EncoderTeacher, GeneratorTeacher, Teacher, TeacherQuery, TranslationTeacher,
@@ -322,8 +322,14 @@ pub struct AdapterInfo {
     pub initial_holdout_kl: f64,
     /// Held-out KL of the stored weights.
     pub holdout_kl: f64,
-    /// The epoch whose weights were kept.
+    /// The epoch whose weights were kept (0: none beat the identity).
     pub best_epoch: usize,
+    /// Held-out MRR@10 (queries searched over the whole index) of the identity.
+    #[serde(default)]
+    pub initial_holdout_mrr: Option<f64>,
+    /// Held-out MRR@10 with the stored weights.
+    #[serde(default)]
+    pub holdout_mrr: Option<f64>,
     /// Seconds since the Unix epoch when the adapter was stored.
     pub created_unix: u64,
 }
@@ -378,9 +384,16 @@ pub struct TrainReport {
     pub holdout_kl: Vec<f64>,
     /// The epoch (1-based) whose W was kept; 0 when no epoch beat the identity.
     pub best_epoch: usize,
+    /// The validation loss of the identity, when training was validated.
+    pub initial_validation: Option<f64>,
+    /// The validation loss after each epoch, when training was validated.
+    pub validation: Vec<f64>,
 }
 
-/// Trains an adapter with Adam on a shuffled split of `examples`.
+/// Trains an adapter with Adam on a shuffled split of `examples` (`o.holdout` of them held
+/// out). When several examples share a positive passage (one question in many languages,
+/// several generated queries of a passage), split with [`train_split`] by passage instead,
+/// or the held-out KL rewards memorising passages.
 pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
     let mut order: Vec<usize> = (0..examples.len()).collect();
@@ -390,14 +403,57 @@ pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport 
         .iter()
         .map(|&i| examples[i].clone())
         .collect();
-    let mut train_idx: Vec<usize> = order[n_hold..].to_vec();
+    let fit: Vec<Example> = order[n_hold..]
+        .iter()
+        .map(|&i| examples[i].clone())
+        .collect();
+    train_split(&fit, &hold, dim, o)
+}
+
+/// Trains an adapter with Adam on `examples`, measuring KL on `holdout` after each epoch
+/// for early stopping (`o.holdout` is ignored).
+pub fn train_split(
+    examples: &[Example],
+    hold: &[Example],
+    dim: usize,
+    o: &TrainOptions,
+) -> TrainReport {
+    train_inner(examples, hold, dim, o, None)
+}
+
+/// Like [`train_split`], but the epoch to keep (and when to stop) is chosen by
+/// `validate(adapter)`, a loss where lower is better — e.g. 1 − MRR@10 of held-out queries
+/// searched over the whole collection. KL over fixed candidate lists cannot see an adapter
+/// that pulls queries toward the passages it trained on; a retrieval measure can.
+pub fn train_validated(
+    examples: &[Example],
+    hold: &[Example],
+    dim: usize,
+    o: &TrainOptions,
+    validate: &mut dyn FnMut(&Adapter) -> f64,
+) -> TrainReport {
+    train_inner(examples, hold, dim, o, Some(validate))
+}
+
+fn train_inner(
+    examples: &[Example],
+    hold: &[Example],
+    dim: usize,
+    o: &TrainOptions,
+    mut validate: Option<&mut dyn FnMut(&Adapter) -> f64>,
+) -> TrainReport {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut train_idx: Vec<usize> = (0..examples.len()).collect();
     let mut adapter = match o.rank {
         Some(r) => Adapter::low_rank(dim, r, o.seed),
         None => Adapter::identity(dim),
     };
     let params = adapter.w.len();
-    let initial = adapter.mean_loss(&hold, o.tau_teacher, o.tau_student);
-    let (mut best, mut best_kl, mut best_epoch) = (adapter.clone(), initial, 0);
+    let initial = adapter.mean_loss(hold, o.tau_teacher, o.tau_student);
+    let initial_validation = validate.as_mut().map(|f| f(&adapter));
+    let mut validation = Vec::new();
+    let (mut best, mut best_score, mut best_epoch) =
+        (adapter.clone(), initial_validation.unwrap_or(initial), 0);
     let (mut m, mut v) = (vec![0f32; params], vec![0f32; params]);
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let mut step = 0i32;
@@ -420,10 +476,18 @@ pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport 
                 adapter.w[k] -= o.learning_rate * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
             }
         }
-        let kl = adapter.mean_loss(&hold, o.tau_teacher, o.tau_student);
+        let kl = adapter.mean_loss(hold, o.tau_teacher, o.tau_student);
         curve.push(kl);
-        if kl < best_kl {
-            (best, best_kl, best_epoch) = (adapter.clone(), kl, epoch);
+        let score = match validate.as_mut() {
+            Some(f) => {
+                let v = f(&adapter);
+                validation.push(v);
+                v
+            }
+            None => kl,
+        };
+        if score < best_score {
+            (best, best_score, best_epoch) = (adapter.clone(), score, epoch);
         } else if epoch - best_epoch >= o.patience {
             break;
         }
@@ -433,6 +497,8 @@ pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport 
         initial_holdout_kl: initial,
         holdout_kl: curve,
         best_epoch,
+        initial_validation,
+        validation,
     }
 }
 

@@ -3,7 +3,9 @@
 //! written as JSONL (one [`SetRow`] per line; schema in FORMAT.md, "Distillation set").
 
 use super::teacher::{Candidate, Teacher, TeacherQuery};
-use super::{train, AdapterInfo, Example, TrainOptions, TrainReport};
+use super::{
+    train_split, train_validated, Adapter, AdapterInfo, Example, TrainOptions, TrainReport,
+};
 use crate::error::{Error, Result};
 use crate::types::Metric;
 use crate::{Index, SearchOptions};
@@ -267,6 +269,17 @@ pub fn read_set(path: &Path) -> Result<Vec<SetRow>> {
         .collect()
 }
 
+/// Splits set rows into (training, held-out) so that all rows of one positive passage (or,
+/// without a positive, one query text) land on the same side; about `holdout` of the
+/// passages are held out, chosen by a seeded hash.
+pub fn split_by_positive(rows: &[SetRow], holdout: f32, seed: u64) -> (Vec<SetRow>, Vec<SetRow>) {
+    let threshold = (holdout.clamp(0.0, 1.0) as f64 * u64::MAX as f64) as u64;
+    rows.iter().cloned().partition(|r| {
+        let key = r.positive.as_deref().unwrap_or(&r.query);
+        xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed) >= threshold
+    })
+}
+
 /// Training examples from set rows: each query encoded by the index's encoder (no
 /// adapter) and each candidate's stored vector (the one searches score). Rows naming a
 /// passage no longer in the index are left out; their count is returned.
@@ -305,26 +318,71 @@ pub fn fit(
     rows: &[SetRow],
     options: &TrainOptions,
 ) -> Result<(TrainReport, AdapterInfo)> {
-    let (examples, _) = examples_from_set(index, rows)?;
-    if examples.len() < 2 {
+    let (fit_rows, hold_rows) = split_by_positive(rows, options.holdout, options.seed);
+    let (examples, _) = examples_from_set(index, &fit_rows)?;
+    let (hold, _) = examples_from_set(index, &hold_rows)?;
+    if examples.len() < 2 || hold.is_empty() {
         return Err(Error::InvalidArgument(format!(
-            "{} usable training examples; distillation needs at least 2",
-            examples.len()
+            "{} usable training and {} held-out examples; distillation needs at least 2 and 1 \
+             (give more queries or a larger --holdout)",
+            examples.len(),
+            hold.len()
         )));
     }
     let snap = index.snapshot();
-    let report = train(&examples, snap.dim(), options);
-    let holdout_kl = match report.best_epoch {
-        0 => report.initial_holdout_kl,
-        e => report.holdout_kl[e - 1],
+    // Early stopping on retrieval: held-out queries with a positive, searched over the whole
+    // index with the adapter; the loss is 1 − MRR@10.
+    let with_positive: Vec<&SetRow> = hold_rows.iter().filter(|r| r.positive.is_some()).collect();
+    let report = if with_positive.is_empty() {
+        train_split(&examples, &hold, snap.dim(), options)
+    } else {
+        let texts: Vec<&str> = with_positive.iter().map(|r| r.query.as_str()).collect();
+        let vectors = index.encode_queries_for(&snap, &texts, false)?;
+        let mut failure = None;
+        let mut validate = |a: &Adapter| -> f64 {
+            let adapted: Vec<Vec<f32>> = vectors.iter().map(|v| a.apply(v)).collect();
+            match snap.search_batch(&adapted, &SearchOptions::new(10)) {
+                Ok(all) => {
+                    let rr: f64 = all
+                        .iter()
+                        .zip(&with_positive)
+                        .map(|(hits, r)| {
+                            hits.iter()
+                                .position(|h| Some(&h.id) == r.positive.as_ref())
+                                .map_or(0.0, |p| 1.0 / (p + 1) as f64)
+                        })
+                        .sum();
+                    1.0 - rr / with_positive.len() as f64
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    f64::INFINITY
+                }
+            }
+        };
+        let r = train_validated(&examples, &hold, snap.dim(), options, &mut validate);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        r
     };
+    let pick = |curve: &[f64], initial: f64| match report.best_epoch {
+        0 => initial,
+        e => curve[e - 1],
+    };
+    let holdout_kl = pick(&report.holdout_kl, report.initial_holdout_kl);
+    let mrr = report
+        .initial_validation
+        .map(|v| (1.0 - v, 1.0 - pick(&report.validation, v)));
     let info = AdapterInfo {
         teacher: rows.first().map(|r| r.teacher.clone()).unwrap_or_default(),
         model_fingerprint: index.encoder()?.fingerprint().to_string().into(),
-        examples: examples.len(),
+        examples: examples.len() + hold.len(),
         initial_holdout_kl: report.initial_holdout_kl,
         holdout_kl,
         best_epoch: report.best_epoch,
+        initial_holdout_mrr: mrr.map(|m| m.0),
+        holdout_mrr: mrr.map(|m| m.1),
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

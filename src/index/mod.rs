@@ -249,6 +249,8 @@ pub(crate) struct Inner {
     encoder: OnceLock<Arc<Encoder>>,
     /// The query generator: given at open, or loaded on first use from the profile.
     generator: OnceLock<Arc<Generator>>,
+    /// Serialises reloads of a read-only index that follows another process's commits.
+    refresh_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -284,6 +286,10 @@ impl Inner {
 
     pub fn publish(&self, data: SnapshotData) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(data);
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.db, Db::ReadOnly(_))
     }
 
     pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
@@ -548,6 +554,14 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// Catalog files are opened in redb's single-writer mode: one process writes, and any number
+/// of processes may open the index read-only at the same time and follow its commits.
+fn catalog_builder() -> redb::Builder {
+    let mut b = redb::Database::builder();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
+}
+
 fn map_open_error(root: &Path, catalog: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
@@ -588,7 +602,7 @@ impl Index {
         let seg_dir = root.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
         let catalog = root.join(CATALOG_FILE);
-        let db = redb::Database::builder()
+        let db = catalog_builder()
             .create(&catalog)
             .map_err(|e| map_open_error(root, &catalog, e))?;
         init_catalog(&db, &catalog, &options)?;
@@ -613,13 +627,13 @@ impl Index {
         let catalog = root.join(CATALOG_FILE);
         let db = if options.read_only {
             Db::ReadOnly(
-                redb::Builder::new()
+                catalog_builder()
                     .open_read_only(&catalog)
                     .map_err(|e| map_open_error(root, &catalog, e))?,
             )
         } else {
             Db::Writable(
-                redb::Database::builder()
+                catalog_builder()
                     .open(&catalog)
                     .map_err(|e| map_open_error(root, &catalog, e))?,
             )
@@ -658,6 +672,7 @@ impl Index {
             was_clean,
             encoder: OnceLock::new(),
             generator: OnceLock::new(),
+            refresh_lock: Mutex::new(()),
         };
         if let Some(e) = &inner.options.encoder {
             let _ = inner.encoder.set(e.clone());
@@ -679,9 +694,53 @@ impl Index {
         })
     }
 
-    /// A consistent view of the last commit; searches on it never see later changes.
+    /// A consistent view of the last commit; searches on it never see later changes. An
+    /// index opened read-only while another process writes follows that writer: each call
+    /// shows its latest commit (see [`Index::refresh`]).
     pub fn snapshot(&self) -> Snapshot {
+        if matches!(self.inner.db, Db::ReadOnly(_)) {
+            // On failure the last loaded commit stays visible; `refresh` reports the error.
+            let _ = self.refresh();
+        }
         Snapshot::new(self.inner.clone(), self.inner.snapshot_data())
+    }
+
+    /// For an index opened read-only: loads the newest commit another process has made, if
+    /// it differs from the one shown; returns whether it changed. A writable index is always
+    /// current (returns `Ok(false)`).
+    pub fn refresh(&self) -> Result<bool> {
+        let inner = &*self.inner;
+        if !matches!(inner.db, Db::ReadOnly(_)) {
+            return Ok(false);
+        }
+        let _guard = inner.refresh_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = inner.snapshot_data();
+        let mut attempt = 0;
+        loop {
+            let txn = inner.begin_read()?;
+            let meta = txn
+                .open_table(store::META)
+                .map_err(|e| inner.catalog_err(e))?;
+            let seq = store::read_u64(&meta, MetaKey::CommitSeq).map_err(|e| inner.meta_err(e))?;
+            drop(meta);
+            drop(txn);
+            if seq == current.counters.commit_seq {
+                return Ok(false);
+            }
+            match inner.load_snapshot(Some(&current), None, true, false) {
+                Ok(next) => {
+                    inner.publish(next);
+                    return Ok(true);
+                }
+                // The writer may have compacted away a segment of the commit just read
+                // (compaction deletes replaced files): the next commit lists its successor.
+                Err(Error::Io { .. } | Error::Corrupt { .. }) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The single writer of this index. A second call while one is alive returns

@@ -8,8 +8,8 @@ pub(crate) use codec::{
     SegmentRecordCodec,
 };
 pub(crate) use meta::{
-    put, put_adapter, put_profile, read_adapter, read_clean, Counters, MetaError, MetaKey,
-    StoreConfig,
+    put, put_adapter, put_profile, read_adapter, read_clean, read_u64, Counters, MetaError,
+    MetaKey, StoreConfig,
 };
 
 use redb::{MultimapTableDefinition, TableDefinition};
