@@ -136,8 +136,8 @@ fn main() -> xqdb::Result<()> {
             let mut validate = |a: &Adapter| {
                 let mut rr = 0.0;
                 for l in &langs {
-                    for i in FIT..TRAIN {
-                        let q = normalized(a.apply(&native[l.as_str()][i]));
+                    for (i, v) in native[l.as_str()].iter().enumerate().take(TRAIN).skip(FIT) {
+                        let q = normalized(a.apply(v));
                         let r = rank_of(coll_of(l), dim, &q, i);
                         if r < 10 {
                             rr += 1.0 / (r + 1) as f64;

@@ -102,7 +102,10 @@ fn readers_in_other_processes_see_committed_states_while_one_process_writes() {
         // The long-lived handle follows the writer: never backwards.
         let snap = follower.snapshot();
         let b = check_consistent(&snap).unwrap();
-        assert!(b >= last_seen, "a reader went back from batch {last_seen} to {b}");
+        assert!(
+            b >= last_seen,
+            "a reader went back from batch {last_seen} to {b}"
+        );
         last_seen = b;
         views += 1;
         if views % 10 == 0 {
