@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod model;
 mod scan;
 pub mod segment;
+pub mod server;
 mod store;
 mod types;
 pub mod xqg;

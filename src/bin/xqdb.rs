@@ -211,6 +211,26 @@ enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Answer a local HTTP JSON API (search, get, add, delete, stats, health) until
+    /// interrupted; see the `xqdb::server` docs for the routes.
+    Serve {
+        dir: PathBuf,
+        /// Address to listen on (keep it on loopback: there is no authentication).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        addr: String,
+        /// Worker threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_body_bytes: usize,
+        /// Refuse writes; other processes may write meanwhile.
+        #[arg(long)]
+        read_only: bool,
+        /// Encoder model bundle (default: the one the index records).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Print stored passages.
     Get {
         dir: PathBuf,
@@ -433,7 +453,7 @@ fn main() -> ExitCode {
                 | EvalTask::Trec { out, .. }
                 | EvalTask::Xor { out, .. },
         } => out.json,
-        Command::StressWriter { .. } => false,
+        Command::StressWriter { .. } | Command::Serve { .. } => false,
     };
     match run(cli.command) {
         Ok(Value::Null) => ExitCode::SUCCESS,
@@ -722,6 +742,38 @@ fn run(command: Command) -> CliResult {
                     }
                 }),
             })
+        }
+        Command::Serve {
+            dir,
+            addr,
+            threads,
+            max_body_bytes,
+            read_only,
+            model,
+        } => {
+            let index = open_index(&dir, model.as_deref(), read_only)?;
+            let server = xqdb::server::Server::bind(
+                index,
+                &addr,
+                xqdb::server::ServerOptions {
+                    threads,
+                    max_body_bytes,
+                    read_only,
+                    ..Default::default()
+                },
+            )
+            .map_err(err)?;
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())
+                    .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+            }
+            println!("listening on http://{}", server.addr());
+            std::io::stdout().flush().ok();
+            server.run(&stop);
+            server.close();
+            eprintln!("stopped; the index was closed cleanly");
+            Ok(Value::Null)
         }
         Command::Get { dir, ids, .. } => {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
@@ -1173,10 +1225,6 @@ fn stress_query(dim: usize) -> Vec<f32> {
     (0..dim).map(|j| [1.0, -1.0, 0.5, 0.0][j % 4]).collect()
 }
 
-/// Inserts batch after batch; each batch also deletes half of the batch before the
-/// previous one, and every few batches the writer seals, re-fuses (α alternating between
-/// 0.25 and 0.5) or compacts. Passages carry an xQG record (E(p) = the stress vector, one
-/// query). After each commit returns it prints `committed B`.
 /// The stress writer's adapter after batch `b`: a diagonal of 1 + b/1000.
 fn stress_adapter(b: u64, dim: usize) -> xqdb::distill::Adapter {
     let mut m = vec![0f32; dim * dim];
@@ -1204,6 +1252,10 @@ fn stress_adapter_step(w: &mut xqdb::Writer, b: u64, dim: usize) -> xqdb::Result
     Ok(())
 }
 
+/// Inserts batch after batch; each batch also deletes half of the batch before the
+/// previous one, and every few batches the writer seals, re-fuses (α alternating between
+/// 0.25 and 0.5) or compacts. Passages carry an xQG record (E(p) = the stress vector, one
+/// query). After each commit returns it prints `committed B`.
 fn stress_writer(
     dir: &Path,
     batch_size: usize,

@@ -1,0 +1,397 @@
+//! A small local HTTP JSON API over one index, for desktop apps written in other languages
+//! (`xqdb serve DIR --addr 127.0.0.1:PORT`). Bind it to loopback: it has no authentication.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
+//! | GET | `/stats` | | [`crate::Stats`] |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter"}` | `{"hits": [..]}` |
+//! | GET | `/passages/{id}` | | the passage, or 404 |
+//! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
+//! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
+//!
+//! Each `POST /passages` and `DELETE` is one atomic, durable commit: a bad row rejects the
+//! whole request and nothing of it is written. Bad requests get a 4xx answer with
+//! `{"error": message}` and never stop the server: 400 (malformed JSON, invalid UTF-8, bad
+//! fields), 404, 405, 409 (duplicate id), 413 (body over the limit), 422 (wrong dimension,
+//! non-finite vector, invalid passage), 403 (writes to a read-only server), 503 (no encoder for
+//! a text request). Shutdown stops accepting, lets requests in flight finish, and closes the
+//! index cleanly; nothing half-done is committed.
+
+use crate::error::{Error, Result};
+use crate::ingest::jsonl::parse_line;
+use crate::{Filter, Index, IngestItem, SearchOptions, Writer};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Worker threads answering requests.
+    pub threads: usize,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Largest `k` a search may ask for.
+    pub max_k: usize,
+    /// Refuse writes (403).
+    pub read_only: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            threads: 4,
+            max_body_bytes: 16 << 20,
+            max_k: 10_000,
+            read_only: false,
+        }
+    }
+}
+
+/// A bound server; [`Server::run`] answers requests until the shutdown flag is raised.
+pub struct Server {
+    http: tiny_http::Server,
+    index: Index,
+    writer: Option<Mutex<Writer>>,
+    options: ServerOptions,
+    addr: SocketAddr,
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    Reply { status, body }
+}
+
+fn fail(status: u16, msg: impl Into<String>) -> Reply {
+    reply(status, json!({ "error": msg.into() }))
+}
+
+/// The HTTP status for a library error.
+fn status_of(e: &Error) -> u16 {
+    match e {
+        Error::DuplicateId { .. } => 409,
+        Error::DimensionMismatch { .. }
+        | Error::InvalidVector { .. }
+        | Error::InvalidPassage { .. } => 422,
+        Error::InvalidArgument(_) => 400,
+        Error::ReadOnly => 403,
+        Error::NoEncoder | Error::RuntimeUnavailable { .. } => 503,
+        _ => 500,
+    }
+}
+
+fn from_error(e: Error) -> Reply {
+    fail(status_of(&e), e.to_string())
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` for bad escapes or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port; see [`Server::addr`]). A writable index
+    /// takes its writer for the server's lifetime.
+    pub fn bind(index: Index, addr: &str, options: ServerOptions) -> Result<Server> {
+        let http = tiny_http::Server::http(addr)
+            .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;
+        let addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::InvalidArgument(format!("{addr} is not an IP address")))?;
+        let writer = if options.read_only {
+            None
+        } else {
+            Some(Mutex::new(index.writer()?))
+        };
+        Ok(Server {
+            http,
+            index,
+            writer,
+            options,
+            addr,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Answers requests on `options.threads` threads until `shutdown` is set, then lets the
+    /// requests in flight finish and returns.
+    pub fn run(&self, shutdown: &AtomicBool) {
+        std::thread::scope(|s| {
+            for _ in 0..self.options.threads.max(1) {
+                s.spawn(|| {
+                    while !shutdown.load(Ordering::SeqCst) {
+                        match self.http.recv_timeout(Duration::from_millis(100)) {
+                            Ok(Some(req)) => self.answer(req),
+                            Ok(None) => {}
+                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                        }
+                    }
+                });
+            }
+        });
+        self.http.unblock();
+    }
+
+    fn answer(&self, mut req: tiny_http::Request) {
+        let r = self.route(&mut req);
+        let body = serde_json::to_vec(&r.body).unwrap_or_else(|_| b"{}".to_vec());
+        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+            .expect("a valid header");
+        let response = tiny_http::Response::from_data(body)
+            .with_status_code(r.status)
+            .with_header(header);
+        // The client may be gone; nothing to do then.
+        let _ = req.respond(response);
+    }
+
+    fn body(&self, req: &mut tiny_http::Request) -> std::result::Result<Value, Reply> {
+        let max = self.options.max_body_bytes;
+        if req.body_length().is_some_and(|n| n > max) {
+            return Err(fail(
+                413,
+                format!("the body exceeds the limit of {max} bytes"),
+            ));
+        }
+        let mut buf = Vec::new();
+        req.as_reader()
+            .take(max as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| fail(400, format!("cannot read the body: {e}")))?;
+        if buf.len() > max {
+            return Err(fail(
+                413,
+                format!("the body exceeds the limit of {max} bytes"),
+            ));
+        }
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| fail(400, format!("the body is not UTF-8: {e}")))?;
+        serde_json::from_str(text).map_err(|e| fail(400, format!("the body is not JSON: {e}")))
+    }
+
+    fn route(&self, req: &mut tiny_http::Request) -> Reply {
+        use tiny_http::Method::{Delete, Get, Post};
+        let url = req.url().to_string();
+        let path = url.split('?').next().unwrap_or("");
+        let method = req.method().clone();
+        match (path, method) {
+            ("/health", Get) => {
+                let snap = self.index.snapshot();
+                reply(
+                    200,
+                    json!({ "status": "ok", "passages": snap.len(), "commit_seq": snap.commit_seq() }),
+                )
+            }
+            ("/stats", Get) => match self.index.stats() {
+                Ok(s) => reply(200, json!(s)),
+                Err(e) => from_error(e),
+            },
+            ("/search", Post) => match self.body(req) {
+                Ok(b) => self.search(&b),
+                Err(r) => r,
+            },
+            ("/passages", Post) => match self.body(req) {
+                Ok(b) => self.add(&b),
+                Err(r) => r,
+            },
+            (p, m) if p.starts_with("/passages/") => {
+                let Some(id) = percent_decode(&p["/passages/".len()..]) else {
+                    return fail(400, "the passage id is not valid percent-encoded UTF-8");
+                };
+                match m {
+                    Get => match self.index.get(&id) {
+                        Ok(Some(p)) => reply(200, json!(p)),
+                        Ok(None) => fail(404, format!("no passage {id:?}")),
+                        Err(e) => from_error(e),
+                    },
+                    Delete => self.delete(&id),
+                    _ => fail(405, "use GET or DELETE on /passages/{id}"),
+                }
+            }
+            ("/health" | "/stats", _) => fail(405, "use GET"),
+            ("/search" | "/passages", _) => fail(405, "use POST"),
+            _ => fail(404, format!("no route {path}")),
+        }
+    }
+
+    fn search(&self, b: &Value) -> Reply {
+        let Some(obj) = b.as_object() else {
+            return fail(400, "the body must be a JSON object");
+        };
+        let k = match obj.get("k") {
+            None => 10,
+            Some(v) => match v.as_u64() {
+                Some(k) if k as usize <= self.options.max_k => k as usize,
+                _ => {
+                    return fail(
+                        400,
+                        format!("k must be an integer from 0 to {}", self.options.max_k),
+                    )
+                }
+            },
+        };
+        let mut filter = Filter::new();
+        if let Some(langs) = obj.get("lang") {
+            let Some(list) = langs.as_array().and_then(|a| {
+                a.iter()
+                    .map(|l| l.as_str().map(String::from))
+                    .collect::<Option<Vec<_>>>()
+            }) else {
+                return fail(400, "lang must be an array of strings");
+            };
+            filter = filter.langs(list);
+        }
+        if let Some(meta) = obj.get("meta") {
+            let Some(m) = meta.as_object() else {
+                return fail(400, "meta must be an object of field: value");
+            };
+            for (field, value) in m {
+                filter = filter.meta_eq(field, value.clone());
+            }
+        }
+        let adapter = obj.get("adapter").and_then(Value::as_bool).unwrap_or(true);
+        let options = SearchOptions::new(k).filter(filter).adapter(adapter);
+        let hits = match (obj.get("text"), obj.get("vector")) {
+            (Some(Value::String(t)), None) => self.index.search_text_with(t, &options),
+            (None, Some(v)) => {
+                let Some(vector) = v.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_f64().map(|f| f as f32))
+                        .collect::<Option<Vec<f32>>>()
+                }) else {
+                    return fail(400, "vector must be an array of numbers");
+                };
+                self.index.search_with(&vector, &options)
+            }
+            _ => return fail(400, "give exactly one of text (a string) or vector"),
+        };
+        match hits {
+            Ok(h) => reply(200, json!({ "hits": h })),
+            Err(e) => from_error(e),
+        }
+    }
+
+    fn writer(&self) -> std::result::Result<std::sync::MutexGuard<'_, Writer>, Reply> {
+        match &self.writer {
+            None => Err(fail(403, "this server is read-only")),
+            Some(w) => Ok(w.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
+    fn add(&self, b: &Value) -> Reply {
+        let Some(rows) = b.get("passages").and_then(Value::as_array) else {
+            return fail(400, "the body must be {\"passages\": [...]}");
+        };
+        let upsert = b.get("upsert").and_then(Value::as_bool).unwrap_or(false);
+        let mut parsed = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let bytes = serde_json::to_vec(row).expect("JSON values serialise");
+            match parse_line(&bytes) {
+                Ok(Some(r)) => parsed.push(r),
+                Ok(None) => return fail(400, format!("passage {i} is empty")),
+                Err(msg) => return fail(400, format!("passage {i}: {msg}")),
+            }
+        }
+        let mut w = match self.writer() {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let n = parsed.len();
+        let staged = (|| -> Result<()> {
+            let mut texts = Vec::new();
+            for r in parsed {
+                match r.vector {
+                    Some(v) if upsert => w.upsert(r.passage, &v)?,
+                    Some(v) => w.insert(r.passage, &v)?,
+                    None => texts.push(IngestItem {
+                        passage: r.passage,
+                        queries: r.queries,
+                    }),
+                }
+            }
+            if !texts.is_empty() {
+                if upsert {
+                    w.upsert_items(texts, &|_| {})?;
+                } else {
+                    w.insert_items(texts, &|_| {})?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = staged {
+            w.rollback();
+            return from_error(e);
+        }
+        match w.commit() {
+            Ok(info) => reply(200, json!({ "added": n, "commit_seq": info.commit_seq })),
+            Err(e) => from_error(e),
+        }
+    }
+
+    fn delete(&self, id: &str) -> Reply {
+        let mut w = match self.writer() {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        match w.delete(id) {
+            Ok(true) => match w.commit() {
+                Ok(info) => reply(200, json!({ "deleted": id, "commit_seq": info.commit_seq })),
+                Err(e) => from_error(e),
+            },
+            Ok(false) => {
+                w.rollback();
+                fail(404, format!("no passage {id:?}"))
+            }
+            Err(e) => {
+                w.rollback();
+                from_error(e)
+            }
+        }
+    }
+
+    /// Finishes: drops the writer (nothing is buffered between requests) so that the index
+    /// closes cleanly.
+    pub fn close(self) {
+        drop(self.writer);
+        drop(self.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn path_ids_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%E3%81%82").as_deref(), Some("あ"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+}

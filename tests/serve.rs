@@ -1,0 +1,276 @@
+//! `xqdb serve` over loopback: real HTTP requests from several threads against a real server
+//! process — the routes, bad requests of every kind (the server stays up), concurrent
+//! searches while adding, text search with the default model, and graceful shutdown on
+//! SIGTERM leaving a cleanly closed index with every acknowledged write.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use xqdb::{Index, Metric};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+/// One request on its own connection; returns (status, body as JSON).
+fn request(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or(b"");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    (status, value)
+}
+
+fn post(addr: &str, path: &str, v: &Value) -> (u16, Value) {
+    request(addr, "POST", path, Some(v.to_string().as_bytes()))
+}
+
+fn vectors_index(dir: &Path) {
+    Index::builder()
+        .dim(4)
+        .metric(Metric::Cosine)
+        .create(dir)
+        .unwrap();
+}
+
+fn row(id: &str, v: [f32; 4]) -> Value {
+    json!({ "id": id, "text": format!("passage {id}"), "lang": "en", "vector": v })
+}
+
+#[test]
+fn routes_and_bad_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &["--max-body-bytes", "4096"]);
+    let a = srv.addr.as_str();
+    assert_eq!(request(a, "GET", "/health", None).0, 200);
+    let (st, v) = post(
+        a,
+        "/passages",
+        &json!({ "passages": [row("a/1", [1.0, 0.0, 0.0, 0.0]), row("b", [0.0, 1.0, 0.0, 0.0])] }),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["added"], 2);
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "vector": [0.9, 0.1, 0.0, 0.0], "k": 1 }),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["hits"][0]["id"], "a/1");
+    let (st, v) = request(a, "GET", "/passages/a%2F1", None);
+    assert_eq!((st, v["text"].as_str()), (200, Some("passage a/1")));
+
+    // Bad requests: each gets its status and message, and nothing is written.
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("POST", "/search", b"{not json".to_vec(), 400),
+        ("POST", "/search", vec![b'"', 0xff, 0xfe, b'"'], 400),
+        ("POST", "/search", br#"{"vector":[1,0,0]}"#.to_vec(), 422),
+        ("POST", "/search", br#"{"vector":[1e39,0,0,0]}"#.to_vec(), 422),
+        ("POST", "/search", br#"{"vector":["x",0,0,0]}"#.to_vec(), 400),
+        ("POST", "/search", br#"{"vector":[1,0,0,0],"k":-1}"#.to_vec(), 400),
+        ("POST", "/search", br#"{"text":"no encoder"}"#.to_vec(), 503),
+        ("POST", "/search", br#"[1,2]"#.to_vec(), 400),
+        ("POST", "/passages", br#"{"rows":[]}"#.to_vec(), 400),
+        (
+            "POST",
+            "/passages",
+            json!({ "passages": [row("c", [0.0, 0.0, 1.0, 0.0]), row("b", [0.0, 0.0, 0.0, 1.0])] })
+                .to_string()
+                .into_bytes(),
+            409,
+        ),
+        (
+            "POST",
+            "/passages",
+            json!({ "passages": [row("d", [0.0, 0.0, 1.0, 0.0]), { "id": "e", "text": "", "vector": [1, 0, 0, 0] }] })
+                .to_string()
+                .into_bytes(),
+            422,
+        ),
+        ("POST", "/passages", vec![b' '; 5000], 413),
+        ("GET", "/passages/nope", vec![], 404),
+        ("DELETE", "/passages/nope", vec![], 404),
+        ("GET", "/passages/%zz", vec![], 400),
+        ("GET", "/search", vec![], 405),
+        ("PUT", "/passages/b", vec![], 405),
+        ("GET", "/nowhere", vec![], 404),
+    ];
+    for (method, path, body, want) in &cases {
+        let (st, v) = request(a, method, path, Some(body));
+        assert_eq!(st, *want, "{method} {path}: {v}");
+        if *want != 404 || path.starts_with("/passages") {
+            assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        }
+    }
+    let (_, v) = request(a, "GET", "/stats", None);
+    assert_eq!(v["passages"], 2, "a rejected request wrote something: {v}");
+    // A request cut off mid-body and a garbage request line do not take the server down.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(b"POST /passages HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"passa")
+        .unwrap();
+    drop(s);
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+    drop(s);
+    let (st, v) = request(a, "DELETE", "/passages/b", None);
+    assert_eq!((st, v["deleted"].as_str()), (200, Some("b")));
+    let (st, v) = request(a, "GET", "/health", None);
+    assert_eq!((st, v["passages"].as_u64()), (200, Some(1)));
+}
+
+#[test]
+fn concurrent_searches_while_adding_then_a_clean_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let mut srv = serve(&dir, &["--threads", "4"]);
+    let a = srv.addr.clone();
+    let batches = 20;
+    std::thread::scope(|s| {
+        let searchers: Vec<_> = (0..3)
+            .map(|t| {
+                let a = a.clone();
+                s.spawn(move || {
+                    let mut last = 0;
+                    for i in 0..40 {
+                        let q = json!({ "vector": [1.0, (i % 3) as f32, t as f32, 0.5], "k": 5 });
+                        let (st, v) = post(&a, "/search", &q);
+                        assert_eq!(st, 200, "{v}");
+                        let n = v["hits"].as_array().unwrap().len();
+                        // Committed batches only grow, and every hit is a whole passage.
+                        assert!(n >= last.min(5), "{n} hits after {last}");
+                        last = n;
+                        for h in v["hits"].as_array().unwrap() {
+                            assert!(h["text"].as_str().unwrap().starts_with("passage "));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for b in 0..batches {
+            let rows: Vec<Value> = (0..10)
+                .map(|i| row(&format!("b{b}-{i}"), [1.0, i as f32, b as f32, 0.25]))
+                .collect();
+            let (st, v) = post(&a, "/passages", &json!({ "passages": rows }));
+            assert_eq!(st, 200, "{v}");
+        }
+        for h in searchers {
+            h.join().unwrap();
+        }
+    });
+    // SIGTERM: the server stops accepting, finishes, and closes the index cleanly.
+    // SAFETY: kill(2) with a live child's pid and a valid signal number.
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGTERM) };
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let index = Index::open(&dir).unwrap();
+    assert!(index.was_closed_cleanly());
+    assert_eq!(index.verify().unwrap().passages, batches * 10);
+}
+
+#[test]
+fn text_search_with_the_default_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["init", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let srv = serve(&dir, &[]);
+    let a = srv.addr.as_str();
+    let (st, v) = post(
+        a,
+        "/passages",
+        &json!({ "passages": [
+            { "id": "helsinki", "text": "Helsinki is the capital of Finland.", "lang": "en" },
+            { "id": "tokyo", "text": "Tokyo is the capital of Japan.", "lang": "en" }
+        ] }),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "text": "Mikä on Suomen pääkaupunki?", "k": 2 }),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["hits"][0]["id"], "helsinki");
+    let (st, v) = post(a, "/search", &json!({ "text": 7 }));
+    assert_eq!(st, 400, "{v}");
+}
+
+#[test]
+fn a_read_only_server_refuses_writes_and_a_busy_port_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &["--read-only"]);
+    let (st, v) = post(
+        &srv.addr,
+        "/passages",
+        &json!({ "passages": [row("x", [1.0, 0.0, 0.0, 0.0])] }),
+    );
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(request(&srv.addr, "DELETE", "/passages/x", None).0, 403);
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args([
+            "serve",
+            dir.to_str().unwrap(),
+            "--addr",
+            &srv.addr,
+            "--read-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
