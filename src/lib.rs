@@ -30,6 +30,7 @@ pub mod faults;
 pub mod fuzzing;
 mod index;
 pub mod ingest;
+pub mod interchange;
 pub mod model;
 mod scan;
 pub mod segment;

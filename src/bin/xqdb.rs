@@ -231,6 +231,38 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Write every passage (text, queries, vectors) to a Parquet or Arrow IPC file.
+    Export {
+        dir: PathBuf,
+        /// Output file: .parquet or .arrow.
+        file: PathBuf,
+        /// Store vectors as f16.
+        #[arg(long)]
+        f16: bool,
+        /// Rows per record batch.
+        #[arg(long, default_value_t = 8192)]
+        batch_rows: usize,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Store the rows of a Parquet or Arrow IPC file in the schema of `export` (creating
+    /// the index from the file's metadata when DIR does not exist).
+    Import {
+        dir: PathBuf,
+        file: PathBuf,
+        /// Replace passages whose id exists instead of failing.
+        #[arg(long)]
+        upsert: bool,
+        /// Rows per durable commit.
+        #[arg(long, default_value_t = 65_536)]
+        commit_rows: usize,
+        /// Encoder bundle for rows without vectors (default: the index's, or the default
+        /// bundle for a new index whose file names a model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Print stored passages.
     Get {
         dir: PathBuf,
@@ -441,6 +473,8 @@ fn main() -> ExitCode {
         | Command::Search { out, .. }
         | Command::Distill { out, .. }
         | Command::Adapter { out, .. }
+        | Command::Export { out, .. }
+        | Command::Import { out, .. }
         | Command::Get { out, .. }
         | Command::Delete { out, .. }
         | Command::Compact { out, .. }
@@ -774,6 +808,64 @@ fn run(command: Command) -> CliResult {
             server.close();
             eprintln!("stopped; the index was closed cleanly");
             Ok(Value::Null)
+        }
+        Command::Export {
+            dir,
+            file,
+            f16,
+            batch_rows,
+            ..
+        } => {
+            let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+            let start = std::time::Instant::now();
+            let r = xqdb::interchange::export(
+                &index,
+                &file,
+                &xqdb::interchange::ExportOptions { batch_rows, f16 },
+            )
+            .map_err(err)?;
+            let secs = start.elapsed().as_secs_f64();
+            Ok(
+                json!({ "file": file, "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),
+            )
+        }
+        Command::Import {
+            dir,
+            file,
+            upsert,
+            commit_rows,
+            model,
+            ..
+        } => {
+            let options = xqdb::interchange::ImportOptions {
+                commit_rows,
+                upsert,
+                ..Default::default()
+            };
+            let start = std::time::Instant::now();
+            let r = if dir.join("catalog.redb").exists() {
+                let index = open_index(&dir, model.as_deref(), false)?;
+                let source =
+                    xqdb::interchange::Source::open(&file, options.batch_rows).map_err(err)?;
+                xqdb::interchange::import(&index, source, &options).map_err(err)?
+            } else {
+                let source =
+                    xqdb::interchange::Source::open(&file, options.batch_rows).map_err(err)?;
+                let names_model = source.metadata().contains_key("xqdb.model_fingerprint");
+                drop(source);
+                let encoder = if model.is_some() || names_model {
+                    Some(load_encoder(model.as_deref())?)
+                } else {
+                    None
+                };
+                xqdb::interchange::import_new(&dir, &file, encoder, &options)
+                    .map_err(err)?
+                    .1
+            };
+            let secs = start.elapsed().as_secs_f64();
+            Ok(
+                json!({ "index": dir, "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),
+            )
         }
         Command::Get { dir, ids, .. } => {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;

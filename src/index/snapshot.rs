@@ -303,8 +303,12 @@ pub(crate) fn prepare_vector(config: &StoreConfig, what: &str, v: &[f32]) -> Res
                 reason: "a cosine index cannot store or search a zero vector".into(),
             });
         }
-        let inv = 1.0 / norm;
-        out.iter_mut().for_each(|x| *x *= inv);
+        // Normalising is idempotent: a vector already of unit length (within rounding) is
+        // kept bit for bit, so that exported vectors import unchanged.
+        if (norm - 1.0).abs() > 4.0 * f32::EPSILON {
+            let inv = 1.0 / norm;
+            out.iter_mut().for_each(|x| *x *= inv);
+        }
     }
     Ok(out)
 }
@@ -533,6 +537,26 @@ impl Snapshot {
             .open_table(store::IDS)
             .map_err(|e| self.cerr(e))?;
         Ok(t.get(id).map_err(|e| self.cerr(e))?.map(|g| g.value()))
+    }
+
+    /// Up to `n` passage ids after `after` (from the first when `None`), in id order: a
+    /// way to walk a large index with bounded memory.
+    pub fn ids_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let t = self
+            .data
+            .txn()
+            .open_table(store::IDS)
+            .map_err(|e| self.cerr(e))?;
+        let range = match after {
+            Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => t.range::<&str>(..),
+        }
+        .map_err(|e| self.cerr(e))?;
+        let mut out = Vec::with_capacity(n.min(1 << 16));
+        for row in range.take(n) {
+            out.push(row.map_err(|e| self.cerr(e))?.0.value().to_string());
+        }
+        Ok(out)
     }
 
     /// The stored passage with this id.
