@@ -311,7 +311,7 @@ pub fn examples_from_set(index: &Index, rows: &[SetRow]) -> Result<(Vec<Example>
     Ok((examples, missing))
 }
 
-/// Trains an adapter on set rows (see [`train`]) and describes it for storing with
+/// Trains an adapter on set rows (see [`super::train_validated`]) and describes it for storing with
 /// [`crate::Writer::set_adapter`].
 pub fn fit(
     index: &Index,
