@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup lint bench bench-peers bench-ingest fuzz-smoke
+.PHONY: demo test setup lint bench bench-peers bench-ingest fuzz-smoke interop
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -32,6 +32,16 @@ bench-peers: setup
 
 bench-ingest: setup
 	$(PYTHON) scripts/bench_ingest.py
+
+# pyarrow, DuckDB and LanceDB read the Parquet export and return xqdb's top-10s; files they
+# write import back; export/import throughput on INTEROP_ROWS random rows.
+INTEROP_VENV := .cache/xqdb/interop-venv
+INTEROP_ROWS ?= 200000
+interop: setup
+	test -x $(INTEROP_VENV)/bin/python || $(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install -q pyarrow==22.0.0 duckdb==1.4.1 lancedb==0.25.3 numpy
+	$(CARGO) build --release --bin xqdb
+	$(INTEROP_VENV)/bin/python scripts/interop.py --rows $(INTEROP_ROWS)
 
 # Each cargo-fuzz target for FUZZ_SECONDS (CI runs this after `make test`). Needs a nightly
 # toolchain and cargo-fuzz; both are installed when missing.

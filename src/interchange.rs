@@ -365,6 +365,8 @@ pub struct Source {
     metadata: HashMap<String, String>,
     schema: SchemaRef,
     batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>>,
+    /// A batch read ahead to learn the dimension of variable-length vector lists.
+    peeked: Option<RecordBatch>,
 }
 
 impl Source {
@@ -409,7 +411,30 @@ impl Source {
             metadata,
             schema,
             batches,
+            peeked: None,
         })
+    }
+
+    /// The dimension of the first vector in the file, reading ahead one batch (for files
+    /// whose vectors are variable-length lists, as DuckDB and Spark write them).
+    fn first_vector_len(&mut self) -> Result<Option<usize>> {
+        if self.peeked.is_none() {
+            match self.batches.next() {
+                Some(b) => self.peeked = Some(b.map_err(|e| arrow_err(&self.path, e))?),
+                None => return Ok(None),
+            }
+        }
+        let batch = self.peeked.as_ref().expect("peeked above");
+        for name in ["vec_fused", "vec_passage"] {
+            if let Some(v) = vectors(&self.path, batch, name)?
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                return Ok(Some(v.len()));
+            }
+        }
+        Ok(None)
     }
 
     /// The file's key-value metadata (`xqdb.*` keys, among others).
@@ -652,8 +677,9 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
             w.insert_items(items, &|_| {})
         }
     };
+    let batches = source.peeked.into_iter().map(Ok).chain(source.batches);
     let result = (|| -> Result<()> {
-        for batch in source.batches {
+        for batch in batches {
             let batch = batch.map_err(|e| arrow_err(&path, e))?;
             let ids = strings(&path, &batch, "id", true)?;
             let titles = strings(&path, &batch, "title", false)?;
@@ -767,8 +793,12 @@ pub fn import_new(
     encoder: Option<Arc<crate::Encoder>>,
     options: &ImportOptions,
 ) -> Result<(Index, TransferReport)> {
-    let source = Source::open(path, options.batch_rows)?;
-    let dim = source.dim().ok_or_else(|| {
+    let mut source = Source::open(path, options.batch_rows)?;
+    let dim = match source.dim() {
+        Some(d) => Some(d),
+        None => source.first_vector_len()?,
+    }
+    .ok_or_else(|| {
         arrow_err(
             path,
             "no xqdb.dim metadata and no vector column: cannot size the index",
