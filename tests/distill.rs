@@ -425,7 +425,7 @@ fn xqdb(args: &[&str]) -> Value {
 #[test]
 fn the_distill_and_adapter_commands() {
     let tmp = tempfile::tempdir().unwrap();
-    let rows = sample(12);
+    let rows = sample(5);
     let dir = tmp.path().join("idx");
     let (index, queries) = english_index(&dir, &rows);
     drop(index);
@@ -447,7 +447,7 @@ fn the_distill_and_adapter_commands() {
         "--queries",
         qfile.to_str().unwrap(),
         "--candidates",
-        "8",
+        "10",
         "--set-out",
         set.to_str().unwrap(),
         "--epochs",
@@ -455,16 +455,28 @@ fn the_distill_and_adapter_commands() {
         "--holdout",
         "0.2",
         "--learning-rate",
-        "5e-5",
+        "1e-4",
     ]);
     assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
     assert_eq!(read_set(&set).unwrap().len(), queries.len());
-    assert!(r["holdout_kl_after"].as_f64() < r["holdout_kl_before"].as_f64());
-    assert_eq!(r["stored"], true);
+    // An adapter is stored only when held-out retrieval got better; otherwise nothing is.
     let shown = xqdb(&["adapter", d, "--show"]);
-    assert_eq!(shown["adapter"]["dim"], 384);
-    assert_eq!(shown["adapter"]["info"]["teacher"], "translation");
-    assert!(shown["adapter"]["distance_from_identity"].as_f64().unwrap() > 0.0);
+    let mrr = |k: &str| r[k].as_f64().unwrap();
+    if r["stored"] == true {
+        assert!(mrr("holdout_mrr_after") > mrr("holdout_mrr_before"), "{r}");
+        assert_eq!(shown["adapter"]["dim"], 384);
+        assert_eq!(shown["adapter"]["info"]["teacher"], "translation");
+        assert_eq!(
+            shown["adapter"]["info"]["holdout_mrr"],
+            r["holdout_mrr_after"]
+        );
+        assert!(shown["adapter"]["distance_from_identity"].as_f64().unwrap() > 0.0);
+    } else {
+        assert_eq!(r["best_epoch"], 0, "{r}");
+        assert_eq!(mrr("holdout_mrr_after"), mrr("holdout_mrr_before"));
+        assert!(shown["adapter"].is_null(), "{shown}");
+    }
+    let first = shown["adapter"].clone();
     // The same set trains a low-rank adapter without mining again.
     let r = xqdb(&[
         "distill",
@@ -481,8 +493,15 @@ fn the_distill_and_adapter_commands() {
         "0.001",
     ]);
     assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
-    assert_eq!(r["stored"], true, "{r}");
-    assert_eq!(xqdb(&["adapter", d])["adapter"]["rank"], 8);
+    let shown = xqdb(&["adapter", d]);
+    if r["stored"] == true {
+        assert_eq!(shown["adapter"]["rank"], 8, "{r}");
+    } else {
+        assert_eq!(
+            shown["adapter"], first,
+            "a refused adapter replaced the stored one"
+        );
+    }
     let hits = xqdb(&["search", d, &queries[0].query, "-k", "3"]);
     assert_eq!(hits["results"][0].as_array().unwrap().len(), 3);
     let reranked = xqdb(&[
@@ -497,7 +516,8 @@ fn the_distill_and_adapter_commands() {
         queries[0].parallel.as_deref().unwrap(),
     ]);
     assert_eq!(reranked["results"][0][0]["id"], "p0");
-    assert_eq!(xqdb(&["adapter", d, "--drop"])["dropped"], true);
+    let dropped = xqdb(&["adapter", d, "--drop"])["dropped"].clone();
+    assert_eq!(dropped, !shown["adapter"].is_null(), "{shown}");
     assert!(xqdb(&["adapter", d])["adapter"].is_null());
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
         .args(["distill", d, "--teacher", "oracle", "--pseudo", "5"])
