@@ -3,7 +3,8 @@
 //! computed elsewhere (a Spark or Ray job writing this schema). The schema is in
 //! FORMAT.md ("Interchange files"): one row per passage with `id`, `title`, `text`, `lang`,
 //! `meta` (JSON text), `generated_queries` (list of {lang, text}), `vec_passage`,
-//! `vec_query_sum`, `query_count`, `vec_fused` (fixed-size lists of f32, or f16 on request),
+//! `vec_query_sum`, `query_count`, `vec_fused` (fixed-size lists of f32, or f16 on request;
+//! the first two only for xQG rows),
 //! and file metadata `xqdb.*` with the dimension, metric, model fingerprint and xQG profile.
 //! Both directions stream in batches: memory stays bounded by the batch size.
 
@@ -302,7 +303,7 @@ pub fn export(index: &Index, path: &Path, options: &ExportOptions) -> Result<Tra
                 None => {
                     q_valid.push(false);
                     counts.push(None);
-                    vp.push(Some(&fused), dim);
+                    vp.push(None, dim);
                     vs.push(None, dim);
                 }
             }
