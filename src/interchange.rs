@@ -206,6 +206,23 @@ enum Sink {
 
 /// Writes every live passage of `index`'s latest commit to `path` (Parquet or Arrow IPC by
 /// its extension), `options.batch_rows` passages at a time.
+///
+/// ```
+/// use xqdb::interchange::{export, import_new, ExportOptions, ImportOptions};
+/// use xqdb::{Index, Passage};
+/// # fn main() -> xqdb::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let index = Index::builder().dim(2).create(dir.path().join("a"))?;
+/// let mut w = index.writer()?;
+/// w.insert(Passage::new("p1", "one"), &[0.6, 0.8])?;
+/// w.commit()?;
+/// let file = dir.path().join("a.parquet");
+/// export(&index, &file, &ExportOptions::default())?;
+/// let (copy, report) = import_new(&dir.path().join("b"), &file, None, &ImportOptions::default())?;
+/// assert_eq!(report.rows, 1);
+/// assert_eq!(copy.snapshot().vector("p1")?, index.snapshot().vector("p1")?);
+/// # Ok(()) }
+/// ```
 pub fn export(index: &Index, path: &Path, options: &ExportOptions) -> Result<TransferReport> {
     let kind = FileKind::from_path(path)?;
     let snap = index.snapshot();

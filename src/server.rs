@@ -113,6 +113,18 @@ fn percent_decode(s: &str) -> Option<String> {
 impl Server {
     /// Binds `addr` (port 0 picks a free port; see [`Server::addr`]). A writable index
     /// takes its writer for the server's lifetime.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::AtomicBool;
+    /// use xqdb::server::{Server, ServerOptions};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let index = xqdb::Index::open("my-index")?;
+    /// let server = Server::bind(index, "127.0.0.1:7700", ServerOptions::default())?;
+    /// let stop = AtomicBool::new(false); // set it (e.g. from a signal handler) to stop
+    /// server.run(&stop);
+    /// server.close();
+    /// # Ok(()) }
+    /// ```
     pub fn bind(index: Index, addr: &str, options: ServerOptions) -> Result<Server> {
         let http = tiny_http::Server::http(addr)
             .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;

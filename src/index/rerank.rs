@@ -127,6 +127,22 @@ impl Snapshot {
 impl Index {
     /// A text search whose dense top `max(m, k)` is rescored by a teacher (see
     /// [`Snapshot::rerank`]); the query adapter applies as in [`Index::search_text_with`].
+    ///
+    /// ```no_run
+    /// use xqdb::distill::{TeacherQuery, TranslationTeacher};
+    /// use xqdb::{Index, Rerank, SearchOptions};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let index = Index::open("my-index")?;
+    /// let teacher = TranslationTeacher::new(index.encoder()?);
+    /// let query = TeacherQuery {
+    ///     text: "Mikä on Suomen pääkaupunki?",
+    ///     lang: Some("fi"),
+    ///     parallel: Some("What is the capital of Finland?"),
+    /// };
+    /// let rerank = Rerank { teacher: &teacher, depth: 20, weight: 0.5 };
+    /// let hits = index.search_text_reranked(&query, &SearchOptions::new(5), &rerank)?;
+    /// # Ok(()) }
+    /// ```
     pub fn search_text_reranked(
         &self,
         query: &TeacherQuery<'_>,

@@ -909,6 +909,18 @@ impl Writer {
     /// text queries are encoded, multiplied by W and searched. Passage vectors are not
     /// touched. A store of an older catalog version is marked as version 3 in the same
     /// commit, so that builds that would ignore the adapter refuse it.
+    ///
+    /// ```
+    /// use xqdb::distill::{Adapter, AdapterInfo};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = xqdb::Index::builder().dim(2).create(dir.path())?;
+    /// let w = Adapter::from_matrix(2, vec![0.0, 1.0, 1.0, 0.0])?; // swaps the two axes
+    /// index.writer()?.set_adapter(&w, &AdapterInfo::default())?;
+    /// assert_eq!(index.snapshot().adapter().unwrap().adapter.apply(&[1.0, 0.0]), vec![0.0, 1.0]);
+    /// assert!(index.writer()?.drop_adapter()?);
+    /// # Ok(()) }
+    /// ```
     pub fn set_adapter(
         &mut self,
         adapter: &crate::distill::Adapter,
