@@ -708,6 +708,19 @@ impl Index {
     /// For an index opened read-only: loads the newest commit another process has made, if
     /// it differs from the one shown; returns whether it changed. A writable index is always
     /// current (returns `Ok(false)`).
+    ///
+    /// ```no_run
+    /// # fn main() -> xqdb::Result<()> {
+    /// // Another process holds the writer; this one only reads.
+    /// let index = xqdb::Index::builder().read_only(true).open("my-index")?;
+    /// loop {
+    ///     if index.refresh()? {
+    ///         println!("now at commit {}", index.snapshot().commit_seq());
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_secs(1));
+    /// }
+    /// # }
+    /// ```
     pub fn refresh(&self) -> Result<bool> {
         let inner = &*self.inner;
         if !matches!(inner.db, Db::ReadOnly(_)) {
@@ -770,6 +783,19 @@ impl Index {
     }
 
     /// Top `k` hits for a text query, encoded by the index's encoder.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use xqdb::{Encoder, Index, ModelBundle, Passage};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let encoder = Arc::new(Encoder::from_dir(ModelBundle::default_dir())?);
+    /// let index = Index::builder().encoder(encoder).create("my-index")?;
+    /// let mut w = index.writer()?;
+    /// w.insert_texts(vec![Passage::new("fi", "Helsinki is the capital of Finland.")], &|_| {})?;
+    /// w.commit()?;
+    /// let hits = index.search_text("ఫిన్లాండ్ రాజధాని ఏది?", 5)?;
+    /// # Ok(()) }
+    /// ```
     pub fn search_text(&self, query: &str, k: usize) -> Result<Vec<crate::Hit>> {
         self.search_text_with(query, &SearchOptions::new(k))
     }

@@ -358,6 +358,22 @@ impl Snapshot {
     }
 
     /// Top hits for `query` with the given options.
+    ///
+    /// ```
+    /// use xqdb::{Filter, Index, Passage, SearchOptions};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = Index::builder().dim(2).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// w.insert(Passage::new("en", "English").with_lang("en"), &[1.0, 0.0])?;
+    /// w.insert(Passage::new("fi", "Suomi").with_lang("fi").with_meta(serde_json::json!({"src": "wiki"})), &[0.9, 0.1])?;
+    /// w.commit()?;
+    /// let only_fi = SearchOptions::new(5).filter(Filter::new().lang("fi").meta_eq("src", "wiki".into()));
+    /// let hits = index.snapshot().search_with(&[1.0, 0.0], &only_fi)?;
+    /// assert_eq!(hits.len(), 1);
+    /// assert_eq!(hits[0].id, "fi");
+    /// # Ok(()) }
+    /// ```
     pub fn search_with(&self, query: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
         let mut all = self.search_batch(&[query.to_vec()], options)?;
         Ok(all.pop().unwrap_or_default())

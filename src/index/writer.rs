@@ -318,6 +318,20 @@ impl Writer {
     }
 
     /// Buffers a passage that replaces any passage with the same id.
+    ///
+    /// ```
+    /// use xqdb::{Index, Passage};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = Index::builder().dim(2).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// w.insert(Passage::new("p", "first"), &[1.0, 0.0])?;
+    /// assert!(w.insert(Passage::new("p", "again"), &[1.0, 0.0]).is_err()); // DuplicateId
+    /// w.upsert(Passage::new("p", "second"), &[0.0, 1.0])?;
+    /// w.commit()?;
+    /// assert_eq!(index.get("p")?.unwrap().text, "second");
+    /// # Ok(()) }
+    /// ```
     pub fn upsert(&mut self, passage: Passage, vector: &[f32]) -> Result<()> {
         self.stage(passage, vector, true)
     }
@@ -441,6 +455,22 @@ impl Writer {
     }
 
     /// Buffers the deletion of `id`; returns whether it existed.
+    ///
+    /// ```
+    /// use xqdb::{Index, Passage};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = Index::builder().dim(2).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// w.insert(Passage::new("p", "text"), &[1.0, 0.0])?;
+    /// w.commit()?;
+    /// assert!(w.delete("p")?);
+    /// assert!(!w.delete("missing")?);
+    /// w.commit()?;
+    /// w.compact()?; // drops the deleted row from the segments
+    /// assert!(index.get("p")?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn delete(&mut self, id: &str) -> Result<bool> {
         self.inner.check_poison()?;
         if !self.exists(id)? {
@@ -790,6 +820,23 @@ impl Writer {
     /// α (and normalisation), without generating anything again, and records them in the
     /// profile. Like compaction, the new vectors go into a new segment published by one
     /// commit: a crash leaves either all old or all new vectors. Deleted rows are dropped.
+    ///
+    /// ```
+    /// use xqdb::{Augmentation, Index, Metric, Passage, XqgProfile};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let profile = XqgProfile { alpha: 0.5, normalize: false, ..Default::default() };
+    /// let index = Index::builder().dim(2).metric(Metric::Dot).xqg(profile).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// // E(p) and one query vector computed elsewhere.
+    /// let a = Augmentation::new(vec![1.0, 0.0], vec![("fi".into(), "kysymys".into())], &[vec![0.0, 1.0]], false);
+    /// w.insert_augmented(Passage::new("p", "passage"), a)?;
+    /// w.commit()?;
+    /// assert_eq!(index.snapshot().vector("p")?, Some(vec![0.5, 0.5]));
+    /// w.refuse(0.0, false)?; // back to E(p), nothing generated or encoded again
+    /// assert_eq!(index.snapshot().vector("p")?, Some(vec![1.0, 0.0]));
+    /// # Ok(()) }
+    /// ```
     pub fn refuse(&mut self, alpha: f32, normalize: bool) -> Result<RefuseReport> {
         if !self.ops.is_empty() {
             self.commit()?;
