@@ -1,10 +1,12 @@
 //! Writes the golden store that `tests/backward_compat.rs` opens with every later build.
 //!
 //! Run once per format version, never in CI:
-//! `cargo run --example make_golden_store -- tests/golden/v1`
+//! `cargo run --example make_golden_store -- tests/golden/v3`
 //! It writes `store/` (one sealed segment, a tail, a tombstone, languages, metadata, an
-//! f16 copy of the same data in `store-f16/`) and `expected.json`: the ids, passages and
-//! top-3 answers this build gave, which later builds must reproduce.
+//! f16 copy of the same data in `store-f16/`), from format 3 on `store-xqg/` (the same rows,
+//! every other one with an xQG record, an xQG profile and a stored query adapter), and
+//! `expected.json`: the ids, passages, top-3 answers, xQG records and adapter this build
+//! gave, which later builds must reproduce.
 
 use serde_json::json;
 use xqdb::{Dtype, Index, Metric, Passage};
@@ -13,13 +15,20 @@ fn vector(i: usize) -> Vec<f32> {
     (0..4).map(|j| ((i * 5 + j * 3) % 7) as f32 - 3.0).collect()
 }
 
-fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value> {
-    let index = Index::builder()
+fn build(dir: &std::path::Path, dtype: Dtype, xqg: bool) -> xqdb::Result<serde_json::Value> {
+    let mut b = Index::builder()
         .dim(4)
         .metric(Metric::Dot)
         .dtype(dtype)
-        .direct_segment_rows(8)
-        .create(dir)?;
+        .direct_segment_rows(8);
+    if xqg {
+        b = b.xqg(xqdb::XqgProfile {
+            alpha: 0.25,
+            normalize: false,
+            ..Default::default()
+        });
+    }
+    let index = b.create(dir)?;
     let mut w = index.writer()?;
     let langs = ["en", "ja", "te", "fi"];
     for i in 0..8 {
@@ -27,7 +36,13 @@ fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value>
             .with_title(format!("title {i}"))
             .with_lang(langs[i % 4])
             .with_meta(json!({ "n": i, "even": i % 2 == 0 }));
-        w.insert(p, &vector(i))?;
+        if xqg && i % 2 == 0 {
+            let queries = vec![("fi".to_string(), format!("kysymys {i}"))];
+            let a = xqdb::Augmentation::new(vector(i), queries, &[vector(i + 1)], false);
+            w.insert_augmented(p, a)?;
+        } else {
+            w.insert(p, &vector(i))?;
+        }
     }
     w.commit()?;
     for i in 8..11 {
@@ -38,6 +53,21 @@ fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value>
     }
     w.delete("seg-3")?;
     w.commit()?;
+    let adapter = if xqg {
+        let m: Vec<f32> = (0..16)
+            .map(|k| if k % 5 == 0 { 1.5 } else { 0.25 })
+            .collect();
+        let a = xqdb::distill::Adapter::from_matrix(4, m)?;
+        let info = xqdb::distill::AdapterInfo {
+            teacher: "golden".into(),
+            examples: 7,
+            ..Default::default()
+        };
+        w.set_adapter(&a, &info)?;
+        json!({ "weights": a.weights(), "teacher": "golden" })
+    } else {
+        serde_json::Value::Null
+    };
     drop(w);
     let snap = index.snapshot();
     let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(q * 3 + 1)).collect();
@@ -53,7 +83,18 @@ fn build(dir: &std::path::Path, dtype: Dtype) -> xqdb::Result<serde_json::Value>
         .iter()
         .map(|id| snap.get(id).map(Option::unwrap))
         .collect::<xqdb::Result<_>>()?;
-    Ok(json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages }))
+    let augmentations: Vec<serde_json::Value> = snap
+        .ids()?
+        .iter()
+        .filter_map(|id| {
+            snap.augmentation(id).ok().flatten().map(|a| {
+                json!({ "id": id, "passage_vector": a.passage_vector, "query_sum": a.query_sum, "queries": a.queries })
+            })
+        })
+        .collect();
+    Ok(
+        json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages, "augmentations": augmentations, "adapter": adapter }),
+    )
 }
 
 fn main() -> xqdb::Result<()> {
@@ -63,9 +104,10 @@ fn main() -> xqdb::Result<()> {
             .expect("usage: make_golden_store OUT_DIR"),
     );
     std::fs::create_dir_all(&out).map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
-    let f32_store = build(&out.join("store"), Dtype::F32)?;
-    let f16_store = build(&out.join("store-f16"), Dtype::F16)?;
-    let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": { "store": f32_store, "store-f16": f16_store } });
+    let f32_store = build(&out.join("store"), Dtype::F32, false)?;
+    let f16_store = build(&out.join("store-f16"), Dtype::F16, false)?;
+    let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true)?;
+    let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": { "store": f32_store, "store-f16": f16_store, "store-xqg": xqg_store } });
     std::fs::write(
         out.join("expected.json"),
         serde_json::to_string_pretty(&expected).unwrap(),

@@ -1,6 +1,8 @@
-//! Golden stores: `tests/golden/v1` was written by format version 1 (see
-//! `examples/make_golden_store.rs`). Every later build must open a copy of it, verify it,
-//! read every passage and give the same top-3 answers it recorded, and keep writing to it.
+//! Golden stores: `tests/golden/v1` was written by format version 1 and `tests/golden/v3` by
+//! format version 3 (xQG records and a query adapter too; see
+//! `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
+//! read every passage, xQG record and adapter, give the same top-3 answers it recorded, and
+//! keep writing to it.
 
 use std::path::{Path, PathBuf};
 use xqdb::{Index, Passage, VerifyPolicy};
@@ -97,6 +99,78 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
             index.verify().unwrap().passages as usize,
             passages.len() + 1,
             "{name}"
+        );
+    }
+}
+
+#[test]
+fn format_v3_stores_with_xqg_records_and_an_adapter_open_as_recorded() {
+    let root = golden("v3");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(expected["format_version"], 3);
+    for (name, want) in expected["stores"].as_object().unwrap() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&root.join(name), tmp.path());
+        let index = Index::builder()
+            .verify_policy(VerifyPolicy::Always)
+            .open(tmp.path())
+            .unwrap();
+        index.verify().unwrap();
+        let snap = index.snapshot();
+        let passages: Vec<Passage> = serde_json::from_value(want["passages"].clone()).unwrap();
+        assert_eq!(snap.len() as usize, passages.len(), "{name}");
+        for p in &passages {
+            assert_eq!(snap.get(&p.id).unwrap().as_ref(), Some(p), "{name}");
+        }
+        let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
+        for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
+            let got: Vec<(String, f32)> = snap
+                .search(q, 3)
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.id, h.score))
+                .collect();
+            let answer: Vec<(String, f32)> = serde_json::from_value(answer.clone()).unwrap();
+            assert_eq!(got, answer, "{name}: query {q:?}");
+        }
+        for a in want["augmentations"].as_array().unwrap() {
+            let got = snap
+                .augmentation(a["id"].as_str().unwrap())
+                .unwrap()
+                .unwrap();
+            let pv: Vec<f32> = serde_json::from_value(a["passage_vector"].clone()).unwrap();
+            let qs: Vec<f32> = serde_json::from_value(a["query_sum"].clone()).unwrap();
+            let queries: Vec<(String, String)> =
+                serde_json::from_value(a["queries"].clone()).unwrap();
+            assert_eq!(
+                (got.passage_vector, got.query_sum, got.queries),
+                (pv, qs, queries)
+            );
+        }
+        match want["adapter"].as_object() {
+            Some(a) => {
+                let stored = snap.adapter().expect("the golden adapter");
+                let w: Vec<f32> = serde_json::from_value(a["weights"].clone()).unwrap();
+                assert_eq!(stored.adapter.weights(), &w[..], "{name}");
+                assert_eq!(stored.info.teacher, "golden");
+            }
+            None => assert!(snap.adapter().is_none(), "{name}"),
+        }
+        drop(snap);
+        let mut w = index.writer().unwrap();
+        w.insert(
+            Passage::new("new", "written by this build"),
+            &[1.0, 0.0, 0.0, 0.0],
+        )
+        .unwrap();
+        w.commit().unwrap();
+        w.compact().unwrap();
+        drop(w);
+        assert_eq!(
+            index.verify().unwrap().passages as usize,
+            passages.len() + 1
         );
     }
 }
