@@ -197,16 +197,7 @@ pub fn build_set(
                 .iter()
                 .map(|h| Ok(snap.passage_vector(&h.id)?.unwrap_or_default()))
                 .collect::<Result<_>>()?;
-            let candidates: Vec<Candidate<'_>> = hits
-                .iter()
-                .zip(&own)
-                .map(|(h, v)| Candidate {
-                    id: &h.id,
-                    title: h.passage.title.as_deref(),
-                    text: &h.passage.text,
-                    vector: v,
-                })
-                .collect();
+            let candidates = Candidate::from_hits(&hits, &own);
             let tq = TeacherQuery {
                 text: &q.query,
                 lang: q.lang.as_deref(),

@@ -29,6 +29,21 @@ pub struct Candidate<'a> {
     pub vector: &'a [f32],
 }
 
+impl<'a> Candidate<'a> {
+    /// Candidates for search hits, with each hit's own embedding from `vectors` (same order).
+    pub fn from_hits(hits: &'a [crate::Hit], vectors: &'a [Vec<f32>]) -> Vec<Candidate<'a>> {
+        hits.iter()
+            .zip(vectors)
+            .map(|(h, v)| Candidate {
+                id: &h.id,
+                title: h.passage.title.as_deref(),
+                text: &h.passage.text,
+                vector: v,
+            })
+            .collect()
+    }
+}
+
 /// Scores a query against candidates; higher is more relevant. Scores of different
 /// teachers are on different scales; reranking standardises them and distillation
 /// applies a temperature.

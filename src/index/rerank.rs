@@ -84,16 +84,7 @@ impl Snapshot {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let candidates: Vec<Candidate<'_>> = hits
-            .iter()
-            .zip(&vectors)
-            .map(|(h, v)| Candidate {
-                id: &h.id,
-                title: h.passage.title.as_deref(),
-                text: &h.passage.text,
-                vector: v,
-            })
-            .collect();
+        let candidates = Candidate::from_hits(&hits, &vectors);
         let teacher = rerank.teacher.score(query, &candidates)?;
         if teacher.len() != hits.len() || teacher.iter().any(|x| !x.is_finite()) {
             return Err(Error::InvalidArgument(format!(
