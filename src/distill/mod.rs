@@ -547,60 +547,55 @@ mod tests {
         v.into_iter().map(|x| x / n).collect()
     }
 
-    #[test]
-    fn the_gradient_matches_finite_differences() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let d = 6;
-        let ex = Example {
-            query: unit(&mut rng, d),
-            candidates: (0..5).map(|_| unit(&mut rng, d)).collect(),
+    /// A query, five candidates and random teacher scores.
+    fn random_example(rng: &mut impl Rng, d: usize) -> Example {
+        Example {
+            query: unit(rng, d),
+            candidates: (0..5).map(|_| unit(rng, d)).collect(),
             teacher: (0..5).map(|_| rng.random::<f32>()).collect(),
-        };
-        let mut a = Adapter::identity(d);
-        a.w.iter_mut()
-            .for_each(|w| *w += rng.random::<f32>() * 0.2 - 0.1);
-        let (_, grad) = a.loss_and_grad(&ex, 0.2, 0.3);
-        let h = 1e-3f32;
-        for (k, &gk) in grad.iter().enumerate() {
-            let (mut plus, mut minus) = (a.clone(), a.clone());
-            plus.w[k] += h;
-            minus.w[k] -= h;
-            let fd = (plus.loss_and_grad(&ex, 0.2, 0.3).0 - minus.loss_and_grad(&ex, 0.2, 0.3).0)
-                / (2.0 * h as f64);
-            let g = gk as f64;
-            assert!(
-                (fd - g).abs() <= 1e-3 * fd.abs().max(1e-2),
-                "entry {k}: {g} vs {fd}"
-            );
         }
     }
 
-    #[test]
-    fn the_low_rank_gradient_matches_finite_differences() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let d = 6;
-        let ex = Example {
-            query: unit(&mut rng, d),
-            candidates: (0..5).map(|_| unit(&mut rng, d)).collect(),
-            teacher: (0..5).map(|_| rng.random::<f32>()).collect(),
-        };
-        let mut a = Adapter::low_rank(d, 2, 4);
-        a.w.iter_mut()
-            .for_each(|w| *w += rng.random::<f32>() * 0.4 - 0.2);
-        let (_, grad) = a.loss_and_grad(&ex, 0.2, 0.3);
-        assert_eq!(grad.len(), 2 * d * 2);
+    /// Central finite differences of the KL against the analytic gradient, parameter by
+    /// parameter.
+    fn assert_gradient_matches(a: &Adapter, ex: &Example) {
+        let (_, grad) = a.loss_and_grad(ex, 0.2, 0.3);
+        assert_eq!(grad.len(), a.w.len());
         let h = 1e-3f32;
         for (k, &gk) in grad.iter().enumerate() {
             let (mut plus, mut minus) = (a.clone(), a.clone());
             plus.w[k] += h;
             minus.w[k] -= h;
-            let fd = (plus.loss_and_grad(&ex, 0.2, 0.3).0 - minus.loss_and_grad(&ex, 0.2, 0.3).0)
+            let fd = (plus.loss_and_grad(ex, 0.2, 0.3).0 - minus.loss_and_grad(ex, 0.2, 0.3).0)
                 / (2.0 * h as f64);
             assert!(
                 (fd - gk as f64).abs() <= 1e-3 * fd.abs().max(1e-2),
                 "entry {k}: {gk} vs {fd}"
             );
         }
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let d = 6;
+        let ex = random_example(&mut rng, d);
+        let mut a = Adapter::identity(d);
+        a.w.iter_mut()
+            .for_each(|w| *w += rng.random::<f32>() * 0.2 - 0.1);
+        assert_gradient_matches(&a, &ex);
+    }
+
+    #[test]
+    fn the_low_rank_gradient_matches_finite_differences() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let d = 6;
+        let ex = random_example(&mut rng, d);
+        let mut a = Adapter::low_rank(d, 2, 4);
+        a.w.iter_mut()
+            .for_each(|w| *w += rng.random::<f32>() * 0.4 - 0.2);
+        assert_eq!(a.w.len(), 2 * d * 2);
+        assert_gradient_matches(&a, &ex);
         // apply() agrees with the expanded matrix.
         let q = unit(&mut rng, d);
         let full = Adapter::from_matrix(d, a.matrix()).unwrap();
