@@ -282,8 +282,9 @@ pub fn export(index: &Index, path: &Path, options: &ExportOptions) -> Result<Tra
     let mut report = TransferReport::default();
     let mut after: Option<String> = None;
     loop {
-        let ids = snap.ids_after(after.as_deref(), options.batch_rows.max(1))?;
-        let Some(last) = ids.last() else { break };
+        // One id-table page per batch; each row is then read by its row id.
+        let ids = snap.id_rids_after(after.as_deref(), options.batch_rows.max(1))?;
+        let Some((last, _)) = ids.last() else { break };
         after = Some(last.clone());
         let n = ids.len();
         let (mut id_c, mut title_c, mut text_c, mut lang_c, mut meta_c) = (
@@ -299,12 +300,10 @@ pub fn export(index: &Index, path: &Path, options: &ExportOptions) -> Result<Tra
         let mut vp = VecColumn::new(dim, options.f16, n);
         let mut vs = VecColumn::new(dim, options.f16, n);
         let mut vf = VecColumn::new(dim, options.f16, n);
-        for id in &ids {
-            let p = snap.get(id)?.ok_or_else(|| {
-                Error::InvalidArgument(format!("passage {id:?} vanished during the export"))
-            })?;
-            let fused = snap.vector(id)?.unwrap_or_default();
-            let aug = snap.augmentation(id)?.filter(|a| !a.pending);
+        for (id, rid) in &ids {
+            let p = snap.passage_by_rid(*rid)?;
+            let fused = snap.vector_by_rid(*rid, id)?;
+            let aug = snap.augmentation_by_rid(*rid)?.filter(|a| !a.pending);
             match &aug {
                 Some(a) => {
                     for (l, t) in &a.queries {

@@ -52,7 +52,7 @@ fn softmax(x: &[f64]) -> Vec<f64> {
 }
 
 /// Dot product with eight partial sums, so that the loop vectorises.
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let rest: f32 = ca
@@ -70,7 +70,7 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn matvec(m: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
-    m.chunks_exact(cols).map(|row| dot8(row, x)).collect()
+    m.chunks_exact(cols).map(|row| dot(row, x)).collect()
 }
 
 impl Adapter {

@@ -4,7 +4,7 @@
 
 use super::teacher::{Candidate, Teacher, TeacherQuery};
 use super::{
-    train_split, train_validated, Adapter, AdapterInfo, Example, TrainOptions, TrainReport,
+    dot, train_split, train_validated, Adapter, AdapterInfo, Example, TrainOptions, TrainReport,
 };
 use crate::error::{Error, Result};
 use crate::types::Metric;
@@ -129,10 +129,6 @@ pub fn pseudo_queries(index: &Index, limit: Option<usize>, seed: u64) -> Result<
     Ok(out)
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 fn normalised(metric: Metric, mut v: Vec<f32>) -> Vec<f32> {
     if metric == Metric::Cosine {
         let n = dot(&v, &v).sqrt();
@@ -193,10 +189,7 @@ pub fn build_set(
                     .push((qi, "fewer than 2 candidates in the index".into()));
                 continue;
             }
-            let own: Vec<Vec<f32>> = hits
-                .iter()
-                .map(|h| Ok(snap.passage_vector(&h.id)?.unwrap_or_default()))
-                .collect::<Result<_>>()?;
+            let own = snap.hit_vectors(&hits)?;
             let candidates = Candidate::from_hits(&hits, &own);
             let tq = TeacherQuery {
                 text: &q.query,

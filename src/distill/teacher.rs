@@ -1,6 +1,7 @@
 //! Teachers: models that score (query, passage) pairs more carefully than the index's
 //! dense dot product, behind one trait so that reranking and distillation take any of them.
 
+use super::dot;
 use crate::xqg::{TargetLanguage, XqgProfile};
 use crate::{Encoder, Error, Generator, Result};
 use std::sync::Arc;
@@ -122,10 +123,6 @@ impl Teacher for GeneratorTeacher {
             })
             .collect()
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The translation teacher: the encoder's score of the query's parallel (usually English)

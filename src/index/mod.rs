@@ -698,7 +698,7 @@ impl Index {
     /// index opened read-only while another process writes follows that writer: each call
     /// shows its latest commit (see [`Index::refresh`]).
     pub fn snapshot(&self) -> Snapshot {
-        if matches!(self.inner.db, Db::ReadOnly(_)) {
+        if self.inner.is_read_only() {
             // On failure the last loaded commit stays visible; `refresh` reports the error.
             let _ = self.refresh();
         }
@@ -723,7 +723,7 @@ impl Index {
     /// ```
     pub fn refresh(&self) -> Result<bool> {
         let inner = &*self.inner;
-        if !matches!(inner.db, Db::ReadOnly(_)) {
+        if !inner.is_read_only() {
             return Ok(false);
         }
         let _guard = inner.refresh_lock.lock().unwrap_or_else(|e| e.into_inner());

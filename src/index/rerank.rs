@@ -48,10 +48,28 @@ impl Snapshot {
     /// The passage's own embedding E(p): from its xQG record when it has one (the stored
     /// row is then the fused vector), otherwise the stored row.
     pub fn passage_vector(&self, id: &str) -> Result<Option<Vec<f32>>> {
-        match self.augmentation(id)? {
-            Some(a) => Ok(Some(a.passage_vector)),
-            None => self.vector(id),
-        }
+        let Some(rid) = self.rid_of(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(match self.augmentation_by_rid(rid)? {
+            Some(a) => a.passage_vector,
+            None => self.vector_by_rid(rid, id)?,
+        }))
+    }
+
+    /// E(p) of every hit, in order (see [`Snapshot::passage_vector`]); a hit that is not in
+    /// this snapshot is a corrupt catalog.
+    pub(crate) fn hit_vectors(&self, hits: &[Hit]) -> Result<Vec<Vec<f32>>> {
+        hits.iter()
+            .map(|h| {
+                self.passage_vector(&h.id)?.ok_or_else(|| {
+                    Error::corrupt(
+                        &self.inner().catalog_path,
+                        format!("hit {:?} vanished", h.id),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Rescores `hits` (a dense result, best first) with `rerank.teacher` and returns the
@@ -73,17 +91,7 @@ impl Snapshot {
         if hits.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let vectors = hits
-            .iter()
-            .map(|h| {
-                self.passage_vector(&h.id)?.ok_or_else(|| {
-                    Error::corrupt(
-                        &self.inner().catalog_path,
-                        format!("hit {:?} vanished", h.id),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let vectors = self.hit_vectors(&hits)?;
         let candidates = Candidate::from_hits(&hits, &vectors);
         let teacher = rerank.teacher.score(query, &candidates)?;
         if teacher.len() != hits.len() || teacher.iter().any(|x| !x.is_finite()) {

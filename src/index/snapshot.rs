@@ -546,7 +546,7 @@ impl Snapshot {
             .collect()
     }
 
-    fn rid_of(&self, id: &str) -> Result<Option<u64>> {
+    pub(crate) fn rid_of(&self, id: &str) -> Result<Option<u64>> {
         let t = self
             .data
             .txn()
@@ -558,6 +558,19 @@ impl Snapshot {
     /// Up to `n` passage ids after `after` (from the first when `None`), in id order: a
     /// way to walk a large index with bounded memory.
     pub fn ids_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>> {
+        Ok(self
+            .id_rids_after(after, n)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Like [`Snapshot::ids_after`], with each id's row id.
+    pub(crate) fn id_rids_after(
+        &self,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, u64)>> {
         let t = self
             .data
             .txn()
@@ -570,7 +583,8 @@ impl Snapshot {
         .map_err(|e| self.cerr(e))?;
         let mut out = Vec::with_capacity(n.min(1 << 16));
         for row in range.take(n) {
-            out.push(row.map_err(|e| self.cerr(e))?.0.value().to_string());
+            let (id, rid) = row.map_err(|e| self.cerr(e))?;
+            out.push((id.value().to_string(), rid.value()));
         }
         Ok(out)
     }
@@ -638,13 +652,17 @@ impl Snapshot {
     /// The stored vector of a passage, as f32 (normalised for cosine indexes; decoded
     /// from the segment's dtype once sealed).
     pub fn vector(&self, id: &str) -> Result<Option<Vec<f32>>> {
-        let Some(rid) = self.rid_of(id)? else {
-            return Ok(None);
-        };
+        self.rid_of(id)?
+            .map(|rid| self.vector_by_rid(rid, id))
+            .transpose()
+    }
+
+    /// The stored vector of row `rid` (passage `id`, named in the error if it has none).
+    pub(crate) fn vector_by_rid(&self, rid: u64, id: &str) -> Result<Vec<f32>> {
         let d = &self.data;
         let dim = d.config.dim;
         if let Ok(i) = d.tail.rids.binary_search(&rid) {
-            return Ok(Some(d.tail.vectors[i * dim..(i + 1) * dim].to_vec()));
+            return Ok(d.tail.vectors[i * dim..(i + 1) * dim].to_vec());
         }
         for s in &d.segments {
             if let Ok(i) = s.handle.rids().binary_search(&rid) {
@@ -660,7 +678,7 @@ impl Snapshot {
                         .map(|&x| x as f32 / scale)
                         .collect(),
                 };
-                return Ok(Some(v));
+                return Ok(v);
             }
         }
         Err(Error::corrupt(
