@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup lint bench bench-peers bench-ingest fuzz-smoke interop
+.PHONY: demo test setup kernels lint bench bench-peers bench-ingest fuzz-smoke interop
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -12,9 +12,13 @@ setup:
 demo: setup
 	$(CARGO) run --release --bin xqdb -- demo
 
-test: setup lint
+test: setup kernels lint
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+
+# The CPU and the scoring kernels searches use on it, each checked against exact sums.
+kernels:
+	$(CARGO) run --release --quiet --bin xqdb -- kernels --check
 
 lint:
 	$(CARGO) fmt --all -- --check

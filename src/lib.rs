@@ -46,7 +46,7 @@ pub use index::{
 };
 pub use ingest::{IngestItem, Progress};
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
-pub use scan::Kernel;
+pub use scan::{kernel_report, kernel_self_check, Kernel, KernelCheck, KernelReport};
 pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;
 pub use types::{Dtype, Filter, Hit, Metric, Passage, Stats};

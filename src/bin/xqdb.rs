@@ -295,6 +295,15 @@ enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Show the CPU and the scoring kernels searches use on it; with --check, run every
+    /// kernel this CPU can execute against exact sums (exit status 1 on a failure).
+    Kernels {
+        /// Also check each kernel against the exact reference.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Evaluate retrieval quality.
     Eval {
         #[command(subcommand)]
@@ -480,6 +489,7 @@ fn main() -> ExitCode {
         | Command::Compact { out, .. }
         | Command::Verify { out, .. }
         | Command::Stats { out, .. }
+        | Command::Kernels { out, .. }
         | Command::Demo { out, .. }
         | Command::Eval {
             task:
@@ -908,6 +918,7 @@ fn run(command: Command) -> CliResult {
             let report = index.verify().map_err(err)?;
             Ok(json!({ "ok": true, "report": report }))
         }
+        Command::Kernels { check, out } => kernels(check, out.json),
         Command::Stats { dir, .. } => {
             let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
             Ok(serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())?)
@@ -1673,4 +1684,43 @@ fn demo(model: Option<&Path>, sample: Option<PathBuf>, index_dir: Option<PathBuf
     Ok(
         json!({ "index": dir, "passages": passages.len(), "languages": per_lang, "average": RankMetrics::macro_average(per_lang.values()), "examples": examples }),
     )
+}
+
+/// `xqdb kernels`: the report, and with `check` the self-check of every runnable kernel.
+fn kernels(check: bool, json_out: bool) -> Result<Value, String> {
+    let report = xqdb::kernel_report();
+    let checks = if check {
+        xqdb::kernel_self_check()
+    } else {
+        Vec::new()
+    };
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.kernel)
+        .collect();
+    let doc = json!({ "report": report, "checks": checks, "passed": failed.is_empty() });
+    if json_out {
+        if failed.is_empty() {
+            return Ok(doc);
+        }
+        println!("{doc}");
+        std::process::exit(1);
+    }
+    println!("{report}");
+    for c in &checks {
+        let verdict = if c.passed { "ok" } else { "FAILED" };
+        println!(
+            "check {}: {} cases, worst error {:.3} of the f32 bound: {verdict}",
+            c.kernel, c.cases, c.worst
+        );
+    }
+    if failed.is_empty() {
+        Ok(Value::Null)
+    } else {
+        Err(format!(
+            "kernels outside the f32 error bound: {}",
+            failed.join(", ")
+        ))
+    }
 }
