@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels lint bench bench-peers bench-ingest fuzz-smoke interop
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -12,13 +12,26 @@ setup:
 demo: setup
 	$(CARGO) run --release --bin xqdb -- demo
 
-test: setup kernels lint
+test: setup kernels lint features
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 
 # The CPU and the scoring kernels searches use on it, each checked against exact sums.
 kernels:
 	$(CARGO) run --release --quiet --bin xqdb -- kernels --check
+
+# The core library alone (built and unit-tested), each optional feature alone (checked),
+# and the rule that the core pulls none of the optional features' crates. `make test`
+# builds and tests everything with all features.
+OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|signal-hook|arrow-[a-z]+|parquet) v
+features:
+	$(CARGO) build --release --lib --no-default-features
+	$(CARGO) test --release --lib --no-default-features
+	for f in cli server interchange; do \
+		$(CARGO) check --no-default-features --features $$f --lib --bins || exit 1; \
+	done
+	if $(CARGO) tree --no-default-features -e normal --prefix none | grep -E '$(OPTIONAL_CRATES)'; then \
+		echo "the core library depends on the crates above"; exit 1; fi
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -192,6 +192,17 @@ impl Error {
         }
     }
 
+    /// The passage id an input error names, if it names one.
+    pub fn passage_id(&self) -> Option<&str> {
+        match self {
+            Error::DuplicateId { id }
+            | Error::DimensionMismatch { id, .. }
+            | Error::InvalidVector { id, .. }
+            | Error::InvalidPassage { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// True for errors that mean the stored bytes are damaged or not ours.
     pub fn is_corruption(&self) -> bool {
         matches!(

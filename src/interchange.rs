@@ -9,8 +9,9 @@
 //! Both directions stream in batches: memory stays bounded by the batch size.
 
 use crate::error::{Error, Result};
+use crate::ingest::{Row, RowData, WriteMode};
 use crate::xqg::{Augmentation, XqgProfile};
-use crate::{Index, IngestItem, Metric, Passage};
+use crate::{Index, Metric, Passage};
 use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, Float32Builder};
 use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, Float64Array, LargeListArray,
@@ -680,19 +681,22 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
         bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         ..Default::default()
     };
-    let mut staged = 0usize;
+    let mode = if options.upsert {
+        WriteMode::Upsert
+    } else {
+        WriteMode::Insert
+    };
     let mut row_no = 0u64;
-    let mut texts: Vec<IngestItem> = Vec::new();
-    let flush_texts = |w: &mut crate::Writer, texts: &mut Vec<IngestItem>| -> Result<()> {
-        if texts.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(texts);
-        if options.upsert {
-            w.upsert_items(items, &|_| {})
-        } else {
-            w.insert_items(items, &|_| {})
-        }
+    // The rows of the commit being assembled, and their row numbers in the file.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row_nos: Vec<u64> = Vec::new();
+    let flush = |w: &mut crate::Writer, rows: &mut Vec<Row>, row_nos: &mut Vec<u64>| {
+        let staged = w.stage_rows(std::mem::take(rows), mode, &|_| {});
+        let nos = std::mem::take(row_nos);
+        staged.map_err(|e| match e.row {
+            Some(r) => bad(&path, nos[r], e.error),
+            None => e.error,
+        })
     };
     let batches = source.peeked.into_iter().map(Ok).chain(source.batches);
     let result = (|| -> Result<()> {
@@ -737,7 +741,7 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
                     .map(serde_json::from_str)
                     .transpose()
                     .map_err(|e| bad(&path, row_no, format!("meta is not JSON: {e}")))?;
-                let stage = match (&vp[i], &vs[i], counts[i], &vf[i]) {
+                let data = match (&vp[i], &vs[i], counts[i], &vf[i]) {
                     (Some(e_p), Some(sum), Some(n), _) if has_profile => {
                         let qs = queries[i].clone().unwrap_or_default();
                         if qs.len() != n as usize {
@@ -747,49 +751,36 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
                                 format!("query_count {n} but {} generated_queries", qs.len()),
                             ));
                         }
-                        let a = Augmentation {
+                        report.augmented += 1;
+                        RowData::Augmented(Augmentation {
                             passage_vector: e_p.clone(),
                             query_sum: sum.clone(),
                             queries: qs,
                             query_vectors: None,
                             pending: false,
-                        };
-                        report.augmented += 1;
-                        if options.upsert {
-                            w.upsert_augmented(p, a)
-                        } else {
-                            w.insert_augmented(p, a)
-                        }
+                        })
                     }
-                    (_, _, _, Some(v)) | (Some(v), None, _, None) => {
-                        if options.upsert {
-                            w.upsert(p, v)
-                        } else {
-                            w.insert(p, v)
-                        }
-                    }
+                    (_, _, _, Some(v)) | (Some(v), None, _, None) => RowData::Vector(v.clone()),
                     _ => {
                         report.encoded += 1;
-                        texts.push(IngestItem {
-                            passage: p,
-                            queries: queries[i].clone(),
-                        });
-                        Ok(())
+                        match queries[i].clone() {
+                            Some(q) => RowData::Queries(q),
+                            None => RowData::Text,
+                        }
                     }
                 };
-                stage.map_err(|e| bad(&path, row_no, e))?;
-                staged += 1;
+                rows.push(Row { passage: p, data });
+                row_nos.push(row_no);
                 report.rows += 1;
-                if staged >= options.commit_rows.max(1) {
-                    flush_texts(&mut w, &mut texts)?;
+                if rows.len() >= options.commit_rows.max(1) {
+                    flush(&mut w, &mut rows, &mut row_nos)?;
                     w.commit()?;
                     report.commits += 1;
-                    staged = 0;
                 }
             }
         }
-        flush_texts(&mut w, &mut texts)?;
-        if staged > 0 {
+        if !rows.is_empty() {
+            flush(&mut w, &mut rows, &mut row_nos)?;
             w.commit()?;
             report.commits += 1;
         }

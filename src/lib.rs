@@ -19,8 +19,20 @@
 //! assert_eq!(hits[0].id, "helsinki");
 //! # Ok(()) }
 //! ```
+//!
+//! # Cargo features
+//!
+//! The core (store, segments, scans, models, xQG, ingest, eval, distillation) is always
+//! built. Default features add:
+//! - `cli`: the `xqdb` command-line tool (clap, indicatif, signal-hook);
+//! - `server`: [`server`], a local HTTP JSON API (tiny_http);
+//! - `interchange`: [`interchange`], Parquet and Arrow IPC export/import (arrow-rs, parquet).
+//!
+//! An application that embeds xqdb can depend on it with `default-features = false` and
+//! compile none of them.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod distill;
 mod error;
@@ -30,10 +42,14 @@ pub mod faults;
 pub mod fuzzing;
 mod index;
 pub mod ingest;
+#[cfg(feature = "interchange")]
+#[cfg_attr(docsrs, doc(cfg(feature = "interchange")))]
 pub mod interchange;
 pub mod model;
 mod scan;
 pub mod segment;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod store;
 mod types;

@@ -20,7 +20,8 @@
 
 use crate::error::{Error, Result};
 use crate::ingest::jsonl::parse_line;
-use crate::{Filter, Index, IngestItem, SearchOptions, Writer};
+use crate::ingest::{Row, WriteMode};
+use crate::{Filter, Index, SearchOptions, Writer};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -324,7 +325,7 @@ impl Server {
         for (i, row) in rows.iter().enumerate() {
             let bytes = serde_json::to_vec(row).expect("JSON values serialise");
             match parse_line(&bytes) {
-                Ok(Some(r)) => parsed.push(r),
+                Ok(Some(r)) => parsed.push(Row::from(r)),
                 Ok(None) => return fail(400, format!("passage {i} is empty")),
                 Err(msg) => return fail(400, format!("passage {i}: {msg}")),
             }
@@ -334,30 +335,18 @@ impl Server {
             Err(r) => return r,
         };
         let n = parsed.len();
-        let staged = (|| -> Result<()> {
-            let mut texts = Vec::new();
-            for r in parsed {
-                match r.vector {
-                    Some(v) if upsert => w.upsert(r.passage, &v)?,
-                    Some(v) => w.insert(r.passage, &v)?,
-                    None => texts.push(IngestItem {
-                        passage: r.passage,
-                        queries: r.queries,
-                    }),
-                }
-            }
-            if !texts.is_empty() {
-                if upsert {
-                    w.upsert_items(texts, &|_| {})?;
-                } else {
-                    w.insert_items(texts, &|_| {})?;
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = staged {
+        let mode = if upsert {
+            WriteMode::Upsert
+        } else {
+            WriteMode::Insert
+        };
+        if let Err(e) = w.stage_rows(parsed, mode, &|_| {}) {
             w.rollback();
-            return from_error(e);
+            let status = status_of(&e.error);
+            return match e.row {
+                Some(i) => fail(status, format!("passage {i}: {}", e.error)),
+                None => fail(status, e.error.to_string()),
+            };
         }
         match w.commit() {
             Ok(info) => reply(200, json!({ "added": n, "commit_seq": info.commit_seq })),

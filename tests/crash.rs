@@ -11,48 +11,14 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use xqdb::{Index, VerifyPolicy};
 
-const BATCH: usize = 16;
-const DIM: usize = 8;
+mod common;
 
-/// Same formula as the stress writer.
-fn stress_vector(n: u64) -> Vec<f32> {
-    (0..DIM)
-        .map(|j| (((n * 31 + j as u64 * 17) % 97) as f32 - 48.0) / 16.0)
-        .collect()
-}
-
-/// Same as the stress writer's query vector.
-fn stress_query() -> Vec<f32> {
-    (0..DIM).map(|j| [1.0, -1.0, 0.5, 0.0][j % 4]).collect()
-}
-
-fn batch_len(b: u64) -> usize {
-    if b % 5 == 4 {
-        BATCH * 2
-    } else {
-        BATCH
-    }
-}
-
-/// Ids and vectors the store must hold after batches `0..=last` committed.
-fn expected(last: Option<u64>) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let Some(last) = last else { return ids };
-    for b in 0..=last {
-        for i in 0..batch_len(b) {
-            let deleted = b + 2 <= last && i < BATCH && i % 2 == 0;
-            if !deleted {
-                ids.insert(format!("b{b}-{i}"));
-            }
-        }
-    }
-    ids
-}
+use common::stress::{expected, DIM};
 
 /// The adapter the stress writer has stored (its batch number) once the adapter steps of
 /// batches `0..=last` ran: set after batches with b % 7 == 2, dropped after b % 7 == 0 with
@@ -79,17 +45,7 @@ enum Aim {
 
 /// Runs the child until it is killed; returns the batches it acknowledged.
 fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args([
-            "stress-writer",
-            dir.to_str().unwrap(),
-            "--batch-size",
-            &BATCH.to_string(),
-            "--dim",
-            &DIM.to_string(),
-            "--first-batch",
-            &first.to_string(),
-        ])
+    let mut child = common::stress::command(dir, first)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -242,9 +198,9 @@ fn kill_rounds(kills: usize, seed: u64) {
             let n = b.parse::<u64>().unwrap() * 100_000 + i.parse::<u64>().unwrap();
             // Every vector is fused with the α the store records: a re-fusion is all or nothing.
             let alpha = snap.xqg_profile().unwrap().alpha;
-            let want: Vec<f32> = stress_vector(n)
+            let want: Vec<f32> = common::stress::vector(n)
                 .iter()
-                .zip(stress_query())
+                .zip(common::stress::query())
                 .map(|(p, q)| (1.0 - alpha) * p + alpha * q)
                 .collect();
             assert_eq!(

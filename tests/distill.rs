@@ -2,6 +2,8 @@
 //! adapter stored in the index and applied to text searches, teacher reranking, and the
 //! `distill` / `adapter` commands.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,19 +13,8 @@ use xqdb::distill::{
     SetOptions, SetQuery, Teacher, TeacherQuery, TrainOptions, TranslationTeacher,
 };
 use xqdb::{
-    Encoder, EncoderOptions, Error, Generator, GeneratorOptions, Index, Metric, ModelBundle,
-    Passage, Rerank, SearchOptions, XqgProfile,
+    Error, Generator, GeneratorOptions, Index, Metric, Passage, Rerank, SearchOptions, XqgProfile,
 };
-
-fn encoder() -> Arc<Encoder> {
-    let dir = ModelBundle::default_dir();
-    assert!(
-        dir.join("xqdb-bundle.json").exists(),
-        "run `make setup` first: no bundle at {}",
-        dir.display()
-    );
-    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &EncoderOptions::default()).unwrap())
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,7 +36,10 @@ fn sample(step: usize) -> Vec<(String, String, String)> {
 /// An index of the English questions as passages `p0..`, and the native questions as
 /// queries with their positive and parallel English version.
 fn english_index(dir: &Path, rows: &[(String, String, String)]) -> (Index, Vec<SetQuery>) {
-    let index = Index::builder().encoder(encoder()).create(dir).unwrap();
+    let index = Index::builder()
+        .encoder(common::default_encoder())
+        .create(dir)
+        .unwrap();
     let mut w = index.writer().unwrap();
     let passages: Vec<Passage> = rows
         .iter()
@@ -152,7 +146,7 @@ fn a_distilled_adapter_is_stored_applied_to_text_searches_and_removable() {
     drop(index);
 
     let index = Index::builder()
-        .encoder(encoder())
+        .encoder(common::default_encoder())
         .open(tmp.path().join("idx"))
         .unwrap();
     let snap = index.snapshot();
@@ -215,7 +209,7 @@ fn reranking_interpolates_standardised_teacher_and_dense_scores() {
     let tmp = tempfile::tempdir().unwrap();
     let rows = sample(20);
     let (index, queries) = english_index(&tmp.path().join("idx"), &rows);
-    let teacher = EncoderTeacher::new(encoder());
+    let teacher = EncoderTeacher::new(common::default_encoder());
     let snap = index.snapshot();
     for q in queries.iter().take(5) {
         let tq = TeacherQuery {
@@ -407,21 +401,6 @@ fn generator_teacher_scores_are_the_python_log_likelihoods() {
     }
 }
 
-fn xqdb(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "xqdb {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
-}
-
 #[test]
 fn the_distill_and_adapter_commands() {
     let tmp = tempfile::tempdir().unwrap();
@@ -437,9 +416,9 @@ fn the_distill_and_adapter_commands() {
     std::fs::write(&qfile, lines.join("\n")).unwrap();
     let d = dir.to_str().unwrap();
     let set = tmp.path().join("set.jsonl");
-    let none = xqdb(&["adapter", d]);
+    let none = common::xqdb_json(&["adapter", d]);
     assert!(none["adapter"].is_null());
-    let r = xqdb(&[
+    let r = common::xqdb_json(&[
         "distill",
         d,
         "--teacher",
@@ -460,7 +439,7 @@ fn the_distill_and_adapter_commands() {
     assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
     assert_eq!(read_set(&set).unwrap().len(), queries.len());
     // An adapter is stored only when held-out retrieval got better; otherwise nothing is.
-    let shown = xqdb(&["adapter", d, "--show"]);
+    let shown = common::xqdb_json(&["adapter", d, "--show"]);
     let mrr = |k: &str| r[k].as_f64().unwrap();
     if r["stored"] == true {
         assert!(mrr("holdout_mrr_after") > mrr("holdout_mrr_before"), "{r}");
@@ -478,7 +457,7 @@ fn the_distill_and_adapter_commands() {
     }
     let first = shown["adapter"].clone();
     // The same set trains a low-rank adapter without mining again.
-    let r = xqdb(&[
+    let r = common::xqdb_json(&[
         "distill",
         d,
         "--from-set",
@@ -493,7 +472,7 @@ fn the_distill_and_adapter_commands() {
         "0.001",
     ]);
     assert_eq!(r["set_rows"].as_u64().unwrap() as usize, queries.len());
-    let shown = xqdb(&["adapter", d]);
+    let shown = common::xqdb_json(&["adapter", d]);
     if r["stored"] == true {
         assert_eq!(shown["adapter"]["rank"], 8, "{r}");
     } else {
@@ -502,9 +481,9 @@ fn the_distill_and_adapter_commands() {
             "a refused adapter replaced the stored one"
         );
     }
-    let hits = xqdb(&["search", d, &queries[0].query, "-k", "3"]);
-    assert_eq!(hits["results"][0].as_array().unwrap().len(), 3);
-    let reranked = xqdb(&[
+    let hits = common::xqdb_json(&["search", d, &queries[0].query, "-k", "3"]);
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 3);
+    let reranked = common::xqdb_json(&[
         "search",
         d,
         &queries[0].query,
@@ -515,10 +494,10 @@ fn the_distill_and_adapter_commands() {
         "--parallel",
         queries[0].parallel.as_deref().unwrap(),
     ]);
-    assert_eq!(reranked["results"][0][0]["id"], "p0");
-    let dropped = xqdb(&["adapter", d, "--drop"])["dropped"].clone();
+    assert_eq!(reranked["hits"][0]["id"], "p0");
+    let dropped = common::xqdb_json(&["adapter", d, "--drop"])["dropped"].clone();
     assert_eq!(dropped, !shown["adapter"].is_null(), "{shown}");
-    assert!(xqdb(&["adapter", d])["adapter"].is_null());
+    assert!(common::xqdb_json(&["adapter", d])["adapter"].is_null());
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
         .args(["distill", d, "--teacher", "oracle", "--pseudo", "5"])
         .output()

@@ -9,30 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xqdb::{Index, Snapshot};
 
-const BATCH: usize = 16;
-const DIM: usize = 8;
+mod common;
 
-fn batch_len(b: u64) -> usize {
-    if b % 5 == 4 {
-        BATCH * 2
-    } else {
-        BATCH
-    }
-}
-
-/// The ids the store holds after batches `0..=last` (as in tests/crash.rs).
-fn expected(last: Option<u64>) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let Some(last) = last else { return ids };
-    for b in 0..=last {
-        for i in 0..batch_len(b) {
-            if !(b + 2 <= last && i < BATCH && i % 2 == 0) {
-                ids.insert(format!("b{b}-{i}"));
-            }
-        }
-    }
-    ids
-}
+use common::stress::{expected, DIM};
 
 /// Checks that `snap` shows exactly the state after some batch; returns that batch.
 fn check_consistent(snap: &Snapshot) -> Option<u64> {
@@ -59,15 +38,7 @@ impl Drop for Writer {
 }
 
 fn start_writer(dir: &std::path::Path) -> Writer {
-    let child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args([
-            "stress-writer",
-            dir.to_str().unwrap(),
-            "--batch-size",
-            &BATCH.to_string(),
-            "--dim",
-            &DIM.to_string(),
-        ])
+    let child = common::stress::command(dir, 0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -125,16 +96,7 @@ fn readers_in_other_processes_see_committed_states_while_one_process_writes() {
         "the follower never saw a newer commit ({first})"
     );
     // Other processes read at the same time; a second writer process is refused.
-    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["stats", dir.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = common::xqdb_json(&["stats", dir.to_str().unwrap()]);
     assert!(stats["passages"].as_u64().unwrap() > 0);
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
         .args(["delete", dir.to_str().unwrap(), "b0-1"])

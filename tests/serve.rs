@@ -3,6 +3,8 @@
 //! searches while adding, text search with the default model, and graceful shutdown on
 //! SIGTERM leaving a cleanly closed index with every acknowledged write.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -217,15 +219,7 @@ fn concurrent_searches_while_adding_then_a_clean_shutdown() {
 fn text_search_with_the_default_model() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
-    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["init", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::xqdb_json(&["init", dir.to_str().unwrap()]);
     let srv = serve(&dir, &[]);
     let a = srv.addr.as_str();
     let (st, v) = post(

@@ -2,25 +2,20 @@
 //! search time; an index remembers its model and refuses another; a vectors-only index and a
 //! missing runtime give clear errors.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use xqdb::{Encoder, EncoderOptions, Error, Index, ModelBundle, Passage, SearchOptions};
-
-fn encoder() -> Arc<Encoder> {
-    let dir = ModelBundle::default_dir();
-    assert!(
-        dir.join("xqdb-bundle.json").exists(),
-        "run `make setup` first: no bundle at {}",
-        dir.display()
-    );
-    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &EncoderOptions::default()).unwrap())
-}
 
 #[test]
 fn questions_in_other_languages_find_english_passages() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("idx");
-    let index = Index::builder().encoder(encoder()).create(&path).unwrap();
+    let index = Index::builder()
+        .encoder(common::default_encoder())
+        .create(&path)
+        .unwrap();
     let passages = vec![
         Passage::new(
             "helsinki",
@@ -162,36 +157,13 @@ fn cli_adds_text_rows_and_answers_text_queries() {
         "{\"id\":\"fi\",\"text\":\"Helsinki is the capital of Finland.\",\"lang\":\"en\"}\n{\"id\":\"jp\",\"text\":\"Tokyo is the capital of Japan.\",\"lang\":\"en\"}\n",
     )
     .unwrap();
-    let out = Command::new(bin)
-        .args([
-            "add",
-            idx.to_str().unwrap(),
-            input.to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(bin)
-        .args([
-            "search",
-            idx.to_str().unwrap(),
-            "Suomen pääkaupunki",
-            "-k",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["results"][0][0]["id"], "fi");
+    common::xqdb_json(&["add", idx.to_str().unwrap(), input.to_str().unwrap()]);
+    let v = common::xqdb_json(&[
+        "search",
+        idx.to_str().unwrap(),
+        "Suomen pääkaupunki",
+        "-k",
+        "1",
+    ]);
+    assert_eq!(v["hits"][0]["id"], "fi");
 }

@@ -2,6 +2,8 @@
 //! against nltk itself, on fixtures recorded by scripts/make_xor_fixtures.py (nltk 3.10.4
 //! with NLTK's English Punkt parameters; the official evals/eval_xor_retrieve.py).
 
+mod common;
+
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use xqdb::eval::nltk::word_tokenize;
@@ -67,19 +69,15 @@ fn r_at_kt_equals_the_official_script_to_the_last_digit() {
     let tmp = tempfile::tempdir().unwrap();
     let pred_file = tmp.path().join("predictions.json");
     std::fs::write(&pred_file, serde_json::to_string(&predictions).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["eval", "xor", "--json", "--questions"])
-        .arg(fixtures().join("questions.jsonl"))
-        .arg("--predictions")
-        .arg(&pred_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let questions = fixtures().join("questions.jsonl");
+    let got = common::xqdb_json(&[
+        "eval",
+        "xor",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--predictions",
+        pred_file.to_str().unwrap(),
+    ]);
     let official: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("official.json")).unwrap())
             .unwrap();

@@ -3,31 +3,14 @@
 //! imported queries, deferred generation across a reopen, determinism, and all-or-nothing
 //! batches. Needs the default bundle and ONNX Runtime (`make setup`).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use xqdb::ingest::IngestItem;
-use xqdb::model::{Encoder, EncoderOptions, ModelBundle};
+use xqdb::model::Encoder;
 use xqdb::xqg::{fuse, TargetLanguage};
 use xqdb::{AugmentBudget, Generator, GeneratorOptions, Index, Passage, XqgProfile};
-
-fn encoder(threads: usize) -> Arc<Encoder> {
-    let dir = ModelBundle::default_dir();
-    assert!(
-        dir.join("xqdb-bundle.json").exists(),
-        "the default model bundle is missing at {}: run `make setup` first",
-        dir.display()
-    );
-    Arc::new(
-        Encoder::open(
-            ModelBundle::open(dir).unwrap(),
-            &EncoderOptions {
-                threads,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 fn generator() -> Arc<Generator> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seq2seq/mt5");
@@ -76,7 +59,7 @@ fn build(dir: &Path, p: XqgProfile, enc: Arc<Encoder>) -> Index {
 #[test]
 fn generated_queries_are_stored_and_fused_as_the_formula_says() {
     let tmp = tempfile::tempdir().unwrap();
-    let enc = encoder(2);
+    let enc = common::default_encoder_threads(2);
     let index = build(tmp.path(), profile(0.05), enc.clone());
     let mut w = index.writer().unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
@@ -118,7 +101,7 @@ fn generated_queries_are_stored_and_fused_as_the_formula_says() {
 
 #[test]
 fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
-    let enc = encoder(2);
+    let enc = common::default_encoder_threads(2);
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = build(a_dir.path(), profile(0.01), enc.clone());
     let b = build(b_dir.path(), profile(0.2), enc.clone());
@@ -168,7 +151,7 @@ fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
 #[test]
 fn imported_queries_are_encoded_and_fused_without_a_generator() {
     let tmp = tempfile::tempdir().unwrap();
-    let enc = encoder(2);
+    let enc = common::default_encoder_threads(2);
     let index = Index::builder()
         .encoder(enc.clone())
         .xqg(profile(0.1))
@@ -244,7 +227,7 @@ fn imported_queries_are_encoded_and_fused_without_a_generator() {
 
 #[test]
 fn deferred_generation_is_searchable_at_once_and_resumes_after_reopen() {
-    let enc = encoder(2);
+    let enc = common::default_encoder_threads(2);
     let (d_dir, n_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let deferred = XqgProfile {
         deferred: true,
@@ -302,8 +285,8 @@ fn deferred_generation_is_searchable_at_once_and_resumes_after_reopen() {
 #[test]
 fn same_seed_same_queries_on_any_thread_count_and_batch() {
     let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = build(x.path(), profile(0.05), encoder(1));
-    let b = build(y.path(), profile(0.05), encoder(2));
+    let a = build(x.path(), profile(0.05), common::default_encoder_threads(1));
+    let b = build(y.path(), profile(0.05), common::default_encoder_threads(2));
     let all = passages();
     let mut w = a.writer().unwrap();
     w.insert_texts(all.clone(), &|_| {}).unwrap();
@@ -325,7 +308,7 @@ fn same_seed_same_queries_on_any_thread_count_and_batch() {
             seed: 7,
             ..profile(0.05)
         },
-        encoder(2),
+        common::default_encoder_threads(2),
     );
     let mut w = c.writer().unwrap();
     w.insert_texts(all.clone(), &|_| {}).unwrap();
@@ -340,7 +323,11 @@ fn same_seed_same_queries_on_any_thread_count_and_batch() {
 #[test]
 fn a_different_generator_is_refused_at_open() {
     let tmp = tempfile::tempdir().unwrap();
-    build(tmp.path(), profile(0.05), encoder(1));
+    build(
+        tmp.path(),
+        profile(0.05),
+        common::default_encoder_threads(1),
+    );
     let t5 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seq2seq/t5");
     let other = Arc::new(Generator::open(t5, &GeneratorOptions::default()).unwrap());
     let e = Index::builder()
@@ -350,27 +337,13 @@ fn a_different_generator_is_refused_at_open() {
     assert!(matches!(e, xqdb::Error::ModelMismatch { .. }), "{e}");
 }
 
-fn cli(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "xqdb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_cli_imports_generated_queries_shows_them_and_refuses() {
-    encoder(1); // fails with the set-up command when the default bundle is missing
+    common::default_encoder_threads(1); // fails with the set-up command when the default bundle is missing
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let dir = dir.to_str().unwrap();
-    let created = cli(&["init", dir, "--xqg", "--alpha", "0.1"]);
+    let created = common::xqdb_json(&["init", dir, "--xqg", "--alpha", "0.1"]);
     assert_eq!(created["xqg"]["per_language"], 5);
     let file = tmp.path().join("corpus.jsonl");
     std::fs::write(
@@ -383,27 +356,37 @@ fn the_cli_imports_generated_queries_shows_them_and_refuses() {
         ),
     )
     .unwrap();
-    assert_eq!(cli(&["add", dir, file.to_str().unwrap()])["added"], 2);
-    let q = cli(&["queries", dir, "hel", "nope"]);
+    assert_eq!(
+        common::xqdb_json(&["add", dir, file.to_str().unwrap()])["added"],
+        2
+    );
+    let q = common::xqdb_json(&["queries", dir, "hel", "nope"]);
     assert_eq!(q["missing"][0], "nope");
     let hel = q["passages"]["hel"]["queries"].as_array().unwrap();
     assert_eq!(hel.len(), 2);
     assert_eq!(hel[0]["lang"], "fi");
     assert_eq!(hel[1]["text"], "ఫిన్లాండ్ రాజధాని ఏది?");
-    let s = cli(&["stats", dir]);
+    let s = common::xqdb_json(&["stats", dir]);
     assert_eq!(
         (s["augmented"].as_u64(), s["augment_backlog"].as_u64()),
         (Some(2), Some(0))
     );
-    let before = cli(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
-    assert_eq!(before["results"][0][0]["id"], "hel");
-    let r = cli(&["refuse", dir, "--alpha", "0.3"]);
+    let before = common::xqdb_json(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
+    assert_eq!(before["hits"][0]["id"], "hel");
+    let r = common::xqdb_json(&["refuse", dir, "--alpha", "0.3"]);
     assert_eq!(r["refused"], 2);
-    let after = cli(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
-    assert_eq!(after["results"][0][0]["id"], "hel");
+    let after = common::xqdb_json(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
+    assert_eq!(after["hits"][0]["id"], "hel");
     assert!(
-        after["results"][0][0]["score"].as_f64() > before["results"][0][0]["score"].as_f64(),
+        after["hits"][0]["score"].as_f64() > before["hits"][0]["score"].as_f64(),
         "more weight on the Telugu query raises the Telugu match"
     );
-    assert!((cli(&["stats", dir])["xqg_alpha"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+    assert!(
+        (common::xqdb_json(&["stats", dir])["xqg_alpha"]
+            .as_f64()
+            .unwrap()
+            - 0.3)
+            .abs()
+            < 1e-6
+    );
 }

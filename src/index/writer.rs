@@ -4,7 +4,7 @@ use super::snapshot::{prepare_vector, SnapshotData, Tail};
 use super::Inner;
 use super::Snapshot;
 use crate::error::{Error, Result};
-use crate::ingest::{IngestItem, Pipeline, Progress};
+use crate::ingest::{IngestItem, Pipeline, Progress, Row, RowData, RowError, WriteMode};
 use crate::segment::{encode_rows, write_segment, RowSource, SegmentRecord};
 use crate::store::{self, Counters, MetaKey};
 use crate::types::{Dtype, Passage};
@@ -452,6 +452,85 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Buffers rows of every kind in one call, the way the CLI's `add`, the HTTP server and
+    /// Parquet/Arrow import do: rows with a vector or an xQG record are checked and staged in
+    /// order; the others are then encoded (and augmented per the index's profile) together,
+    /// with `progress` reporting on them. On error nothing of the call stays buffered and the
+    /// error names the failing row's position in `rows`.
+    ///
+    /// ```
+    /// use xqdb::ingest::{Row, WriteMode};
+    /// use xqdb::{Index, Passage};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = Index::builder().dim(2).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// let rows = vec![
+    ///     Row::with_vector(Passage::new("a", "first"), vec![1.0, 0.0]),
+    ///     Row::with_vector(Passage::new("a", "again"), vec![0.0, 1.0]),
+    /// ];
+    /// let e = w.stage_rows(rows, WriteMode::Insert, &|_| {}).unwrap_err();
+    /// assert_eq!(e.row, Some(1)); // the duplicate; row 0 was not kept either
+    /// assert_eq!(w.pending(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn stage_rows(
+        &mut self,
+        rows: Vec<Row>,
+        mode: WriteMode,
+        progress: &dyn Fn(&Progress),
+    ) -> std::result::Result<(), RowError> {
+        let replace = mode == WriteMode::Upsert;
+        let (ops, pending) = (self.ops.len(), self.pending.clone());
+        let result = self.stage_rows_inner(rows, replace, progress);
+        if result.is_err() {
+            self.ops.truncate(ops);
+            self.pending = pending;
+        }
+        result
+    }
+
+    fn stage_rows_inner(
+        &mut self,
+        rows: Vec<Row>,
+        replace: bool,
+        progress: &dyn Fn(&Progress),
+    ) -> std::result::Result<(), RowError> {
+        let at = |row: usize| {
+            move |error: Error| RowError {
+                row: Some(row),
+                error,
+            }
+        };
+        let mut items = Vec::new();
+        let mut item_rows = Vec::new();
+        for (i, Row { passage, data }) in rows.into_iter().enumerate() {
+            match data {
+                RowData::Vector(v) => self.stage(passage, &v, replace).map_err(at(i))?,
+                RowData::Augmented(a) => {
+                    self.stage_augmented(passage, a, replace).map_err(at(i))?
+                }
+                RowData::Text | RowData::Queries(_) => {
+                    let queries = match data {
+                        RowData::Queries(q) => Some(q),
+                        _ => None,
+                    };
+                    item_rows.push((passage.id.clone(), i));
+                    items.push(IngestItem { passage, queries });
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.stage_items(items, replace, progress).map_err(|error| {
+            let row = error
+                .passage_id()
+                .and_then(|id| item_rows.iter().find(|(rid, _)| rid == id).map(|&(_, r)| r));
+            RowError { row, error }
+        })
     }
 
     /// Buffers the deletion of `id`; returns whether it existed.

@@ -9,6 +9,9 @@ use crate::xqg::{dedup_queries, Augmentation, XqgProfile};
 use std::time::{Duration, Instant};
 
 pub mod jsonl;
+mod row;
+
+pub use row::{Row, RowData, RowError, WriteMode};
 
 /// Most queries one passage may bring (imported or generated).
 pub const MAX_QUERIES_PER_PASSAGE: usize = 4096;

@@ -1,0 +1,109 @@
+//! Everything the CLI prints: the JSON document of `--json`, the human-readable form of the
+//! same document, tables, hit lists and progress bars.
+
+use crate::common::CliResult;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use xqdb::eval::RankMetrics;
+
+/// Prints a command's result (one JSON document with `--json`, text otherwise) and turns it
+/// into the exit status. Errors go to stderr, and with `--json` also to stdout as
+/// `{"error": "..."}`.
+pub(crate) fn finish(result: CliResult, json_out: bool) -> ExitCode {
+    match result {
+        Ok(Value::Null) => ExitCode::SUCCESS,
+        Ok(v) => {
+            if json_out {
+                println!("{v}");
+            } else {
+                print_human(&v);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            if json_out {
+                println!("{}", json!({ "error": msg }));
+            }
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_human(v: &Value) {
+    if let Some(hits) = v.get("hits").and_then(Value::as_array) {
+        print_hits(hits);
+        return;
+    }
+    if let Some(results) = v.get("results").and_then(Value::as_array) {
+        for (qi, hits) in results.iter().enumerate() {
+            println!("query {qi}:");
+            print_hits(hits.as_array().map_or(&[], Vec::as_slice));
+        }
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map {
+                match val {
+                    Value::String(s) => println!("{k}: {s}"),
+                    other => println!("{k}: {other}"),
+                }
+            }
+        }
+        other => println!("{other}"),
+    }
+}
+
+fn print_hits(hits: &[Value]) {
+    for (rank, h) in hits.iter().enumerate() {
+        let text = h["text"].as_str().unwrap_or("");
+        let short: String = text.chars().take(100).collect();
+        println!(
+            "{:>3}. {:.4}  {}  {}",
+            rank + 1,
+            h["score"].as_f64().unwrap_or(0.0),
+            h["id"].as_str().unwrap_or(""),
+            short
+        );
+    }
+}
+
+/// Commands that print their own tables return their JSON only when asked for it.
+pub(crate) fn quiet_unless(json: bool, r: CliResult) -> CliResult {
+    r.map(|v| if json { v } else { Value::Null })
+}
+
+pub(crate) fn metrics_table(
+    title: &str,
+    per_lang: &std::collections::BTreeMap<String, RankMetrics>,
+) {
+    eprintln!("{title}");
+    eprintln!(
+        "{:<8} {:>7} {:>7} {:>7} {:>7}",
+        "lang", "n", "R@1", "R@10", "MRR@10"
+    );
+    for (lang, m) in per_lang {
+        eprintln!(
+            "{lang:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}",
+            m.queries, m.recall_at_1, m.recall_at_10, m.mrr_at_10
+        );
+    }
+    let avg = RankMetrics::macro_average(per_lang.values());
+    eprintln!(
+        "{:<8} {:>7} {:>7.4} {:>7.4} {:>7.4}",
+        "average", avg.queries, avg.recall_at_1, avg.recall_at_10, avg.mrr_at_10
+    );
+}
+
+pub(crate) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{msg}}");
+    b.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    b
+}

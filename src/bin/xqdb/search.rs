@@ -1,0 +1,139 @@
+//! `xqdb search`: text or vector queries, filters, the query adapter and teacher reranking.
+
+use crate::common::{err, open_index, CliResult};
+use crate::distill::make_teacher;
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use xqdb::{Filter, SearchOptions};
+
+#[derive(Args)]
+pub(crate) struct SearchArgs {
+    dir: PathBuf,
+    /// Query text, encoded by the index's model (or use --vector-file).
+    text: Option<String>,
+    /// Encoder model bundle (default: the one the index records).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A JSON array of numbers (one query) or one array per line (a batch).
+    #[arg(long)]
+    vector_file: Option<PathBuf>,
+    /// Number of hits.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// Only passages in these languages.
+    #[arg(long = "lang")]
+    langs: Vec<String>,
+    /// Only passages whose metadata field equals a JSON value: FIELD=VALUE.
+    #[arg(long = "meta")]
+    meta: Vec<String>,
+    /// Search text queries without the stored query adapter.
+    #[arg(long)]
+    no_adapter: bool,
+    /// Rescore the dense top --rerank-depth with a teacher: `translation` (needs
+    /// --parallel), `generator[:DIR]` (needs --query-lang) or `encoder:DIR`.
+    #[arg(long)]
+    rerank: Option<String>,
+    /// How many dense hits the teacher rescores.
+    #[arg(long, default_value_t = 20)]
+    rerank_depth: usize,
+    /// Teacher weight w: final = (1 - w)·z(dense) + w·z(teacher).
+    #[arg(long, default_value_t = 0.5)]
+    rerank_weight: f32,
+    /// The query's language code (the generator teacher's prompt names it).
+    #[arg(long)]
+    query_lang: Option<String>,
+    /// A parallel (e.g. English) version of the query, for the translation teacher.
+    #[arg(long)]
+    parallel: Option<String>,
+    /// Length-normalise the generator teacher's log-likelihood.
+    #[arg(long)]
+    length_normalize: bool,
+}
+
+pub(crate) fn search(a: SearchArgs) -> CliResult {
+    let SearchArgs {
+        dir,
+        text,
+        model,
+        vector_file,
+        k,
+        langs,
+        meta,
+        no_adapter,
+        rerank,
+        rerank_depth,
+        rerank_weight,
+        query_lang,
+        parallel,
+        length_normalize,
+    } = a;
+    let index = open_index(&dir, model.as_deref(), true)?;
+    let mut filter = Filter::new();
+    if !langs.is_empty() {
+        filter = filter.langs(langs);
+    }
+    for m in meta {
+        let (field, value) = m
+            .split_once('=')
+            .ok_or_else(|| format!("--meta {m:?}: expected FIELD=VALUE"))?;
+        let value: Value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        filter = filter.meta_eq(field, value);
+    }
+    let options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
+    let hits = match (text, vector_file) {
+        (_, Some(f)) => {
+            if rerank.is_some() {
+                return Err("--rerank needs a text query".into());
+            }
+            let (queries, batch) = read_vectors(&f)?;
+            let hits = index.search_batch(&queries, &options).map_err(err)?;
+            if batch {
+                return Ok(json!({ "results": hits }));
+            }
+            hits
+        }
+        (Some(t), None) => match rerank {
+            Some(spec) => {
+                let teacher = make_teacher(&spec, &index, length_normalize)?;
+                let query = xqdb::distill::TeacherQuery {
+                    text: &t,
+                    lang: query_lang.as_deref(),
+                    parallel: parallel.as_deref(),
+                };
+                let r = xqdb::Rerank {
+                    teacher: teacher.as_ref(),
+                    depth: rerank_depth,
+                    weight: rerank_weight,
+                };
+                vec![index
+                    .search_text_reranked(&query, &options, &r)
+                    .map_err(err)?]
+            }
+            None => index.search_texts(&[t], &options).map_err(err)?,
+        },
+        (None, None) => return Err("give a query text or --vector-file".into()),
+    };
+    let hits: Vec<xqdb::Hit> = hits.into_iter().next().unwrap_or_default();
+    Ok(json!({ "hits": hits }))
+}
+
+/// The queries of a vector file, and whether it is a batch (one array a line) rather than
+/// one array.
+fn read_vectors(path: &Path) -> Result<(Vec<Vec<f32>>, bool), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(one) = serde_json::from_str::<Vec<f32>>(&text) {
+        return Ok((vec![one], false));
+    }
+    let batch = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<Vec<f32>>(l)
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((batch, true))
+}

@@ -1,0 +1,309 @@
+//! Store commands: init, add, get, delete, compact, verify, stats, kernels.
+
+use crate::common::{err, load_encoder, CliResult};
+use crate::output::progress_bar;
+use crate::xqg::ProfileArgs;
+use clap::Args;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use xqdb::ingest::{Row, WriteMode};
+use xqdb::{Dtype, Index, Metric};
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    dir: PathBuf,
+    /// Vector dimension (vectors-only index; omit to use a model).
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Similarity: dot or cosine.
+    #[arg(long, default_value = "cosine")]
+    metric: Metric,
+    /// Segment storage type: f32, f16 or i8.
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
+    /// xQG: a seq2seq generator (optimum export folder); every added passage gets
+    /// generated queries folded into its vector.
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// xQG profile without a generator: queries can only be imported
+    /// (`generated_queries` in `add` files).
+    #[arg(long)]
+    xqg: bool,
+    #[command(flatten)]
+    profile: ProfileArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct AddArgs {
+    dir: PathBuf,
+    file: PathBuf,
+    /// Replace passages whose id exists instead of failing.
+    #[arg(long)]
+    upsert: bool,
+    /// Commit every N lines (default: the whole file is one atomic batch).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Encoder model bundle for rows without a vector (default: the one the index records).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct GetArgs {
+    dir: PathBuf,
+    ids: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct DeleteArgs {
+    dir: PathBuf,
+    ids: Vec<String>,
+}
+
+/// An index folder.
+#[derive(Args)]
+pub(crate) struct DirArgs {
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct KernelsArgs {
+    /// Also check each kernel against the exact reference.
+    #[arg(long)]
+    check: bool,
+}
+
+pub(crate) fn init(a: InitArgs) -> CliResult {
+    let InitArgs {
+        dir,
+        dim,
+        model,
+        metric,
+        dtype,
+        generator,
+        xqg,
+        profile,
+    } = a;
+    let mut builder = Index::builder().metric(metric).dtype(dtype);
+    if xqg || generator.is_some() {
+        builder = builder.xqg(profile.profile()?);
+    }
+    if let Some(g) = generator {
+        let g = xqdb::Generator::open(&g, &xqdb::GeneratorOptions::default()).map_err(err)?;
+        builder = builder.generator(Arc::new(g));
+    }
+    builder = match (dim, model) {
+        (Some(dim), None) => builder.dim(dim),
+        (dim, model) => {
+            let encoder = load_encoder(model.as_deref())?;
+            if let Some(d) = dim.filter(|&d| d != encoder.dim()) {
+                return Err(format!(
+                    "--dim {d} disagrees with the model's dimension {}",
+                    encoder.dim()
+                ));
+            }
+            builder.encoder(encoder)
+        }
+    };
+    let index = builder.create(&dir).map_err(err)?;
+    let s = index.stats().map_err(err)?;
+    let profile = index.snapshot().xqg_profile().cloned();
+    Ok(
+        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile }),
+    )
+}
+
+pub(crate) fn get(GetArgs { dir, ids }: GetArgs) -> CliResult {
+    let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+    let snap = index.snapshot();
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match snap.get(&id).map_err(err)? {
+            Some(p) => found.push(p),
+            None => missing.push(id),
+        }
+    }
+    Ok(json!({ "passages": found, "missing": missing }))
+}
+
+pub(crate) fn delete(DeleteArgs { dir, ids }: DeleteArgs) -> CliResult {
+    let index = Index::open(&dir).map_err(err)?;
+    let mut w = index.writer().map_err(err)?;
+    let mut deleted = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        if w.delete(&id).map_err(err)? {
+            deleted.push(id);
+        } else {
+            missing.push(id);
+        }
+    }
+    let info = w.commit().map_err(err)?;
+    Ok(json!({ "deleted": deleted, "missing": missing, "commit_seq": info.commit_seq }))
+}
+
+pub(crate) fn compact(DirArgs { dir }: DirArgs) -> CliResult {
+    let index = Index::open(&dir).map_err(err)?;
+    let rewritten = index.compact().map_err(err)?;
+    Ok(json!({ "rewritten": rewritten, "stats": index.stats().map_err(err)? }))
+}
+
+pub(crate) fn verify(DirArgs { dir }: DirArgs) -> CliResult {
+    let index = Index::builder()
+        .verify_policy(xqdb::VerifyPolicy::Always)
+        .open(&dir)
+        .map_err(err)?;
+    let report = index.verify().map_err(err)?;
+    Ok(json!({ "ok": true, "report": report }))
+}
+
+pub(crate) fn stats(DirArgs { dir }: DirArgs) -> CliResult {
+    let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
+    serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())
+}
+
+/// `xqdb kernels`: the report, and with `check` the self-check of every runnable kernel.
+pub(crate) fn kernels(KernelsArgs { check }: KernelsArgs, json_out: bool) -> CliResult {
+    let report = xqdb::kernel_report();
+    let checks = if check {
+        xqdb::kernel_self_check()
+    } else {
+        Vec::new()
+    };
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.kernel)
+        .collect();
+    let doc = json!({ "report": report, "checks": checks, "passed": failed.is_empty() });
+    if json_out {
+        if failed.is_empty() {
+            return Ok(doc);
+        }
+        println!("{doc}");
+        std::process::exit(1);
+    }
+    println!("{report}");
+    for c in &checks {
+        let verdict = if c.passed { "ok" } else { "FAILED" };
+        println!(
+            "check {}: {} cases, worst error {:.3} of the f32 bound: {verdict}",
+            c.kernel, c.cases, c.worst
+        );
+    }
+    if failed.is_empty() {
+        Ok(Value::Null)
+    } else {
+        Err(format!(
+            "kernels outside the f32 error bound: {}",
+            failed.join(", ")
+        ))
+    }
+}
+
+/// `xqdb add`: the file's lines staged through [`xqdb::Writer::stage_rows`], one atomic commit
+/// per `--batch-size` lines (default: the whole file).
+pub(crate) fn add(a: AddArgs) -> CliResult {
+    let AddArgs {
+        dir,
+        file,
+        upsert,
+        batch_size,
+        model,
+    } = a;
+    let index = crate::common::open_index(&dir, model.as_deref(), false)?;
+    let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(total, "bytes");
+    let mode = if upsert {
+        WriteMode::Upsert
+    } else {
+        WriteMode::Insert
+    };
+    let mut reader = BufReader::new(f);
+    let mut w = index.writer().map_err(err)?;
+    let mut buf = Vec::new();
+    let (mut line_no, mut added, mut commits) = (0usize, 0usize, 0usize);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        bar.inc(n as u64);
+        let Some(row) = xqdb::ingest::jsonl::parse_line(&buf)
+            .map_err(|msg| batch_error(&file, Some(line_no), msg))?
+        else {
+            continue;
+        };
+        rows.push(row.into());
+        lines.push(line_no);
+        if batch_size.is_some_and(|b| rows.len() >= b) {
+            added += stage(&mut w, &mut rows, &mut lines, mode, &file)?;
+            w.commit().map_err(err)?;
+            commits += 1;
+        }
+    }
+    added += stage(&mut w, &mut rows, &mut lines, mode, &file)?;
+    let info = w.commit().map_err(err)?;
+    commits += 1;
+    bar.finish_and_clear();
+    Ok(
+        json!({ "added": added, "lines": line_no, "commits": commits, "commit_seq": info.commit_seq }),
+    )
+}
+
+/// Stages one batch of rows (read from `lines` of `file`), with a progress bar for the rows
+/// the index encodes.
+fn stage(
+    w: &mut xqdb::Writer,
+    rows: &mut Vec<Row>,
+    lines: &mut Vec<usize>,
+    mode: WriteMode,
+    file: &Path,
+) -> Result<usize, String> {
+    let rows = std::mem::take(rows);
+    let lines = std::mem::take(lines);
+    let n = rows.len();
+    let encoded = rows
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.data,
+                xqdb::ingest::RowData::Vector(_) | xqdb::ingest::RowData::Augmented(_)
+            )
+        })
+        .count();
+    let bar = progress_bar(encoded as u64, "passages");
+    let report = |p: &xqdb::Progress| {
+        bar.set_position(p.passages as u64);
+        bar.set_message(format!(
+            "{:.1} passages/s, {:.1} queries/s",
+            p.passages_per_second(),
+            p.queries_per_second()
+        ));
+    };
+    let staged = w.stage_rows(rows, mode, &report);
+    bar.finish_and_clear();
+    staged.map_err(|e| batch_error(file, e.row.map(|r| lines[r]), e.error))?;
+    Ok(n)
+}
+
+fn batch_error(file: &Path, line: Option<usize>, msg: impl std::fmt::Display) -> String {
+    let line = line.map(|l| format!(":{l}")).unwrap_or_default();
+    format!(
+        "{}{line}: {msg} (nothing of this batch was written)",
+        file.display()
+    )
+}
