@@ -25,7 +25,7 @@
 //! The core (store, segments, scans, models, xQG, ingest, eval, distillation) is always
 //! built. Default features add:
 //! - `cli`: the `xqdb` command-line tool (clap, indicatif, signal-hook);
-//! - `server`: [`server`], a local HTTP JSON API (tiny_http);
+//! - `server`: [`server`], an HTTP JSON API (httparse, subtle);
 //! - `interchange`: [`interchange`], Parquet and Arrow IPC export/import (arrow-rs, parquet).
 //!
 //! An application that embeds xqdb can depend on it with `default-features = false` and

@@ -1,7 +1,10 @@
 //! `xqdb serve` over loopback: real HTTP requests from several threads against a real server
 //! process — the routes, bad requests of every kind (the server stays up), concurrent
 //! searches while adding, text search with the default model, and graceful shutdown on
-//! SIGTERM leaving a cleanly closed index with every acknowledged write.
+//! SIGTERM leaving a cleanly closed index with every acknowledged write. Off loopback: the
+//! bearer token (missing, wrong, right; nothing written without it), the refusal to listen on
+//! a public address without one, and a flood of connections answered 200 or 503 by a server
+//! whose threads and memory stay bounded.
 
 mod common;
 
@@ -26,9 +29,14 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path, extra: &[&str]) -> Server {
+    serve_at(dir, "127.0.0.1:0", extra, &[])
+}
+
+fn serve_at(dir: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args(["serve", dir.to_str().unwrap(), "--addr", addr])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -47,23 +55,37 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
 
 /// One request on its own connection; returns (status, body as JSON).
 fn request(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    request_with(addr, method, path, body, None).unwrap()
+}
+
+/// One request, with a bearer token when given; an I/O error (refused, reset, timed out)
+/// comes back as an error.
+fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or(b"");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
+    )?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, payload) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let value = serde_json::from_str(payload).unwrap_or(Value::Null);
-    (status, value)
+    Ok((status, value))
 }
 
 fn post(addr: &str, path: &str, v: &Value) -> (u16, Value) {
@@ -267,4 +289,175 @@ fn a_read_only_server_refuses_writes_and_a_busy_port_is_an_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+const TOKEN: &str = "a-test-token-0123456789";
+
+#[test]
+fn a_token_guards_every_route_but_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let srv = serve(&dir, &["--token-file", token_file.to_str().unwrap()]);
+    let a = srv.addr.as_str();
+    let add = json!({ "passages": [row("x", [1.0, 0.0, 0.0, 0.0])] }).to_string();
+    let search = json!({ "vector": [1.0, 0.0, 0.0, 0.0] }).to_string();
+    assert_eq!(request(a, "GET", "/health", None).0, 200);
+    for token in [None, Some("wrong-token-0123456789"), Some("")] {
+        for (method, path, body) in [
+            ("GET", "/stats", None),
+            ("POST", "/passages", Some(add.as_bytes())),
+            ("POST", "/search", Some(search.as_bytes())),
+            ("GET", "/passages/x", None),
+            ("DELETE", "/passages/x", None),
+        ] {
+            let (st, v) = request_with(a, method, path, body, token).unwrap();
+            assert_eq!(st, 401, "{method} {path} with {token:?}: {v}");
+            assert!(v["error"].as_str().unwrap().contains("token"), "{v}");
+        }
+    }
+    let (st, v) = request_with(a, "GET", "/stats", None, Some(TOKEN)).unwrap();
+    assert_eq!((st, v["passages"].as_u64()), (200, Some(0)), "{v}");
+    let (st, v) = request_with(a, "POST", "/passages", Some(add.as_bytes()), Some(TOKEN)).unwrap();
+    assert_eq!((st, v["added"].as_u64()), (200, Some(1)), "{v}");
+    let (st, v) = request_with(a, "POST", "/search", Some(search.as_bytes()), Some(TOKEN)).unwrap();
+    assert_eq!((st, v["hits"][0]["id"].as_str()), (200, Some("x")), "{v}");
+}
+
+#[test]
+fn a_public_address_needs_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["serve", dir.to_str().unwrap(), "--addr", "0.0.0.0:0"])
+        .env_remove("XQDB_SERVE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without a bearer token") && err.contains("--token-file"),
+        "{err}"
+    );
+    // A token too short to be one is refused as well.
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["serve", dir.to_str().unwrap(), "--addr", "0.0.0.0:0"])
+        .env("XQDB_SERVE_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
+    // With a token from the environment it listens on every interface and wants the token.
+    let srv = serve_at(&dir, "0.0.0.0:0", &[], &[("XQDB_SERVE_TOKEN", TOKEN)]);
+    let port = srv.addr.rsplit(':').next().unwrap();
+    let local = format!("127.0.0.1:{port}");
+    assert_eq!(request(&local, "GET", "/stats", None).0, 401);
+    let (st, _) = request_with(&local, "GET", "/stats", None, Some(TOKEN)).unwrap();
+    assert_eq!(st, 200);
+}
+
+/// Threads and peak resident memory of a process, from /proc.
+fn threads_and_peak_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("Threads:"), field("VmHWM:"))
+}
+
+#[test]
+fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let (workers, queue) = (2usize, 8usize);
+    let srv = serve(
+        &dir,
+        &[
+            "--threads",
+            &workers.to_string(),
+            "--queue",
+            &queue.to_string(),
+            "--timeout-secs",
+            "5",
+        ],
+    );
+    let a = srv.addr.clone();
+    let (st, _) = post(
+        &a,
+        "/passages",
+        &json!({ "passages": [row("p", [1.0, 0.0, 0.0, 0.0])] }),
+    );
+    assert_eq!(st, 200);
+    let (threads_before, peak_before) = threads_and_peak_kib(srv.child.id());
+
+    // Idle connections that send nothing hold every worker and fill the queue: the next
+    // request is told 503 at once instead of waiting or hanging.
+    // One at a time, so that the workers have taken the first ones before the queue fills.
+    let idle: Vec<TcpStream> = (0..workers + queue)
+        .map(|_| {
+            let s = TcpStream::connect(&a).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let (st, v) = request_with(&a, "GET", "/health", None, None).unwrap();
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+
+    // 200 clients at once: each gets 200 or 503, none hangs (30 s read timeout).
+    let body = json!({ "vector": [1.0, 0.0, 0.0, 0.0], "k": 1 }).to_string();
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            let (a, body) = (a.clone(), body.clone());
+            std::thread::spawn(move || {
+                request_with(&a, "POST", "/search", Some(body.as_bytes()), None)
+            })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for c in clients {
+        let (st, v) = c.join().unwrap().expect("a client got no answer");
+        if st == 200 {
+            assert_eq!(v["hits"][0]["id"], "p", "{v}");
+        }
+        *counts.entry(st).or_insert(0usize) += 1;
+    }
+    assert!(counts.keys().all(|s| *s == 200 || *s == 503), "{counts:?}");
+    assert!(counts.get(&200).is_some_and(|&n| n > 0), "{counts:?}");
+    let (threads_after, peak_after) = threads_and_peak_kib(srv.child.id());
+    println!(
+        "200 clients: {counts:?}; server threads {threads_before} -> {threads_after}, peak RSS {} -> {} KiB",
+        peak_before, peak_after
+    );
+    // The workers, the acceptor and the rejecting thread: no thread per connection.
+    assert!(
+        threads_after <= threads_before + 1,
+        "{threads_before} -> {threads_after}"
+    );
+    assert!(
+        threads_after <= workers as u64 + 4,
+        "{threads_after} threads"
+    );
+    assert!(
+        peak_after < peak_before + 64 * 1024,
+        "peak RSS grew {peak_before} -> {peak_after} KiB"
+    );
+    // Still answering.
+    assert_eq!(request(&a, "GET", "/health", None).0, 200);
 }

@@ -303,6 +303,35 @@ impl Inner {
         }
     }
 
+    /// The commit sequence number the catalog holds now.
+    fn durable_commit_seq(&self) -> Result<u64> {
+        let txn = self.begin_read()?;
+        let meta = txn
+            .open_table(store::META)
+            .map_err(|e| self.catalog_err(e))?;
+        store::read_u64(&meta, MetaKey::CommitSeq).map_err(|e| self.meta_err(e))
+    }
+
+    /// Loads the last commit of a catalog that a writer in another process may be changing.
+    /// A segment the writer compacted away between the catalog read and the file's opening is
+    /// not corruption when a newer commit exists (it lists the successor): load again. With
+    /// no newer commit, a missing or damaged file is an error at once.
+    fn load_following(&self, full_check: bool) -> Result<SnapshotData> {
+        let mut attempt = 0;
+        loop {
+            let before = self.durable_commit_seq()?;
+            match self.load_snapshot(None, None, true, full_check) {
+                Err(e @ (Error::Io { .. } | Error::Corrupt { .. })) => {
+                    if attempt >= 20 || self.durable_commit_seq()? == before {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Loads a snapshot of the last commit. Segment handles and tombstone masks are
     /// reused from `prev` where the catalog still lists them; `tail` is reused when given.
     pub fn load_snapshot(
@@ -683,7 +712,11 @@ impl Index {
         if writable {
             inner.remove_orphans()?;
         }
-        let snap = inner.load_snapshot(None, None, true, full)?;
+        let snap = if writable {
+            inner.load_snapshot(None, None, true, full)?
+        } else {
+            inner.load_following(full)?
+        };
         inner.check_options(&snap)?;
         inner.publish(snap);
         if writable {

@@ -1,4 +1,4 @@
-//! `xqdb serve`: the local HTTP JSON API until SIGINT/SIGTERM.
+//! `xqdb serve`: the HTTP JSON API until SIGINT/SIGTERM.
 
 use crate::common::{err, open_index, CliResult};
 use clap::Args;
@@ -6,16 +6,31 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The environment variable that may hold the bearer token (instead of --token-file).
+const TOKEN_ENV: &str = "XQDB_SERVE_TOKEN";
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
     dir: PathBuf,
-    /// Address to listen on (keep it on loopback: there is no authentication).
+    /// Address to listen on. Loopback needs no token; any other address needs one
+    /// (--token-file or the XQDB_SERVE_TOKEN environment variable).
     #[arg(long, default_value = "127.0.0.1:7700")]
     addr: String,
-    /// Worker threads.
+    /// Worker threads: requests served at once.
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Connections that may wait for a worker; further ones get 503.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Seconds allowed for each read and write on a connection.
+    #[arg(long, default_value_t = 10.0)]
+    timeout_secs: f64,
+    /// A file whose content (trimmed) is the bearer token every route but /health requires.
+    /// Tokens are never taken on the command line, where other users can see them.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -28,22 +43,30 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn serve(a: ServeArgs) -> CliResult {
-    let ServeArgs {
-        dir,
-        addr,
-        threads,
-        max_body_bytes,
-        read_only,
-        model,
-    } = a;
-    let index = open_index(&dir, model.as_deref(), read_only)?;
+    let token = match (&a.token_file, std::env::var(TOKEN_ENV)) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Ok(t)) => Some(t.trim().to_string()),
+        (None, Err(_)) => None,
+    };
+    if !(a.timeout_secs.is_finite() && a.timeout_secs > 0.0) {
+        return Err("--timeout-secs must be a positive number".into());
+    }
+    let index = open_index(&a.dir, a.model.as_deref(), a.read_only)?;
     let server = xqdb::server::Server::bind(
         index,
-        &addr,
+        &a.addr,
         xqdb::server::ServerOptions {
-            threads,
-            max_body_bytes,
-            read_only,
+            threads: a.threads,
+            queue: a.queue,
+            io_timeout: Duration::from_secs_f64(a.timeout_secs),
+            token,
+            max_body_bytes: a.max_body_bytes,
+            read_only: a.read_only,
             ..Default::default()
         },
     )

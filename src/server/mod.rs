@@ -1,5 +1,13 @@
-//! A small local HTTP JSON API over one index, for desktop apps written in other languages
-//! (`xqdb serve DIR --addr 127.0.0.1:PORT`). Bind it to loopback: it has no authentication.
+//! A small HTTP JSON API over one index, for desktop apps written in other languages
+//! (`xqdb serve DIR --addr 127.0.0.1:PORT`).
+//!
+//! On loopback it needs no credentials. Any other address needs a bearer token
+//! ([`ServerOptions::token`]; `xqdb serve --token-file` or `XQDB_SERVE_TOKEN`): every route but
+//! `/health` then answers 401 without `Authorization: Bearer TOKEN` (compared in constant time)
+//! and does nothing. At most [`ServerOptions::threads`] requests are served at once and
+//! [`ServerOptions::queue`] connections wait; further connections get 503 at once, so a flood
+//! costs neither threads nor memory without bound. Each connection carries one request and
+//! has [`ServerOptions::io_timeout`] for each read and write.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -14,26 +22,38 @@
 //! whole request and nothing of it is written. Bad requests get a 4xx answer with
 //! `{"error": message}` and never stop the server: 400 (malformed JSON, invalid UTF-8, bad
 //! fields), 404, 405, 409 (duplicate id), 413 (body over the limit), 422 (wrong dimension,
-//! non-finite vector, invalid passage), 403 (writes to a read-only server), 503 (no encoder for
-//! a text request). Shutdown stops accepting, lets requests in flight finish, and closes the
+//! non-finite vector, invalid passage), 403 (writes to a read-only server), 401 (token
+//! missing or wrong), 411 (a chunked body), 503 (no encoder for a text request, or busy). Shutdown stops accepting, lets requests in flight finish, and closes the
 //! index cleanly; nothing half-done is committed.
+
+mod http;
 
 use crate::error::{Error, Result};
 use crate::ingest::jsonl::parse_line;
 use crate::ingest::{Row, WriteMode};
 use crate::{Filter, Index, SearchOptions, Writer};
+use http::{fail, reply, Reply, Request};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Shortest bearer token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Worker threads answering requests.
+    /// Worker threads answering requests (at most this many at once).
     pub threads: usize,
+    /// Accepted connections that may wait for a worker; beyond them, 503.
+    pub queue: usize,
+    /// Time allowed for each read and write on a connection.
+    pub io_timeout: Duration,
+    /// Bearer token every route but `/health` requires; needed to listen on an address
+    /// other than loopback. At least [`MIN_TOKEN_LEN`] characters.
+    pub token: Option<String>,
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// Largest `k` a search may ask for.
@@ -46,6 +66,9 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             threads: 4,
+            queue: 64,
+            io_timeout: Duration::from_secs(10),
+            token: None,
             max_body_bytes: 16 << 20,
             max_k: 10_000,
             read_only: false,
@@ -55,24 +78,12 @@ impl Default for ServerOptions {
 
 /// A bound server; [`Server::run`] answers requests until the shutdown flag is raised.
 pub struct Server {
-    http: tiny_http::Server,
+    listener: TcpListener,
+    limits: http::Limits,
     index: Index,
     writer: Option<Mutex<Writer>>,
     options: ServerOptions,
     addr: SocketAddr,
-}
-
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-fn reply(status: u16, body: Value) -> Reply {
-    Reply { status, body }
-}
-
-fn fail(status: u16, msg: impl Into<String>) -> Reply {
-    reply(status, json!({ "error": msg.into() }))
 }
 
 /// The HTTP status for a library error.
@@ -127,19 +138,43 @@ impl Server {
     /// # Ok(()) }
     /// ```
     pub fn bind(index: Index, addr: &str, options: ServerOptions) -> Result<Server> {
-        let http = tiny_http::Server::http(addr)
-            .map_err(|e| Error::InvalidArgument(format!("cannot listen on {addr}: {e}")))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::InvalidArgument(format!("{addr} is not an IP address")))?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            Error::InvalidArgument(format!("cannot listen on {addr}: {e}"))
+        };
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| cannot(&e))?.collect();
+        let token = options.token.as_deref().map(str::trim);
+        if let Some(t) = token {
+            if t.chars().count() < MIN_TOKEN_LEN {
+                return Err(Error::InvalidArgument(format!(
+                    "the bearer token must have at least {MIN_TOKEN_LEN} characters"
+                )));
+            }
+        }
+        if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to listen on {addr} without a bearer token: anyone who can reach it \
+                 could read and change the index. Give a token (xqdb serve --token-file FILE, \
+                 or XQDB_SERVE_TOKEN), or listen on loopback (127.0.0.1)"
+            )));
+        }
+        let listener = TcpListener::bind(&addrs[..]).map_err(|e| cannot(&e))?;
+        listener.set_nonblocking(true).map_err(|e| cannot(&e))?;
+        let addr = listener.local_addr().map_err(|e| cannot(&e))?;
         let writer = if options.read_only {
             None
         } else {
             Some(Mutex::new(index.writer()?))
         };
+        let limits = http::Limits {
+            threads: options.threads.max(1),
+            queue: options.queue.max(1),
+            max_body_bytes: options.max_body_bytes,
+            io_timeout: options.io_timeout,
+            token: token.map(http::TokenDigest::new),
+        };
         Ok(Server {
-            http,
+            listener,
+            limits,
             index,
             writer,
             options,
@@ -153,82 +188,38 @@ impl Server {
     }
 
     /// Answers requests on `options.threads` threads until `shutdown` is set, then lets the
-    /// requests in flight finish and returns.
+    /// requests already accepted finish and returns.
     pub fn run(&self, shutdown: &AtomicBool) {
-        std::thread::scope(|s| {
-            for _ in 0..self.options.threads.max(1) {
-                s.spawn(|| {
-                    while !shutdown.load(Ordering::SeqCst) {
-                        match self.http.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Some(req)) => self.answer(req),
-                            Ok(None) => {}
-                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                        }
-                    }
-                });
-            }
+        http::serve(&self.listener, &self.limits, shutdown, &|req| {
+            self.route(req)
         });
-        self.http.unblock();
     }
 
-    fn answer(&self, mut req: tiny_http::Request) {
-        let r = self.route(&mut req);
-        let body = serde_json::to_vec(&r.body).unwrap_or_else(|_| b"{}".to_vec());
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-            .expect("a valid header");
-        let response = tiny_http::Response::from_data(body)
-            .with_status_code(r.status)
-            .with_header(header);
-        // The client may be gone; nothing to do then.
-        let _ = req.respond(response);
-    }
-
-    fn body(&self, req: &mut tiny_http::Request) -> std::result::Result<Value, Reply> {
-        let max = self.options.max_body_bytes;
-        if req.body_length().is_some_and(|n| n > max) {
-            return Err(fail(
-                413,
-                format!("the body exceeds the limit of {max} bytes"),
-            ));
-        }
-        let mut buf = Vec::new();
-        req.as_reader()
-            .take(max as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| fail(400, format!("cannot read the body: {e}")))?;
-        if buf.len() > max {
-            return Err(fail(
-                413,
-                format!("the body exceeds the limit of {max} bytes"),
-            ));
-        }
-        let text = std::str::from_utf8(&buf)
+    fn body(req: &Request) -> std::result::Result<Value, Reply> {
+        let text = std::str::from_utf8(&req.body)
             .map_err(|e| fail(400, format!("the body is not UTF-8: {e}")))?;
         serde_json::from_str(text).map_err(|e| fail(400, format!("the body is not JSON: {e}")))
     }
 
-    fn route(&self, req: &mut tiny_http::Request) -> Reply {
-        use tiny_http::Method::{Delete, Get, Post};
-        let url = req.url().to_string();
-        let path = url.split('?').next().unwrap_or("");
-        let method = req.method().clone();
-        match (path, method) {
-            ("/health", Get) => {
+    fn route(&self, req: Request) -> Reply {
+        let path = req.path.split('?').next().unwrap_or("");
+        match (path, req.method.as_str()) {
+            ("/health", "GET") => {
                 let snap = self.index.snapshot();
                 reply(
                     200,
                     json!({ "status": "ok", "passages": snap.len(), "commit_seq": snap.commit_seq() }),
                 )
             }
-            ("/stats", Get) => match self.index.stats() {
+            ("/stats", "GET") => match self.index.stats() {
                 Ok(s) => reply(200, json!(s)),
                 Err(e) => from_error(e),
             },
-            ("/search", Post) => match self.body(req) {
+            ("/search", "POST") => match Self::body(&req) {
                 Ok(b) => self.search(&b),
                 Err(r) => r,
             },
-            ("/passages", Post) => match self.body(req) {
+            ("/passages", "POST") => match Self::body(&req) {
                 Ok(b) => self.add(&b),
                 Err(r) => r,
             },
@@ -237,12 +228,12 @@ impl Server {
                     return fail(400, "the passage id is not valid percent-encoded UTF-8");
                 };
                 match m {
-                    Get => match self.index.get(&id) {
+                    "GET" => match self.index.get(&id) {
                         Ok(Some(p)) => reply(200, json!(p)),
                         Ok(None) => fail(404, format!("no passage {id:?}")),
                         Err(e) => from_error(e),
                     },
-                    Delete => self.delete(&id),
+                    "DELETE" => self.delete(&id),
                     _ => fail(405, "use GET or DELETE on /passages/{id}"),
                 }
             }
