@@ -26,13 +26,18 @@ fn golden(version: &str) -> PathBuf {
         .join(version)
 }
 
-#[test]
-fn format_v1_stores_open_verify_and_answer_as_recorded() {
-    let root = golden("v1");
+/// Each golden store of `version` (copied to a scratch folder and opened with a full
+/// verification), with what was recorded about it.
+fn open_golden(
+    version: &str,
+    format: u64,
+) -> Vec<(String, serde_json::Value, tempfile::TempDir, Index)> {
+    let root = golden(version);
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
             .unwrap();
-    assert_eq!(expected["format_version"], 1);
+    assert_eq!(expected["format_version"], format);
+    let mut out = Vec::new();
     for (name, want) in expected["stores"].as_object().unwrap() {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(&root.join(name), tmp.path());
@@ -40,20 +45,34 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
             .verify_policy(VerifyPolicy::Always)
             .open(tmp.path())
             .unwrap();
+        out.push((name.clone(), want.clone(), tmp, index));
+    }
+    out
+}
+
+/// Every recorded passage is stored exactly as recorded, and nothing else.
+fn assert_passages(name: &str, snap: &xqdb::Snapshot, want: &serde_json::Value) -> Vec<Passage> {
+    let passages: Vec<Passage> = serde_json::from_value(want["passages"].clone()).unwrap();
+    assert_eq!(snap.len() as usize, passages.len(), "{name}");
+    for p in &passages {
+        assert_eq!(
+            snap.get(&p.id).unwrap().as_ref(),
+            Some(p),
+            "{name}: passage {}",
+            p.id
+        );
+    }
+    passages
+}
+
+#[test]
+fn format_v1_stores_open_verify_and_answer_as_recorded() {
+    for (name, want, tmp, index) in open_golden("v1", 1) {
         let report = index.verify().unwrap();
         assert_eq!(report.segments, 1, "{name}");
         assert_eq!(report.tombstones, 1, "{name}");
         let snap = index.snapshot();
-        let passages: Vec<Passage> = serde_json::from_value(want["passages"].clone()).unwrap();
-        assert_eq!(snap.len() as usize, passages.len(), "{name}");
-        for p in &passages {
-            assert_eq!(
-                snap.get(&p.id).unwrap().as_ref(),
-                Some(p),
-                "{name}: passage {}",
-                p.id
-            );
-        }
+        let passages = assert_passages(&name, &snap, &want);
         let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
         for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
             let got: Vec<(String, f32)> = snap
@@ -105,25 +124,10 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
 
 #[test]
 fn format_v3_stores_with_xqg_records_and_an_adapter_open_as_recorded() {
-    let root = golden("v3");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
-            .unwrap();
-    assert_eq!(expected["format_version"], 3);
-    for (name, want) in expected["stores"].as_object().unwrap() {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&root.join(name), tmp.path());
-        let index = Index::builder()
-            .verify_policy(VerifyPolicy::Always)
-            .open(tmp.path())
-            .unwrap();
+    for (name, want, _tmp, index) in open_golden("v3", 3) {
         index.verify().unwrap();
         let snap = index.snapshot();
-        let passages: Vec<Passage> = serde_json::from_value(want["passages"].clone()).unwrap();
-        assert_eq!(snap.len() as usize, passages.len(), "{name}");
-        for p in &passages {
-            assert_eq!(snap.get(&p.id).unwrap().as_ref(), Some(p), "{name}");
-        }
+        let passages = assert_passages(&name, &snap, &want);
         let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
         for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
             let got: Vec<(String, f32)> = snap

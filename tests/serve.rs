@@ -461,3 +461,46 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
     // Still answering.
     assert_eq!(request(&a, "GET", "/health", None).0, 200);
 }
+
+/// Sends raw bytes on one connection and returns the answer's status.
+fn raw_status(addr: &str, bytes: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn chunked_bodies_are_read_and_limited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &["--max-body-bytes", "4096"]);
+    let a = srv.addr.as_str();
+    let body = json!({ "passages": [row("c", [0.0, 1.0, 0.0, 0.0])] }).to_string();
+    let (first, second) = body.split_at(body.len() / 2);
+    let chunked = format!(
+        "POST /passages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    assert_eq!(raw_status(a, chunked.as_bytes()), 200);
+    let (_, v) = request(a, "GET", "/passages/c", None);
+    assert_eq!(v["id"], "c", "{v}");
+    // Over the limit in chunks: 413; a broken chunk: 400; nothing written by either.
+    let big = "x".repeat(3000);
+    let over = format!(
+        "POST /passages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        big.len(),
+        big.len()
+    );
+    assert_eq!(raw_status(a, over.as_bytes()), 413);
+    let broken =
+        "POST /passages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
+    assert_eq!(raw_status(a, broken.as_bytes()), 400);
+    let (_, v) = request(a, "GET", "/stats", None);
+    assert_eq!(v["passages"], 1, "{v}");
+}

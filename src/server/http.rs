@@ -1,6 +1,6 @@
 //! The HTTP/1.1 transport of the server: a fixed pool of worker threads fed by a bounded
 //! queue of accepted connections, one request per connection (`Connection: close`), heads
-//! parsed by `httparse`, bodies by `Content-Length` only, time limits on every read and
+//! parsed by `httparse`, bodies by `Content-Length` or chunked, time limits on every read and
 //! write, and a bearer token checked in constant time.
 //!
 //! Why not a connection-per-thread server: a flood of connections must not create threads
@@ -222,34 +222,96 @@ fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Request, Opti
             )));
         }
     }
-    if header("transfer-encoding").is_some() {
-        return Err(Some(fail(411, "send the body with a Content-Length")));
-    }
-    let len = match header("content-length") {
-        None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| Some(fail(400, "Content-Length is not a number")))?,
-    };
     let max = limits.max_body_bytes;
-    if len > max {
-        return Err(Some(fail(
+    let too_large = || {
+        Some(fail(
             413,
             format!("the body exceeds the limit of {max} bytes"),
-        )));
-    }
-    let mut body = buf.split_off(head_len);
-    body.truncate(len);
-    if body.len() < len {
-        let need = len - body.len();
-        let start = body.len();
-        body.resize(len, 0);
-        if stream.read_exact(&mut body[start..start + need]).is_err() {
-            // Cut off mid-body (or too slow): nobody is left to read an answer.
-            return Err(None);
+        ))
+    };
+    let (encoding, length) = (header("transfer-encoding"), header("content-length"));
+    let rest = buf.split_off(head_len);
+    let body = match encoding {
+        Some(te) if te.eq_ignore_ascii_case("chunked") => read_chunked(stream, rest, max)?,
+        Some(te) => {
+            return Err(Some(fail(
+                501,
+                format!("transfer encoding {te:?} is not supported"),
+            )))
+        }
+        None => {
+            let len = match length {
+                None => 0,
+                Some(v) => v
+                    .parse::<usize>()
+                    .map_err(|_| Some(fail(400, "Content-Length is not a number")))?,
+            };
+            if len > max {
+                return Err(too_large());
+            }
+            let mut body = rest;
+            body.truncate(len);
+            if body.len() < len {
+                let start = body.len();
+                body.resize(len, 0);
+                if stream.read_exact(&mut body[start..]).is_err() {
+                    // Cut off mid-body (or too slow): nobody is left to read an answer.
+                    return Err(None);
+                }
+            }
+            body
+        }
+    };
+    Ok(Request { method, path, body })
+}
+
+/// Decodes a chunked body (`rest`: what followed the head in the first reads), refusing one
+/// larger than `max` bytes.
+fn read_chunked(
+    stream: &mut TcpStream,
+    mut rest: Vec<u8>,
+    max: usize,
+) -> Result<Vec<u8>, Option<Reply>> {
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Reads more into `rest`; Err(None) when the client is gone.
+    let mut more = |rest: &mut Vec<u8>| -> Result<(), Option<Reply>> {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => Err(None),
+            Ok(n) => {
+                rest.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    };
+    loop {
+        let (start, size) = loop {
+            match httparse::parse_chunk_size(&rest) {
+                Ok(httparse::Status::Complete((start, size))) => break (start, size),
+                Ok(httparse::Status::Partial) if rest.len() < 1024 => more(&mut rest)?,
+                _ => return Err(Some(fail(400, "a malformed chunk size"))),
+            }
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > max.saturating_sub(body.len()) {
+            return Err(Some(fail(
+                413,
+                format!("the body exceeds the limit of {max} bytes"),
+            )));
+        }
+        // The chunk's data and its CRLF (after the last chunk: the empty trailer line).
+        while rest.len() < start + size + 2 {
+            more(&mut rest)?;
+        }
+        if &rest[start + size..start + size + 2] != b"\r\n" {
+            return Err(Some(fail(400, "a chunk does not end with CRLF")));
+        }
+        body.extend_from_slice(&rest[start..start + size]);
+        rest.drain(..start + size + 2);
+        if size == 0 {
+            return Ok(body);
         }
     }
-    Ok(Request { method, path, body })
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
@@ -285,6 +347,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         411 => "Length Required",
+        501 => "Not Implemented",
         413 => "Payload Too Large",
         422 => "Unprocessable Entity",
         431 => "Request Header Fields Too Large",

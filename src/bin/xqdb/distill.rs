@@ -125,63 +125,22 @@ pub(crate) fn make_teacher(
     }
 }
 
-/// A distillation run, as the CLI flags describe it.
-struct Plan {
-    teacher: Option<String>,
-    queries: Option<PathBuf>,
-    pseudo: Option<usize>,
-    from_set: Option<PathBuf>,
-    set_out: Option<PathBuf>,
-    no_train: bool,
-    candidates: usize,
-    train: xqdb::distill::TrainOptions,
-    length_normalize: bool,
-}
-
 pub(crate) fn distill(a: DistillArgs) -> CliResult {
-    let DistillArgs {
-        dir,
-        teacher,
-        queries,
-        pseudo,
-        from_set,
-        set_out,
-        no_train,
-        candidates,
-        rank,
-        epochs,
-        learning_rate,
-        temperature,
-        holdout,
-        seed,
-        length_normalize,
-    } = a;
-    run(
-        &dir,
-        Plan {
-            teacher,
-            queries,
-            pseudo,
-            from_set,
-            set_out,
-            no_train,
-            candidates,
-            train: xqdb::distill::TrainOptions {
-                learning_rate,
-                epochs,
-                tau_teacher: temperature,
-                tau_student: temperature,
-                holdout,
-                seed,
-                rank,
-                ..Default::default()
-            },
-            length_normalize,
-        },
-    )
+    let train = xqdb::distill::TrainOptions {
+        learning_rate: a.learning_rate,
+        epochs: a.epochs,
+        tau_teacher: a.temperature,
+        tau_student: a.temperature,
+        holdout: a.holdout,
+        seed: a.seed,
+        rank: a.rank,
+        ..Default::default()
+    };
+    run(&a, &train)
 }
 
-fn run(dir: &Path, a: Plan) -> CliResult {
+fn run(a: &DistillArgs, train: &xqdb::distill::TrainOptions) -> CliResult {
+    let dir = &a.dir;
     use xqdb::distill::{build_set, fit, pseudo_queries, read_queries, read_set, write_set};
     let index = Index::open(dir).map_err(err)?;
     let start = std::time::Instant::now();
@@ -196,7 +155,7 @@ fn run(dir: &Path, a: Plan) -> CliResult {
             let teacher = make_teacher(spec, &index, a.length_normalize)?;
             let queries = match (&a.queries, a.pseudo) {
                 (Some(f), None) => read_queries(f).map_err(err)?,
-                (None, Some(n)) => pseudo_queries(&index, Some(n), a.train.seed).map_err(err)?,
+                (None, Some(n)) => pseudo_queries(&index, Some(n), train.seed).map_err(err)?,
                 _ => return Err("give exactly one of --queries FILE or --pseudo N".into()),
             };
             let bar = progress_bar(queries.len() as u64, "queries");
@@ -229,7 +188,7 @@ fn run(dir: &Path, a: Plan) -> CliResult {
     }
     if !a.no_train {
         let t = std::time::Instant::now();
-        let (report, info) = fit(&index, &rows, &a.train).map_err(err)?;
+        let (report, info) = fit(&index, &rows, train).map_err(err)?;
         out.insert("train_seconds".into(), json!(t.elapsed().as_secs_f64()));
         out.insert("holdout_kl_before".into(), json!(info.initial_holdout_kl));
         out.insert("holdout_kl_after".into(), json!(info.holdout_kl));
