@@ -346,7 +346,6 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
-        411 => "Length Required",
         501 => "Not Implemented",
         413 => "Payload Too Large",
         422 => "Unprocessable Entity",

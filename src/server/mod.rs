@@ -23,8 +23,9 @@
 //! `{"error": message}` and never stop the server: 400 (malformed JSON, invalid UTF-8, bad
 //! fields), 404, 405, 409 (duplicate id), 413 (body over the limit), 422 (wrong dimension,
 //! non-finite vector, invalid passage), 403 (writes to a read-only server), 401 (token
-//! missing or wrong), 411 (a chunked body), 503 (no encoder for a text request, or busy). Shutdown stops accepting, lets requests in flight finish, and closes the
-//! index cleanly; nothing half-done is committed.
+//! missing or wrong), 501 (a transfer encoding other than chunked), 503 (no encoder for a
+//! text request, or busy). Shutdown stops accepting, lets requests in flight finish, and
+//! closes the index cleanly; nothing half-done is committed.
 
 mod http;
 
