@@ -41,6 +41,47 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Passages per second of the Rust encoder and of the Python reference on the same file,
+/// alternating, best of `reps` each.
+fn throughput(
+    encoder: &Encoder,
+    dir: &std::path::Path,
+    texts: &[String],
+    texts_file: &std::path::Path,
+    threads: usize,
+    reps: usize,
+) -> (f64, f64) {
+    let python = xqdb::model::xqdb_home().join("venv/bin/python");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/encode_reference.py");
+    encoder.encode_passages(&texts[..BATCH]).unwrap(); // warm-up
+    let (mut rust_best, mut py_best) = (0f64, 0f64);
+    for _ in 0..reps {
+        let t = Instant::now();
+        encoder.encode_passages(texts).unwrap();
+        rust_best = rust_best.max(texts.len() as f64 / t.elapsed().as_secs_f64());
+        let out = std::process::Command::new(&python)
+            .args([
+                script.to_str().unwrap(),
+                dir.to_str().unwrap(),
+                texts_file.to_str().unwrap(),
+                &BATCH.to_string(),
+                &threads.to_string(),
+                "1",
+            ])
+            .output()
+            .expect("run the Python reference");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        py_best = py_best.max(v["passages_per_s"].as_f64().unwrap());
+    }
+    (rust_best, py_best)
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -71,43 +112,32 @@ fn main() {
     let texts_file =
         std::env::temp_dir().join(format!("xqdb-encode-bench-{}.json", std::process::id()));
     std::fs::write(&texts_file, serde_json::to_string(&texts).unwrap()).unwrap();
-    let python = xqdb::model::xqdb_home().join("venv/bin/python");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/encode_reference.py");
-    encoder.encode_passages(&texts[..BATCH]).unwrap(); // warm-up
     let reps = if full { 3 } else { 1 };
-    let mut rust_best = 0f64;
-    let mut py_best = 0f64;
-    for _ in 0..reps {
-        let t = Instant::now();
-        encoder.encode_passages(&texts).unwrap();
-        rust_best = rust_best.max(n as f64 / t.elapsed().as_secs_f64());
-        let out = std::process::Command::new(&python)
-            .args([
-                script.to_str().unwrap(),
-                dir.to_str().unwrap(),
-                texts_file.to_str().unwrap(),
-                &BATCH.to_string(),
-                &threads.to_string(),
-                "1",
-            ])
-            .output()
-            .expect("run the Python reference");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    println!("# encoding: {n} passages of ~{tokens} words, batch {BATCH}, {threads} threads, best of {reps}, every installed bundle");
+    println!("| bundle | dtype | MB | xqdb (Rust, ort) passages/s | Python onnxruntime + tokenizers, same file | xqdb / Python | xqdb / default bundle |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut default_rate = None;
+    let mut bundles = xqdb::model::installed_bundles();
+    // The default first, so that the others compare with it.
+    bundles.sort_by_key(|b| !b.default);
+    for b in &bundles {
+        let enc = if b.default {
+            encoder.clone()
+        } else {
+            Arc::new(Encoder::open(ModelBundle::open(&b.path).unwrap(), &options).unwrap())
+        };
+        let (rust, py) = throughput(&enc, &b.path, &texts, &texts_file, threads, reps);
+        let base = *default_rate.get_or_insert(rust);
+        println!(
+            "| {} | {} | {:.0} | {rust:.1} | {py:.1} | {:.2} | {:.2} |",
+            b.name,
+            b.dtype,
+            b.size_bytes as f64 / 1e6,
+            rust / py,
+            rust / base
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        py_best = py_best.max(v["passages_per_s"].as_f64().unwrap());
     }
     let _ = std::fs::remove_file(&texts_file);
-    println!("# encoding: {n} passages of ~{tokens} words, batch {BATCH}, {threads} threads, best of {reps}");
-    println!("| encoder | passages/s |");
-    println!("|---|---|");
-    println!("| xqdb (Rust, ort) | {rust_best:.1} |");
-    println!("| Python onnxruntime + tokenizers, same ONNX file | {py_best:.1} |");
-    println!("| ratio xqdb / Python | {:.2} |", rust_best / py_best);
 
     // Search latency over 100,000 stored passages (random unit vectors stand in for their
     // embeddings: the scan costs the same), queries encoded by the model for real.

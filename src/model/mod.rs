@@ -3,6 +3,7 @@
 mod bundle;
 mod encoder;
 mod generator;
+mod installed;
 mod runtime;
 
 pub use bundle::{
@@ -11,6 +12,7 @@ pub use bundle::{
 };
 pub use encoder::{Encoder, EncoderOptions, TextKind};
 pub use generator::{check_config, pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
+pub use installed::{installed_bundles, models_dir, resolve_bundle, InstalledBundle};
 pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
 
 /// What to run when the default model is missing.

@@ -12,9 +12,11 @@ pub(crate) fn err(e: xqdb::Error) -> String {
     e.to_string()
 }
 
+/// The encoder of `model` (a bundle folder, or the name of a bundle `xqdb models` lists), or
+/// of the default bundle.
 pub(crate) fn load_encoder(model: Option<&Path>) -> Result<Arc<Encoder>, String> {
     let dir = model
-        .map(Path::to_path_buf)
+        .map(xqdb::model::resolve_bundle)
         .unwrap_or_else(ModelBundle::default_dir);
     let bundle = ModelBundle::open(&dir).map_err(err)?;
     Encoder::open(bundle, &EncoderOptions::default())

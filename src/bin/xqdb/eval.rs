@@ -52,7 +52,7 @@ pub(crate) enum EvalTask {
     /// for its English translation among all English texts of its language.
     Translations {
         files: Vec<PathBuf>,
-        /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+        /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the set-up's multilingual-e5-small).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Use only the first N rows of each file.
@@ -73,7 +73,7 @@ pub(crate) enum EvalTask {
 
 #[derive(Args)]
 pub(crate) struct DemoArgs {
-    /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the set-up's multilingual-e5-small).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Sample file of {"lang","native","en"} rows.

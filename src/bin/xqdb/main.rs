@@ -10,7 +10,8 @@
 //!   "report", "seconds", "rows_per_second"}`.
 //! - `get`: `{"passages": [...], "missing": [...]}`; `delete`: `{"deleted", "missing",
 //!   "commit_seq"}`; `compact`: `{"rewritten", "stats"}`; `verify`: `{"ok", "report"}`;
-//!   `stats`: the `Stats` object; `kernels`: `{"report", "checks", "passed"}`.
+//!   `stats`: the `Stats` object; `kernels`: `{"report", "checks", "passed"}`; `models`:
+//!   `[{"name", "path", "size_bytes", "dtype", "dim", "default"}, ...]`.
 //! - `queries`: `{"passages": {id: {"pending", "queries": [{"lang", "text"}]}}, "missing"}`;
 //!   `refuse`: `{"refused", "unchanged", "alpha", "normalize", "seconds"}`; `augment`:
 //!   `{"augmented", "queries", "remaining", "seconds"}`.
@@ -100,6 +101,9 @@ enum Command {
     /// Show the CPU and the scoring kernels searches use on it; with --check, run every
     /// kernel this CPU can execute against exact sums (exit status 1 on a failure).
     Kernels(store::KernelsArgs),
+    /// List the encoder bundles the set-up installed (* marks the default); `--model NAME`
+    /// takes their names.
+    Models,
     /// Evaluate retrieval quality.
     Eval {
         #[command(subcommand)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => store::verify(a),
         Command::Stats(a) => store::stats(a),
         Command::Kernels(a) => store::kernels(a, json),
+        Command::Models => store::models(json),
         Command::Eval { task } => eval::eval(task, json),
         Command::Demo(a) => eval::demo(a, json),
         Command::StressWriter(a) => stress::run(a),

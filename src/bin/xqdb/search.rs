@@ -12,7 +12,7 @@ pub(crate) struct SearchArgs {
     dir: PathBuf,
     /// Query text, encoded by the index's model (or use --vector-file).
     text: Option<String>,
-    /// Encoder model bundle (default: the one the index records).
+    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the one the index records).
     #[arg(long)]
     model: Option<PathBuf>,
     /// A JSON array of numbers (one query) or one array per line (a batch).

@@ -37,7 +37,7 @@ pub(crate) struct ServeArgs {
     /// Refuse writes; other processes may write meanwhile.
     #[arg(long)]
     read_only: bool,
-    /// Encoder model bundle (default: the one the index records).
+    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the one the index records).
     #[arg(long)]
     model: Option<PathBuf>,
 }

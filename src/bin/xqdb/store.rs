@@ -1,4 +1,4 @@
-//! Store commands: init, add, get, delete, compact, verify, stats, kernels.
+//! Store commands: init, add, get, delete, compact, verify, stats; kernels and models.
 
 use crate::common::{err, load_encoder, CliResult};
 use crate::output::progress_bar;
@@ -17,7 +17,7 @@ pub(crate) struct InitArgs {
     /// Vector dimension (vectors-only index; omit to use a model).
     #[arg(long)]
     dim: Option<usize>,
-    /// Encoder model bundle (default: the set-up's multilingual-e5-small).
+    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the set-up's multilingual-e5-small).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Similarity: dot or cosine.
@@ -48,7 +48,7 @@ pub(crate) struct AddArgs {
     /// Commit every N lines (default: the whole file is one atomic batch).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Encoder model bundle for rows without a vector (default: the one the index records).
+    /// Encoder model bundle (a folder or a name `xqdb models` lists) for rows without a vector (default: the one the index records).
     #[arg(long)]
     model: Option<PathBuf>,
 }
@@ -306,4 +306,31 @@ fn batch_error(file: &Path, line: Option<usize>, msg: impl std::fmt::Display) ->
         "{}{line}: {msg} (nothing of this batch was written)",
         file.display()
     )
+}
+
+/// `xqdb models`: the encoder bundles the set-up installed.
+pub(crate) fn models(json_out: bool) -> CliResult {
+    let list = xqdb::model::installed_bundles();
+    if json_out {
+        return serde_json::to_value(&list).map_err(|e| e.to_string());
+    }
+    if list.is_empty() {
+        return Err(format!(
+            "no model bundles in {}: {}",
+            xqdb::model::models_dir().display(),
+            xqdb::model::SETUP_HINT
+        ));
+    }
+    for b in &list {
+        println!(
+            "{}{:<32} {:>5} {:>4}d {:>8.1} MB  {}",
+            if b.default { "* " } else { "  " },
+            b.name,
+            b.dtype,
+            b.dim,
+            b.size_bytes as f64 / 1e6,
+            b.path.display()
+        );
+    }
+    Ok(Value::Null)
 }
