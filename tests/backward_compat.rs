@@ -65,6 +65,21 @@ fn assert_passages(name: &str, snap: &xqdb::Snapshot, want: &serde_json::Value) 
     passages
 }
 
+/// Every recorded query gets the recorded top-3, ids and scores.
+fn assert_answers(name: &str, snap: &xqdb::Snapshot, want: &serde_json::Value) {
+    let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
+    for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
+        let got: Vec<(String, f32)> = snap
+            .search(q, 3)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.id, h.score))
+            .collect();
+        let answer: Vec<(String, f32)> = serde_json::from_value(answer.clone()).unwrap();
+        assert_eq!(got, answer, "{name}: query {q:?}");
+    }
+}
+
 #[test]
 fn format_v1_stores_open_verify_and_answer_as_recorded() {
     for (name, want, tmp, index) in open_golden("v1", 1) {
@@ -73,17 +88,7 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         assert_eq!(report.tombstones, 1, "{name}");
         let snap = index.snapshot();
         let passages = assert_passages(&name, &snap, &want);
-        let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
-        for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
-            let got: Vec<(String, f32)> = snap
-                .search(q, 3)
-                .unwrap()
-                .into_iter()
-                .map(|h| (h.id, h.score))
-                .collect();
-            let answer: Vec<(String, f32)> = serde_json::from_value(answer.clone()).unwrap();
-            assert_eq!(got, answer, "{name}: query {q:?}");
-        }
+        assert_answers(&name, &snap, &want);
         drop(snap);
         let mut w = index.writer().unwrap();
         w.insert(
@@ -128,17 +133,7 @@ fn format_v3_stores_with_xqg_records_and_an_adapter_open_as_recorded() {
         index.verify().unwrap();
         let snap = index.snapshot();
         let passages = assert_passages(&name, &snap, &want);
-        let queries: Vec<Vec<f32>> = serde_json::from_value(want["queries"].clone()).unwrap();
-        for (q, answer) in queries.iter().zip(want["answers"].as_array().unwrap()) {
-            let got: Vec<(String, f32)> = snap
-                .search(q, 3)
-                .unwrap()
-                .into_iter()
-                .map(|h| (h.id, h.score))
-                .collect();
-            let answer: Vec<(String, f32)> = serde_json::from_value(answer.clone()).unwrap();
-            assert_eq!(got, answer, "{name}: query {q:?}");
-        }
+        assert_answers(&name, &snap, &want);
         for a in want["augmentations"].as_array().unwrap() {
             let got = snap
                 .augmentation(a["id"].as_str().unwrap())
