@@ -79,6 +79,11 @@ fn request_with(
         body.len()
     )?;
     s.write_all(body)?;
+    read_response(s)
+}
+
+/// Reads an answer to its end: (status, body as JSON, or null).
+fn read_response(mut s: TcpStream) -> std::io::Result<(u16, Value)> {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -467,10 +472,7 @@ fn raw_status(addr: &str, bytes: &[u8]) -> u16 {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(bytes).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    text.split(' ').nth(1).unwrap().parse().unwrap()
+    read_response(s).unwrap().0
 }
 
 #[test]

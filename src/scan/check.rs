@@ -28,13 +28,14 @@ pub struct KernelCheck {
 /// Runs every kernel this CPU can execute (f16 variants, the dispatched f32 and i8 kernels,
 /// the batch tile, and f16 widening of all 65,536 bit patterns) against exact references.
 pub fn kernel_self_check() -> Vec<KernelCheck> {
+    let report = super::kernel_report();
     let mut out = Vec::new();
     out.push(check_widening());
     for k in F16Kernel::ALL.into_iter().filter(|k| k.available()) {
         out.push(check_f16(k));
     }
-    out.push(check_f32());
-    out.push(check_i8());
+    out.push(check_f32(report.f32));
+    out.push(check_i8(report.i8));
     if batch::available() {
         out.push(check_tile());
     }
@@ -134,8 +135,8 @@ fn check_f16(kernel: F16Kernel) -> KernelCheck {
     t.finish()
 }
 
-fn check_f32() -> KernelCheck {
-    let mut t = Tally::new(super::kernel_report().f32);
+fn check_f32(name: &'static str) -> KernelCheck {
+    let mut t = Tally::new(name);
     let mut rng = Values(0x9e37_79b9_7f4a_7c15);
     for dim in dims() {
         for _ in 0..3 {
@@ -147,7 +148,7 @@ fn check_f32() -> KernelCheck {
     t.finish()
 }
 
-fn check_i8() -> KernelCheck {
+fn check_i8(name: &'static str) -> KernelCheck {
     let mut cases = 0;
     let mut exact = true;
     let mut rng = Values(0xd1b5_4a32_d192_ed03);
@@ -162,7 +163,7 @@ fn check_i8() -> KernelCheck {
         }
     }
     KernelCheck {
-        kernel: super::kernel_report().i8,
+        kernel: name,
         cases,
         worst: if exact { 0.0 } else { f64::INFINITY },
         passed: exact,

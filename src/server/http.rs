@@ -132,16 +132,17 @@ fn answer(mut stream: TcpStream, limits: &Limits, handle: &(dyn Fn(Request) -> R
     };
     let _ = write_reply(&mut stream, &r);
     let _ = stream.shutdown(Shutdown::Write);
-    drain(&mut stream);
+    drain(&mut stream, Duration::from_millis(100), 1 << 20);
 }
 
-/// Reads (a bounded amount of) what the client still sends, such as a body that was refused
-/// unread, so that closing does not reset the connection before the client read the answer.
-fn drain(stream: &mut TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+/// Reads and discards what the client still sends, for at most `within` and `max_bytes`, so
+/// that closing does not reset the connection before the client has read the answer (a body
+/// refused unread, a request that came to a full queue).
+fn drain(stream: &mut TcpStream, within: Duration, max_bytes: usize) {
+    let _ = stream.set_read_timeout(Some(within));
     let mut sink = [0u8; 8192];
-    let mut left = 1usize << 20;
-    while left > 0 {
+    let (start, mut left) = (Instant::now(), max_bytes);
+    while left > 0 && start.elapsed() < within {
         match stream.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => left = left.saturating_sub(n),
@@ -151,18 +152,8 @@ fn drain(stream: &mut TcpStream) {
 
 /// Answers 503 to a connection no worker can take.
 fn busy(mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(REJECT_DRAIN));
     let _ = stream.set_write_timeout(Some(REJECT_DRAIN * 5));
-    // Read what the client already sent, so that closing does not reset the connection
-    // before it has read the answer.
-    let mut sink = [0u8; 4096];
-    let start = Instant::now();
-    while start.elapsed() < REJECT_DRAIN {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+    drain(&mut stream, REJECT_DRAIN, 64 << 10);
     let r = fail(503, "the server is busy; try again");
     let _ = write_reply(&mut stream, &r);
     let _ = stream.shutdown(Shutdown::Write);
@@ -223,12 +214,6 @@ fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Request, Opti
         }
     }
     let max = limits.max_body_bytes;
-    let too_large = || {
-        Some(fail(
-            413,
-            format!("the body exceeds the limit of {max} bytes"),
-        ))
-    };
     let (encoding, length) = (header("transfer-encoding"), header("content-length"));
     let rest = buf.split_off(head_len);
     let body = match encoding {
@@ -247,7 +232,7 @@ fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Request, Opti
                     .map_err(|_| Some(fail(400, "Content-Length is not a number")))?,
             };
             if len > max {
-                return Err(too_large());
+                return Err(Some(too_large(max)));
             }
             let mut body = rest;
             body.truncate(len);
@@ -294,10 +279,7 @@ fn read_chunked(
         };
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         if size > max.saturating_sub(body.len()) {
-            return Err(Some(fail(
-                413,
-                format!("the body exceeds the limit of {max} bytes"),
-            )));
+            return Err(Some(too_large(max)));
         }
         // The chunk's data and its CRLF (after the last chunk: the empty trailer line).
         while rest.len() < start + size + 2 {
@@ -312,6 +294,11 @@ fn read_chunked(
             return Ok(body);
         }
     }
+}
+
+/// The 413 answer for a body over `max` bytes.
+fn too_large(max: usize) -> Reply {
+    fail(413, format!("the body exceeds the limit of {max} bytes"))
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
