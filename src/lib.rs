@@ -35,6 +35,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod distill;
+#[cfg(feature = "documents")]
+pub mod documents;
 mod error;
 pub mod eval;
 pub mod faults;

@@ -8,6 +8,8 @@ mod writer;
 pub use rerank::Rerank;
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
+#[cfg(feature = "documents")]
+pub(crate) use writer::check_lang_tag;
 pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
 
 use crate::error::{Error, Result};

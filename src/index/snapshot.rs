@@ -621,6 +621,21 @@ impl Snapshot {
             .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("xQG row {rid}: {r}")))
     }
 
+    /// The synced-file table (path, raw record), in path order; empty before any sync.
+    pub(crate) fn file_records(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let t = match self.data.txn().open_table(store::FILES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.cerr(e)),
+        };
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.cerr(e))? {
+            let (k, v) = row.map_err(|e| self.cerr(e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The query adapter stored in this commit, if any.
     pub fn adapter(&self) -> Option<&crate::distill::StoredAdapter> {
         self.data.adapter.as_deref()

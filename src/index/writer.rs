@@ -41,6 +41,8 @@ pub struct Writer {
     ops: Vec<Op>,
     /// For ids touched by buffered ops: whether the id exists after them.
     pending: HashMap<String, bool>,
+    /// Buffered file-table changes: path → new record, or `None` to remove it.
+    files: Vec<(String, Option<Vec<u8>>)>,
     /// The committed id table, opened once per snapshot.
     ids: Option<(Arc<SnapshotData>, redb::ReadOnlyTable<&'static str, u64>)>,
 }
@@ -57,6 +59,18 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.inner.release_writer();
     }
+}
+
+/// Records format version `to` in the catalog if it holds an older one.
+fn raise_version(
+    meta: &mut redb::Table<&str, &[u8]>,
+    current: u32,
+    to: u32,
+) -> std::result::Result<(), redb::StorageError> {
+    if current < to {
+        store::put(meta, MetaKey::FormatVersion, &to.to_le_bytes())?;
+    }
+    Ok(())
 }
 
 fn check_augmentation(config: &store::StoreConfig, id: &str, a: &Augmentation) -> Result<()> {
@@ -92,6 +106,26 @@ fn check_augmentation(config: &store::StoreConfig, id: &str, a: &Augmentation) -
     crate::ingest::check_queries(id, &a.queries)
 }
 
+const LANG_TAG_RULE: &str = "the language tag must be 1-35 ASCII letters, digits, '-' or '_'";
+
+fn lang_tag_ok(lang: &str) -> bool {
+    !lang.is_empty()
+        && lang.len() <= 35
+        && lang
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Checks a language tag the way passages' tags are checked.
+#[cfg_attr(not(feature = "documents"), allow(dead_code))]
+pub(crate) fn check_lang_tag(lang: &str) -> Result<()> {
+    if lang_tag_ok(lang) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("{lang:?}: {LANG_TAG_RULE}")))
+    }
+}
+
 fn validate_passage(p: &Passage) -> Result<Option<String>> {
     let bad = |reason: &str| Error::InvalidPassage {
         id: p.id.clone(),
@@ -123,15 +157,8 @@ fn validate_passage(p: &Passage) -> Result<Option<String>> {
         return Err(bad("the title is too long"));
     }
     if let Some(lang) = &p.lang {
-        if lang.is_empty()
-            || lang.len() > 35
-            || !lang
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(bad(
-                "the language tag must be 1-35 ASCII letters, digits, '-' or '_'",
-            ));
+        if !lang_tag_ok(lang) {
+            return Err(bad(LANG_TAG_RULE));
         }
     }
     match &p.meta {
@@ -262,6 +289,7 @@ impl Writer {
             inner,
             ops: Vec::new(),
             pending: HashMap::new(),
+            files: Vec::new(),
             ids: None,
         }
     }
@@ -562,13 +590,20 @@ impl Writer {
 
     /// Number of buffered changes.
     pub fn pending(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.files.len()
+    }
+
+    /// Buffers a change to the synced-file table, committed with the passages buffered
+    /// beside it (see [`crate::documents`]).
+    pub(crate) fn stage_file(&mut self, path: &str, record: Option<Vec<u8>>) {
+        self.files.push((path.to_string(), record));
     }
 
     /// Discards buffered changes.
     pub fn rollback(&mut self) {
         self.ops.clear();
         self.pending.clear();
+        self.files.clear();
     }
 
     /// Makes every buffered change durable and visible in one transaction. When it returns
@@ -577,10 +612,11 @@ impl Writer {
     pub fn commit(&mut self) -> Result<CommitInfo> {
         self.inner.check_poison()?;
         let ops = std::mem::take(&mut self.ops);
+        let files = std::mem::take(&mut self.files);
         self.pending.clear();
         // Holding the old snapshot would keep retired files and old catalog pages alive.
         self.ids = None;
-        let result = self.apply(ops);
+        let result = self.apply(ops, files);
         if let Err(e) = &result {
             self.inner.poison(e);
         }
@@ -591,7 +627,7 @@ impl Writer {
         Ok(info)
     }
 
-    fn apply(&mut self, ops: Vec<Op>) -> Result<CommitInfo> {
+    fn apply(&mut self, ops: Vec<Op>, files: Vec<(String, Option<Vec<u8>>)>) -> Result<CommitInfo> {
         let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let snap = inner.snapshot_data();
@@ -683,6 +719,19 @@ impl Writer {
                     }
                     Op::Delete(_) => deleted += old.is_some() as usize,
                 }
+            }
+            if !files.is_empty() {
+                let mut table = txn.open_table(store::FILES).map_err(|e| cerr(e.into()))?;
+                for (path, record) in &files {
+                    match record {
+                        Some(r) => table.insert(path.as_str(), r.as_slice()),
+                        None => table.remove(path.as_str()),
+                    }
+                    .map_err(|e| cerr(e.into()))?;
+                }
+                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+                raise_version(&mut meta, config.format_version, 4).map_err(|e| cerr(e.into()))?;
+                config.format_version = config.format_version.max(4);
             }
             new_rows.retain(|(rid, _)| !dead_new.contains(rid));
             if new_rows.len() < inner.options.direct_segment_rows {
@@ -1088,13 +1137,9 @@ impl Writer {
             {
                 let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
                 store::put_adapter(&mut meta, record).map_err(|e| cerr(e.into()))?;
-                if record.is_some() && snap.config.format_version < store::FORMAT_VERSION {
-                    store::put(
-                        &mut meta,
-                        store::MetaKey::FormatVersion,
-                        &store::FORMAT_VERSION.to_le_bytes(),
-                    )
-                    .map_err(|e| cerr(e.into()))?;
+                if record.is_some() {
+                    raise_version(&mut meta, snap.config.format_version, 3)
+                        .map_err(|e| cerr(e.into()))?;
                 }
             }
             w.write_counters(&txn, &mut counters)?;

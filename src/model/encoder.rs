@@ -166,6 +166,27 @@ impl Encoder {
         self.bundle.fingerprint()
     }
 
+    /// Whether `text`, with the passage prefix, fits the model's passage token limit
+    /// (longer passages are truncated when encoded).
+    pub fn passage_fits(&self, text: &str) -> Result<bool> {
+        let prefix = &self.bundle.manifest().passage_prefix;
+        let encoding = self
+            .passage_tok
+            .encode(format!("{prefix}{text}"), true)
+            .map_err(|e| {
+                model_err(
+                    &self.bundle.tokenizer_path(),
+                    format!("cannot tokenize: {e}"),
+                )
+            })?;
+        Ok(encoding.get_overflowing().is_empty())
+    }
+
+    /// The passage token limit of the bundle.
+    pub fn max_passage_tokens(&self) -> usize {
+        self.bundle.manifest().max_passage_tokens
+    }
+
     /// Encodes queries (with the query prefix).
     pub fn encode_queries<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         self.encode(texts, TextKind::Query)

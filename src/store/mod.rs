@@ -18,7 +18,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 pub(crate) const CATALOG_FILE: &str = "catalog.redb";
 
 /// Catalog format version written by this build (see FORMAT.md, "Version log").
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Store-wide settings and counters.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -39,3 +39,5 @@ pub(crate) const TOMBSTONES: TableDefinition<u64, ()> = TableDefinition::new("to
 pub(crate) const AUGMENT: TableDefinition<u64, &[u8]> = TableDefinition::new("augment");
 /// Row ids whose queries are still to be generated (deferred generation; version 2).
 pub(crate) const BACKLOG: TableDefinition<u64, ()> = TableDefinition::new("backlog");
+/// Synced file path (relative, `/`-separated) → file record (format version 4).
+pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");

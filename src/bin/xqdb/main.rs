@@ -8,6 +8,9 @@
 //! - `init`: `{"created", "dim", "metric", "dtype", "store_uuid", "model", "xqg"}`.
 //! - `add`: `{"added", "lines", "commits", "commit_seq"}`; `import`/`export`: `{"index"|"file",
 //!   "report", "seconds", "rows_per_second"}`.
+//! - `sync`: `{"added", "changed", "removed", "unchanged", "skipped": [{"path", "reason"}],
+//!   "passages_encoded", "passages_removed", "bytes_read", "dry_run", "seconds"}`; `search`
+//!   hits of synced documents also carry `"location"` (`path:line`) and `"snippet"`.
 //! - `get`: `{"passages": [...], "missing": [...]}`; `delete`: `{"deleted", "missing",
 //!   "commit_seq"}`; `compact`: `{"rewritten", "stats"}`; `verify`: `{"ok", "report"}`;
 //!   `stats`: the `Stats` object; `kernels`: `{"report", "checks", "passed"}`; `models`:
@@ -31,6 +34,8 @@ mod search;
 mod serve;
 mod store;
 mod stress;
+#[cfg(feature = "documents")]
+mod sync;
 mod xqg;
 
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +93,10 @@ enum Command {
     /// the index from the file's metadata when DIR does not exist).
     #[cfg(feature = "interchange")]
     Import(interchange::ImportArgs),
+    /// Index a folder of .txt, .md and .html files (only what changed since the last sync:
+    /// each file's passages are replaced in one commit, removed files' passages deleted).
+    #[cfg(feature = "documents")]
+    Sync(sync::SyncArgs),
     /// Print stored passages.
     Get(store::GetArgs),
     /// Delete passages.
@@ -135,6 +144,8 @@ fn main() -> ExitCode {
         Command::Export(a) => interchange::export(a),
         #[cfg(feature = "interchange")]
         Command::Import(a) => interchange::import(a),
+        #[cfg(feature = "documents")]
+        Command::Sync(a) => sync::sync(a, json),
         Command::Get(a) => store::get(a),
         Command::Delete(a) => store::delete(a),
         Command::Compact(a) => store::compact(a),

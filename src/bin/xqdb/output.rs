@@ -59,6 +59,14 @@ fn print_human(v: &Value) {
 
 fn print_hits(hits: &[Value]) {
     for (rank, h) in hits.iter().enumerate() {
+        if let (Some(loc), Some(snippet)) = (h["location"].as_str(), h["snippet"].as_str()) {
+            println!(
+                "{:>3}. {:.4}  {loc}\n       {snippet}",
+                rank + 1,
+                h["score"].as_f64().unwrap_or(0.0)
+            );
+            continue;
+        }
         let text = h["text"].as_str().unwrap_or("");
         let short: String = text.chars().take(100).collect();
         println!(

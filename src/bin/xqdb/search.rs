@@ -49,6 +49,9 @@ pub(crate) struct SearchArgs {
     /// Length-normalise the generator teacher's log-likelihood.
     #[arg(long)]
     length_normalize: bool,
+    /// Snippet width (characters) for hits of synced documents.
+    #[arg(long, default_value_t = 160)]
+    width: usize,
 }
 
 pub(crate) fn search(a: SearchArgs) -> CliResult {
@@ -67,6 +70,7 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         query_lang,
         parallel,
         length_normalize,
+        width,
     } = a;
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
@@ -111,12 +115,38 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
                     .search_text_reranked(&query, &options, &r)
                     .map_err(err)?]
             }
-            None => index.search_texts(&[t], &options).map_err(err)?,
+            None => {
+                let hits = index.search_texts(&[&t], &options).map_err(err)?;
+                let hits = hits.into_iter().next().unwrap_or_default();
+                return Ok(json!({ "hits": with_snippets(&index, &t, hits, width)? }));
+            }
         },
         (None, None) => return Err("give a query text or --vector-file".into()),
     };
     let hits: Vec<xqdb::Hit> = hits.into_iter().next().unwrap_or_default();
     Ok(json!({ "hits": hits }))
+}
+
+#[cfg(feature = "documents")]
+fn with_snippets(
+    index: &xqdb::Index,
+    query: &str,
+    hits: Vec<xqdb::Hit>,
+    width: usize,
+) -> Result<Vec<Value>, String> {
+    crate::sync::add_snippets(index, query, hits, width)
+}
+
+#[cfg(not(feature = "documents"))]
+fn with_snippets(
+    _: &xqdb::Index,
+    _: &str,
+    hits: Vec<xqdb::Hit>,
+    _: usize,
+) -> Result<Vec<Value>, String> {
+    hits.iter()
+        .map(|h| serde_json::to_value(h).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// The queries of a vector file, and whether it is a batch (one array a line) rather than

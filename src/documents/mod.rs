@@ -1,0 +1,687 @@
+//! Folders of documents: [`sync`] walks a folder, cuts its text, Markdown and HTML files
+//! into passages of about 100 words on sentence boundaries, tags each passage's language and
+//! keeps the index in step with the folder — only changed files are read, a changed file's
+//! passages are replaced and a removed file's deleted, each file in one atomic commit.
+//!
+//! Passage ids are `path#n` (`path` relative to the folder, `/`-separated, `n` from 0), and
+//! each passage's metadata holds `"path"`, `"start"` and `"end"` (its source byte range),
+//! `"line"` (the line of `start`, from 1) and `"title"` (the document's title). The catalog
+//! keeps one record per synced file (FORMAT.md, "files").
+//!
+//! ```no_run
+//! # fn main() -> xqdb::Result<()> {
+//! let index = xqdb::Index::open("notes.xqdb")?;
+//! let report = xqdb::documents::sync(&index, "notes".as_ref(), &Default::default(), &|_| {})?;
+//! println!("{} added, {} changed, {} removed", report.added, report.changed, report.removed);
+//! # Ok(()) }
+//! ```
+
+mod chunk;
+mod extract;
+mod lang;
+
+pub use chunk::{Chunk, ChunkOptions};
+pub use extract::Kind;
+pub use lang::{detect_language, detect_language_among, detectable_languages, Detector};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::ingest::{Row, WriteMode};
+use crate::types::Passage;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Version of the file record written by this build.
+pub const FILE_RECORD_VERSION: u32 = 1;
+
+/// What the catalog remembers of a synced file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Record version ([`FILE_RECORD_VERSION`]).
+    pub v: u32,
+    /// Size in bytes when it was read.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch (0 when the system has none).
+    pub mtime_ns: i128,
+    /// xxh3-128 of the content, 32 hex digits.
+    pub hash: String,
+    /// Passages stored for it: ids `path#0` … `path#(passages-1)`.
+    pub passages: u32,
+}
+
+impl FileRecord {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a file record serialises")
+    }
+
+    fn decode(index: &Index, path: &str, bytes: &[u8]) -> Result<FileRecord> {
+        serde_json::from_slice::<FileRecord>(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|r| match r.v {
+                1 => Ok(r),
+                v => Err(format!("file record version {v} is not supported")),
+            })
+            .map_err(|reason| {
+                Error::corrupt(
+                    index.path().join("catalog.redb"),
+                    format!("file record of {path:?}: {reason}"),
+                )
+            })
+    }
+}
+
+/// The id of passage `n` of the file at `path`.
+pub fn passage_id(path: &str, n: u32) -> String {
+    format!("{path}#{n}")
+}
+
+/// The synced files of the index's current commit, in path order.
+pub fn files(index: &Index) -> Result<Vec<(String, FileRecord)>> {
+    index
+        .snapshot()
+        .file_records()?
+        .into_iter()
+        .map(|(path, bytes)| {
+            let r = FileRecord::decode(index, &path, &bytes)?;
+            Ok((path, r))
+        })
+        .collect()
+}
+
+/// How [`sync`] walks and reads a folder.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// gitignore-style patterns of paths to leave out (`*.log`, `drafts/`, `/build`).
+    /// `.gitignore` and `.ignore` files inside the folder apply as well.
+    pub exclude: Vec<String>,
+    /// Read hidden files and folders (names starting with `.`).
+    pub hidden: bool,
+    /// Follow symbolic links (loops are detected and reported as skips).
+    pub follow_links: bool,
+    /// Files larger than this are skipped without being read.
+    pub max_file_bytes: u64,
+    /// How passages are cut.
+    pub chunk: ChunkOptions,
+    /// Language tag for every passage instead of detecting it.
+    pub lang: Option<String>,
+    /// Languages the detector chooses among (tags of [`detectable_languages`]); all when
+    /// empty. Naming the collection's languages makes detection far more accurate.
+    pub languages: Vec<String>,
+    /// Walk, read and cut, but write nothing (the report says what a sync would do).
+    pub dry_run: bool,
+    /// Test hook: runs after a file's content was read, before the content is checked again.
+    #[doc(hidden)]
+    pub after_read: Option<fn(&Path)>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            exclude: Vec::new(),
+            hidden: false,
+            follow_links: true,
+            max_file_bytes: 16 << 20,
+            chunk: ChunkOptions::default(),
+            lang: None,
+            languages: Vec::new(),
+            dry_run: false,
+            after_read: None,
+        }
+    }
+}
+
+/// A file a sync did not index, and why. Its previous passages (if any) stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Path relative to the folder (as the walk saw it, for walk errors).
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a sync did. File counts, except `passages_*`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Files indexed for the first time.
+    pub added: usize,
+    /// Files whose content changed: their passages were replaced.
+    pub changed: usize,
+    /// Files gone from the folder (or now excluded): their passages were deleted.
+    pub removed: usize,
+    /// Files left as they were (same size and time, or same content).
+    pub unchanged: usize,
+    /// Files not indexed, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Passages encoded (to be encoded, with `dry_run`).
+    pub passages_encoded: usize,
+    /// Passages deleted (replaced or of removed files).
+    pub passages_removed: usize,
+    /// Bytes read from changed files.
+    pub bytes_read: u64,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// How far a sync has come; given to progress callbacks after every file.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncProgress {
+    /// Files looked at so far.
+    pub files: usize,
+    /// Files in the folder (after exclusions).
+    pub total_files: usize,
+    /// Passages encoded so far.
+    pub passages: usize,
+    /// Bytes read so far.
+    pub bytes: u64,
+    /// Time since the sync started.
+    pub elapsed: Duration,
+}
+
+/// A file the walk found.
+struct Found {
+    rel: String,
+    path: PathBuf,
+}
+
+fn walk(
+    folder: &Path,
+    index_root: Option<&Path>,
+    o: &SyncOptions,
+) -> Result<(Vec<Found>, Vec<Skipped>)> {
+    let mut overrides = ignore::overrides::OverrideBuilder::new(folder);
+    for pattern in &o.exclude {
+        overrides
+            .add(&format!("!{pattern}"))
+            .map_err(|e| Error::InvalidArgument(format!("exclude pattern {pattern:?}: {e}")))?;
+    }
+    let overrides = overrides
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("exclude patterns: {e}")))?;
+    let skip_root = index_root.map(Path::to_path_buf);
+    let walker = ignore::WalkBuilder::new(folder)
+        .standard_filters(false)
+        .hidden(!o.hidden)
+        .ignore(true)
+        .git_ignore(true)
+        .require_git(false)
+        .parents(false)
+        .follow_links(o.follow_links)
+        .overrides(overrides)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(move |e| {
+            // Never index the index itself when it lives inside the folder.
+            match (&skip_root, e.file_type().is_some_and(|t| t.is_dir())) {
+                (Some(root), true) => e.path().canonicalize().map_or(true, |p| &p != root),
+                _ => true,
+            }
+        })
+        .build();
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    let rel_of = |p: &Path| -> std::result::Result<String, String> {
+        let rel = p.strip_prefix(folder).unwrap_or(p);
+        let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+        parts
+            .map(|v| v.join("/"))
+            .ok_or_else(|| rel.to_string_lossy().into_owned())
+    };
+    for entry in walker {
+        match entry {
+            Ok(e) => {
+                if !e.file_type().is_some_and(|t| t.is_file()) {
+                    continue;
+                }
+                match rel_of(e.path()) {
+                    Ok(rel) => found.push(Found {
+                        rel,
+                        path: e.path().to_path_buf(),
+                    }),
+                    Err(lossy) => skipped.push(Skipped {
+                        path: lossy,
+                        reason: "the file name is not valid UTF-8".into(),
+                    }),
+                }
+            }
+            Err(err) => {
+                let path = walk_error_path(&err)
+                    .map(|p| rel_of(&p).unwrap_or_else(|l| l))
+                    .unwrap_or_default();
+                let reason = if is_loop(&err) {
+                    "symbolic link loop".to_string()
+                } else {
+                    format!("cannot read: {err}")
+                };
+                skipped.push(Skipped { path, reason });
+            }
+        }
+    }
+    Ok((found, skipped))
+}
+
+fn walk_error_path(e: &ignore::Error) -> Option<PathBuf> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path.clone()),
+        ignore::Error::Loop { child, .. } => Some(child.clone()),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            walk_error_path(err)
+        }
+        _ => None,
+    }
+}
+
+fn is_loop(e: &ignore::Error) -> bool {
+    match e {
+        ignore::Error::Loop { .. } => true,
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => is_loop(err),
+        _ => false,
+    }
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// Reads at most `limit + 1` bytes (so a file that grew past the limit is noticed).
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Streams the file through xxh3-128 (memory stays bounded whatever its size).
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", h.digest128()))
+}
+
+/// Why a file's content cannot be indexed, if it cannot.
+fn content_problem(bytes: &[u8]) -> Option<String> {
+    if bytes[..bytes.len().min(8192)].contains(&0) {
+        return Some("binary content (a NUL byte in the first 8 KiB)".into());
+    }
+    std::str::from_utf8(bytes).err().map(|e| {
+        format!(
+            "not valid UTF-8 (byte {}); files are read as UTF-8 only",
+            e.valid_up_to()
+        )
+    })
+}
+
+/// Passages of one file's text.
+pub(crate) fn passages_of(
+    rel: &str,
+    kind: Kind,
+    text: &str,
+    chunking: &ChunkOptions,
+    lang: Option<&str>,
+    detector: &Detector,
+    fits: &mut dyn FnMut(&str) -> Result<bool>,
+) -> Result<Vec<Passage>> {
+    let doc = extract::extract(kind, text);
+    let chunks = chunk::chunk(&doc.blocks, chunking, fits)?;
+    let title = doc.title.unwrap_or_else(|| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        name.rsplit_once('.')
+            .map_or(name, |(stem, _)| stem)
+            .to_string()
+    });
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    // A passage's own guess counts when whatlang deems it reliable; otherwise the guess on
+    // the whole document's text (short passages are easily mistaken for a related language).
+    let doc_lang = match lang {
+        Some(l) => Some(l.to_string()),
+        None => {
+            let all: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+            detector.detect(&all.join(" "))
+        }
+    };
+    let mut out = Vec::with_capacity(chunks.len());
+    for (n, c) in chunks.into_iter().enumerate() {
+        let line = newlines.partition_point(|&i| i < c.start) + 1;
+        let lang = match (lang, detector.detect_reliable(&c.text)) {
+            (Some(l), _) => Some(l.to_string()),
+            (None, Some((l, true))) => Some(l),
+            (None, guess) => doc_lang.clone().or(guess.map(|g| g.0)),
+        };
+        out.push(Passage {
+            id: passage_id(rel, n as u32),
+            title: Some(title.clone()),
+            text: c.text,
+            lang,
+            meta: Some(serde_json::json!({
+                "path": rel,
+                "start": c.start,
+                "end": c.end,
+                "line": line,
+                "title": title,
+            })),
+        });
+    }
+    Ok(out)
+}
+
+/// Brings the index in step with `folder`; see the module docs. Needs an index with a
+/// model (its tokenizer keeps passages within the token limit). Files that cannot be indexed
+/// are skipped with a reason, keeping their earlier passages; errors of the index itself
+/// (a missing model, a full disk) stop the sync, and every file committed before stays.
+pub fn sync(
+    index: &Index,
+    folder: &Path,
+    options: &SyncOptions,
+    progress: &dyn Fn(&SyncProgress),
+) -> Result<SyncReport> {
+    let started = Instant::now();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if !std::fs::metadata(folder).map_err(io(folder))?.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a folder",
+            folder.display()
+        )));
+    }
+    if let Some(l) = &options.lang {
+        crate::index::check_lang_tag(l)?;
+    }
+    let detector = Detector::among(&options.languages)?;
+    // The model loads when the first changed file needs it: a sync with nothing to do reads
+    // only the folder's metadata.
+    let encoder = std::cell::OnceCell::new();
+    let index_root = index.path().canonicalize().ok();
+    let (found, mut skipped) = walk(folder, index_root.as_deref(), options)?;
+    let old: BTreeMap<String, FileRecord> = files(index)?.into_iter().collect();
+    let mut report = SyncReport {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let mut writer = if options.dry_run {
+        None
+    } else {
+        Some(index.writer()?)
+    };
+    let mut seen: HashSet<String> = skipped.iter().map(|s| s.path.clone()).collect();
+    let mut fits = |t: &str| -> Result<bool> {
+        if encoder.get().is_none() {
+            let _ = encoder.set(index.encoder()?);
+        }
+        encoder.get().expect("set above").passage_fits(t)
+    };
+    let total = found.len();
+    let tick = |report: &SyncReport, files: usize| {
+        progress(&SyncProgress {
+            files,
+            total_files: total,
+            passages: report.passages_encoded,
+            bytes: report.bytes_read,
+            elapsed: started.elapsed(),
+        })
+    };
+    for (i, f) in found.iter().enumerate() {
+        seen.insert(f.rel.clone());
+        let before = old.get(&f.rel);
+        let outcome = sync_file(
+            f,
+            before,
+            options,
+            &detector,
+            &mut fits,
+            writer.as_mut(),
+            &mut report,
+        )?;
+        if let Err(reason) = outcome {
+            skipped.push(Skipped {
+                path: f.rel.clone(),
+                reason,
+            });
+        }
+        tick(&report, i + 1);
+    }
+    for (path, record) in &old {
+        if seen.contains(path) {
+            continue;
+        }
+        if let Some(w) = writer.as_mut() {
+            for n in 0..record.passages {
+                w.delete(&passage_id(path, n))?;
+            }
+            w.stage_file(path, None);
+            w.commit()?;
+        }
+        report.removed += 1;
+        report.passages_removed += record.passages as usize;
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    report.skipped = skipped;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Syncs one file. `Ok(Err(reason))` is a skip; `Err` stops the sync.
+fn sync_file(
+    f: &Found,
+    before: Option<&FileRecord>,
+    o: &SyncOptions,
+    detector: &Detector,
+    fits: &mut dyn FnMut(&str) -> Result<bool>,
+    writer: Option<&mut crate::Writer>,
+    report: &mut SyncReport,
+) -> Result<std::result::Result<(), String>> {
+    let meta = match std::fs::metadata(&f.path) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(format!("cannot read: {e}"))),
+    };
+    let (size, mtime) = (meta.len(), mtime_ns(&meta));
+    if let Some(b) = before {
+        if b.size == size && b.mtime_ns == mtime {
+            report.unchanged += 1;
+            return Ok(Ok(()));
+        }
+    }
+    let Some(kind) = Kind::of(&f.rel) else {
+        return Ok(Err(
+            "not a text, Markdown or HTML file (by extension)".into()
+        ));
+    };
+    if size > o.max_file_bytes {
+        return Ok(Err(format!(
+            "{size} bytes, over the limit of {} bytes",
+            o.max_file_bytes
+        )));
+    }
+    let bytes = match read_limited(&f.path, o.max_file_bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(format!("cannot read: {e}"))),
+    };
+    report.bytes_read += bytes.len() as u64;
+    if bytes.len() as u64 > o.max_file_bytes {
+        return Ok(Err("grew over the size limit while being read".into()));
+    }
+    let hash = hash_hex(&bytes);
+    let record = FileRecord {
+        v: FILE_RECORD_VERSION,
+        size: bytes.len() as u64,
+        mtime_ns: mtime,
+        hash,
+        passages: 0,
+    };
+    if let Some(b) = before.filter(|b| b.hash == record.hash) {
+        // Touched but not changed: remember the new time, read nothing next time.
+        report.unchanged += 1;
+        if let Some(w) = writer {
+            w.stage_file(
+                &f.rel,
+                Some(
+                    FileRecord {
+                        passages: b.passages,
+                        ..record
+                    }
+                    .encode(),
+                ),
+            );
+            w.commit()?;
+        }
+        return Ok(Ok(()));
+    }
+    if let Some(problem) = content_problem(&bytes) {
+        return Ok(Err(problem));
+    }
+    let text = std::str::from_utf8(&bytes).expect("checked above");
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let offset = bytes.len() - text.len();
+    let mut passages = passages_of(
+        &f.rel,
+        kind,
+        text,
+        &o.chunk,
+        o.lang.as_deref(),
+        detector,
+        fits,
+    )?;
+    if offset > 0 {
+        for p in &mut passages {
+            let m = p
+                .meta
+                .as_mut()
+                .and_then(|m| m.as_object_mut())
+                .expect("set");
+            for key in ["start", "end"] {
+                let v = m[key].as_u64().unwrap_or(0) + offset as u64;
+                m.insert(key.into(), v.into());
+            }
+        }
+    }
+    if let Some(hook) = o.after_read {
+        hook(&f.path);
+    }
+    // The content must still be what was read: a file written to meanwhile waits for the
+    // next sync rather than being stored half old, half new.
+    match hash_file(&f.path) {
+        Ok(h) if h == record.hash => {}
+        Ok(_) => {
+            return Ok(Err(
+                "changed while being read; the next sync reads it".into()
+            ))
+        }
+        Err(e) => return Ok(Err(format!("cannot read: {e}"))),
+    }
+    let n = passages.len() as u32;
+    let old_n = before.map_or(0, |b| b.passages);
+    if let Some(w) = writer {
+        let rows = passages.into_iter().map(Row::text).collect();
+        if let Err(e) = w.stage_rows(rows, WriteMode::Upsert, &|_| {}) {
+            w.rollback();
+            return match e.row {
+                Some(_) => Ok(Err(e.error.to_string())),
+                None => Err(e.error),
+            };
+        }
+        for k in n..old_n {
+            w.delete(&passage_id(&f.rel, k))?;
+        }
+        let record = FileRecord {
+            passages: n,
+            ..record
+        };
+        w.stage_file(&f.rel, Some(record.encode()));
+        w.commit()?;
+    }
+    report.passages_encoded += n as usize;
+    report.passages_removed += old_n.saturating_sub(n) as usize;
+    if n == 0 {
+        return Ok(Err("no text".into()));
+    }
+    match before {
+        Some(_) => report.changed += 1,
+        None => report.added += 1,
+    }
+    Ok(Ok(()))
+}
+
+/// The sentences of `text` (Unicode sentence boundaries), trimmed, blank ones left out.
+pub fn sentences(text: &str) -> Vec<&str> {
+    text.split_sentence_bounds()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A snippet of `text`: sentence `first` (of [`sentences`]) then the rest in order, with
+/// `…` marking left-out text, cut to `width` characters.
+pub fn snippet(text: &str, first: usize, width: usize) -> String {
+    let all = sentences(text);
+    let Some(&lead) = all.get(first) else {
+        return cut(text, width);
+    };
+    let mut s = String::new();
+    if first > 0 {
+        s.push_str("… ");
+    }
+    s.push_str(lead);
+    for rest in all.iter().skip(first + 1) {
+        s.push(' ');
+        s.push_str(rest);
+    }
+    cut(&s, width)
+}
+
+fn cut(s: &str, width: usize) -> String {
+    let collapsed = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= width {
+        return collapsed;
+    }
+    let mut out: String = collapsed.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_lead_with_the_chosen_sentence() {
+        let t = "First one. Second one here. Third.";
+        assert_eq!(sentences(t), ["First one.", "Second one here.", "Third."]);
+        assert_eq!(snippet(t, 1, 80), "… Second one here. Third.");
+        assert_eq!(snippet(t, 0, 12), "First one. …");
+        assert_eq!(snippet(t, 9, 80), t);
+    }
+
+    #[test]
+    fn content_checks() {
+        assert!(content_problem(b"ok text").is_none());
+        assert!(content_problem(b"a\0b").unwrap().contains("binary"));
+        assert!(content_problem(b"caf\xe9").unwrap().contains("byte 3"));
+    }
+}

@@ -1,0 +1,541 @@
+//! Folders of documents (`xqdb::documents::sync`, `xqdb sync`): incremental syncs on folders
+//! the tests write (text, Markdown, HTML in several languages and scripts), bad files skipped
+//! with reasons, SIGKILL during a sync, and the example folder answering cross-lingual
+//! questions with a path and a snippet. Needs the default model (`make setup`).
+
+mod common;
+
+use common::{default_encoder, xqdb_json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use xqdb::documents::{files, sync, SyncOptions, SyncReport};
+use xqdb::{Index, Passage};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn new_index(dir: &Path) -> Index {
+    Index::builder()
+        .encoder(default_encoder())
+        .create(dir)
+        .unwrap()
+}
+
+fn run(index: &Index, folder: &Path, o: &SyncOptions) -> SyncReport {
+    let r = sync(index, folder, o, &|_| {}).unwrap();
+    index.verify().unwrap();
+    r
+}
+
+/// Every stored passage of `path`, in order, and checks that the ids are `path#0..n` with
+/// nothing after them.
+fn passages_of(index: &Index, path: &str) -> Vec<Passage> {
+    let mut out = Vec::new();
+    while let Some(p) = index.get(&format!("{path}#{}", out.len())).unwrap() {
+        out.push(p);
+    }
+    out
+}
+
+const EN: &str = "The library opens at nine in the morning and closes at six in the evening. \
+Members may borrow up to ten books at a time for three weeks. Late returns cost twenty cents \
+a day for each book.\n\nThe reading room on the second floor is quiet. Laptops are welcome, \
+but phone calls must be taken outside. Lockers for bags are next to the entrance, and the \
+keys are kept at the front desk.\n";
+const JA: &str = "# 図書館の案内\n\n図書館は朝九時に開き、夕方六時に閉まります。\
+会員は一度に十冊まで、三週間借りることができます。\n\n二階の閲覧室では静かにしてください。\n";
+const RU: &str = "<html><head><title>Правила библиотеки</title><style>p{margin:0}</style>\
+<script>track()</script></head><body><h1>Правила</h1><p>Библиотека открыта с девяти утра \
+до шести вечера.</p><p>Читатели могут брать до десяти книг на три недели.</p><p>Вход свободный, но для выдачи книг нужен читательский билет, который оформляют за пять минут.</p></body></html>";
+const FI: &str = "# Kirjaston säännöt\n\nKirjasto on auki yhdeksästä kuuteen. Lainaaja voi \
+lainata kerralla kymmenen kirjaa kolmeksi viikoksi.\n";
+
+fn write_folder(root: &Path) {
+    write(root, "en/notes.txt", EN);
+    write(root, "ja/memo.md", JA);
+    write(root, "ru/page.html", RU);
+    write(root, "fi/ohje.md", FI);
+    write(
+        root,
+        ".hidden/secret.txt",
+        "A hidden note that must not be indexed.",
+    );
+    write(
+        root,
+        "build/out.txt",
+        "Generated output that is excluded by a pattern.",
+    );
+    write(root, "notes.log", "An excluded log line.");
+}
+
+fn options() -> SyncOptions {
+    SyncOptions {
+        exclude: vec!["build/".into(), "*.log".into()],
+        chunk: xqdb::documents::ChunkOptions {
+            target_words: 30,
+            max_words: 45,
+            overlap_sentences: 0,
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn syncs_replace_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, folder) = (tmp.path().join("index"), tmp.path().join("docs"));
+    write_folder(&folder);
+    let index = new_index(&dir);
+    let o = options();
+
+    // First sync: four documents, hidden and excluded files left out.
+    let r = run(&index, &folder, &o);
+    assert_eq!(
+        (r.added, r.changed, r.removed, r.unchanged),
+        (4, 0, 0, 0),
+        "{r:?}"
+    );
+    assert!(r.skipped.is_empty(), "{r:?}");
+    let listed: Vec<String> = files(&index).unwrap().into_iter().map(|f| f.0).collect();
+    assert_eq!(
+        listed,
+        ["en/notes.txt", "fi/ohje.md", "ja/memo.md", "ru/page.html"]
+    );
+    let total: usize = listed.iter().map(|p| passages_of(&index, p).len()).sum();
+    assert_eq!(total, r.passages_encoded);
+    assert_eq!(index.snapshot().len() as usize, total);
+    assert!(
+        passages_of(&index, "en/notes.txt").len() >= 2,
+        "the English note is two passages"
+    );
+    let langs: BTreeMap<&str, String> = [
+        ("en/notes.txt", "en"),
+        ("ja/memo.md", "ja"),
+        ("ru/page.html", "ru"),
+        ("fi/ohje.md", "fi"),
+    ]
+    .into_iter()
+    .map(|(p, l)| (p, l.to_string()))
+    .collect();
+    for (path, lang) in &langs {
+        let source = std::fs::read_to_string(folder.join(path)).unwrap();
+        for p in passages_of(&index, path) {
+            assert_eq!(p.lang.as_ref(), Some(lang), "{}", p.id);
+            let m = p.meta.as_ref().unwrap();
+            assert_eq!(m["path"], *path);
+            let (s, e) = (
+                m["start"].as_u64().unwrap() as usize,
+                m["end"].as_u64().unwrap() as usize,
+            );
+            assert!(s < e && e <= source.len(), "{}: {s}..{e}", p.id);
+            let first_word = p.text.split_whitespace().next().unwrap();
+            let first_word: String = first_word.chars().take(3).collect();
+            assert!(
+                source[s..e].contains(&first_word),
+                "{}: {:?} not in {:?}",
+                p.id,
+                first_word,
+                &source[s..e]
+            );
+            assert_eq!(
+                m["line"].as_u64().unwrap() as usize,
+                source[..s].matches('\n').count() + 1
+            );
+            assert_eq!(m["title"], p.title.clone().unwrap().as_str());
+        }
+    }
+    let ru = passages_of(&index, "ru/page.html");
+    assert_eq!(ru[0].title.as_deref(), Some("Правила библиотеки"));
+    assert!(ru
+        .iter()
+        .all(|p| !p.text.contains("track()") && !p.text.contains("margin")));
+    assert_eq!(
+        passages_of(&index, "ja/memo.md")[0].title.as_deref(),
+        Some("図書館の案内")
+    );
+
+    // A second sync reads and encodes nothing and leaves the index as it was.
+    let stats = serde_json::to_value(index.stats().unwrap()).unwrap();
+    let r = run(&index, &folder, &o);
+    assert_eq!(
+        (r.added, r.changed, r.removed, r.unchanged),
+        (0, 0, 0, 4),
+        "{r:?}"
+    );
+    assert_eq!((r.passages_encoded, r.bytes_read), (0, 0));
+    assert_eq!(serde_json::to_value(index.stats().unwrap()).unwrap(), stats);
+
+    // Editing one file replaces its passages only.
+    let before_others: Vec<Vec<Passage>> = ["en/notes.txt", "ja/memo.md", "fi/ohje.md"]
+        .iter()
+        .map(|p| passages_of(&index, p))
+        .collect();
+    write(
+        &folder,
+        "ru/page.html",
+        &RU.replace("трёх", "четыре")
+            .replace("три недели", "четыре недели"),
+    );
+    let r = run(&index, &folder, &o);
+    assert_eq!(
+        (r.added, r.changed, r.removed, r.unchanged),
+        (0, 1, 0, 3),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.passages_encoded,
+        passages_of(&index, "ru/page.html").len()
+    );
+    assert!(passages_of(&index, "ru/page.html")
+        .iter()
+        .any(|p| p.text.contains("четыре недели")));
+    let after_others: Vec<Vec<Passage>> = ["en/notes.txt", "ja/memo.md", "fi/ohje.md"]
+        .iter()
+        .map(|p| passages_of(&index, p))
+        .collect();
+    assert_eq!(before_others, after_others);
+
+    // Rewriting a file with the same content only refreshes its record.
+    std::thread::sleep(Duration::from_millis(20));
+    write(&folder, "fi/ohje.md", FI);
+    let r = run(&index, &folder, &o);
+    assert_eq!(
+        (r.changed, r.unchanged, r.passages_encoded),
+        (0, 4, 0),
+        "{r:?}"
+    );
+
+    // A shorter file drops the passages it no longer has.
+    let n_before = passages_of(&index, "en/notes.txt").len();
+    write(
+        &folder,
+        "en/notes.txt",
+        "The library is closed on Sundays.\n",
+    );
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.changed, r.passages_encoded), (1, 1), "{r:?}");
+    assert_eq!(r.passages_removed, n_before - 1);
+    assert_eq!(passages_of(&index, "en/notes.txt").len(), 1);
+    assert!(index.get(&format!("en/notes.txt#{}", 1)).unwrap().is_none());
+
+    // Deleting a file removes its passages and its record.
+    let fi_n = passages_of(&index, "fi/ohje.md").len();
+    std::fs::remove_file(folder.join("fi/ohje.md")).unwrap();
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.removed, r.passages_removed), (1, fi_n), "{r:?}");
+    assert!(passages_of(&index, "fi/ohje.md").is_empty());
+    assert!(files(&index)
+        .unwrap()
+        .iter()
+        .all(|(p, _)| p != "fi/ohje.md"));
+
+    // Renaming moves the passages to the new path.
+    let ja_texts: Vec<String> = passages_of(&index, "ja/memo.md")
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
+    std::fs::rename(folder.join("ja/memo.md"), folder.join("ja/renamed.md")).unwrap();
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.added, r.removed), (1, 1), "{r:?}");
+    assert!(passages_of(&index, "ja/memo.md").is_empty());
+    let moved: Vec<String> = passages_of(&index, "ja/renamed.md")
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
+    assert_eq!(moved, ja_texts);
+
+    // Excluding a synced folder later removes what it had.
+    let mut o2 = o.clone();
+    o2.exclude.push("ru/".into());
+    let r = run(&index, &folder, &o2);
+    assert_eq!(r.removed, 1, "{r:?}");
+    assert!(passages_of(&index, "ru/page.html").is_empty());
+    let total: usize = files(&index)
+        .unwrap()
+        .iter()
+        .map(|(_, f)| f.passages as usize)
+        .sum();
+    assert_eq!(index.snapshot().len() as usize, total);
+
+    // Reopened, the index holds the same.
+    drop(index);
+    let index = Index::builder()
+        .encoder(default_encoder())
+        .open(&dir)
+        .unwrap();
+    assert_eq!(passages_of(&index, "ja/renamed.md").len(), moved.len());
+    assert_eq!(index.stats().unwrap().format_version, xqdb::FORMAT_VERSION);
+}
+
+#[test]
+fn bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    write(
+        &folder,
+        "good.txt",
+        "A perfectly ordinary note about the weather in Helsinki.",
+    );
+    std::fs::write(
+        folder.join("binary.txt"),
+        b"PK\x03\x04\0\0\x14\0 binary data",
+    )
+    .unwrap();
+    std::fs::write(folder.join("latin1.txt"), b"Caf\xe9 cr\xe8me, na\xefve").unwrap();
+    std::fs::write(folder.join("empty.md"), b"").unwrap();
+    std::fs::write(folder.join("photo.jpg"), b"\xff\xd8\xff\xe0").unwrap();
+    // 200 MB of text (sparse on disk): skipped by its size, never read into memory.
+    let big = std::fs::File::create(folder.join("huge.txt")).unwrap();
+    big.set_len(200 << 20).unwrap();
+    drop(big);
+    std::os::unix::fs::symlink(folder.join("nowhere.txt"), folder.join("dangling.txt")).unwrap();
+    std::fs::create_dir_all(folder.join("loop")).unwrap();
+    std::os::unix::fs::symlink(&folder, folder.join("loop/back")).unwrap();
+    // The index inside the folder it syncs is never read as a document.
+    let index = new_index(&folder.join("the-index"));
+    let r = run(&index, &folder, &SyncOptions::default());
+    let reasons: BTreeMap<&str, &str> = r
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(r.added, 1, "{r:?}");
+    assert!(reasons["binary.txt"].contains("binary"), "{reasons:?}");
+    assert!(reasons["latin1.txt"].contains("UTF-8"), "{reasons:?}");
+    assert!(reasons["empty.md"].contains("no text"), "{reasons:?}");
+    assert!(reasons["photo.jpg"].contains("extension"), "{reasons:?}");
+    assert!(
+        reasons["huge.txt"].contains("over the limit"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["dangling.txt"].contains("cannot read"),
+        "{reasons:?}"
+    );
+    assert!(reasons["loop/back"].contains("loop"), "{reasons:?}");
+    assert!(
+        !reasons.keys().any(|p| p.starts_with("the-index")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    assert!(r.bytes_read < 4096, "read {} bytes", r.bytes_read);
+    assert_eq!(passages_of(&index, "good.txt").len(), 1);
+    assert_eq!(index.snapshot().len(), 1);
+
+    // Fixed files are picked up by the next sync; still-bad ones are skipped again.
+    std::fs::write(folder.join("latin1.txt"), "Café crème, naïve").unwrap();
+    let r = run(&index, &folder, &SyncOptions::default());
+    assert_eq!(r.added, 1, "{r:?}");
+    assert!(passages_of(&index, "latin1.txt")[0].text.contains("crème"));
+    // The empty file is remembered (no passages) and left alone while it stays the same.
+    assert_eq!((r.skipped.len(), r.unchanged), (5, 2), "{r:?}");
+}
+
+#[test]
+fn a_file_written_during_its_read_waits_for_the_next_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    write(
+        &folder,
+        "moving.txt",
+        "The first version of a note that keeps changing.",
+    );
+    let index = new_index(&tmp.path().join("index"));
+    let o = SyncOptions {
+        after_read: Some(|p: &Path| {
+            std::fs::write(p, "The second version, written while the sync was reading.").unwrap()
+        }),
+        ..Default::default()
+    };
+    let r = run(&index, &folder, &o);
+    assert_eq!(r.added, 0, "{r:?}");
+    assert!(
+        r.skipped[0].reason.contains("changed while being read"),
+        "{r:?}"
+    );
+    assert_eq!(index.snapshot().len(), 0);
+    let r = run(&index, &folder, &SyncOptions::default());
+    assert_eq!(r.added, 1, "{r:?}");
+    assert!(passages_of(&index, "moving.txt")[0]
+        .text
+        .contains("second version"));
+}
+
+fn version_text(file: usize, version: usize) -> String {
+    format!(
+        "Note {file} at version {version}. It describes shelf {file} of the archive. \
+         Each revision replaces the whole note. Version {version} is the one to keep.\n\n\
+         A second paragraph of note {file}, still at version {version}, long enough to stand \
+         as a passage of its own in the index after chunking.\n"
+    )
+}
+
+/// Passages of each synced file all come from one version of it, the ids are contiguous, and
+/// no passage exists without its file's record.
+fn check_whole_files(index: &Index, versions_written: usize) -> BTreeMap<String, usize> {
+    index.verify().unwrap();
+    let mut seen = BTreeMap::new();
+    let mut total = 0;
+    for (path, rec) in files(index).unwrap() {
+        let ps = passages_of(index, &path);
+        assert_eq!(ps.len(), rec.passages as usize, "{path}");
+        total += ps.len();
+        let vs: std::collections::BTreeSet<usize> = ps
+            .iter()
+            .map(|p| {
+                let tail = p.text.split("version ").nth(1).expect("a version");
+                tail.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(vs.len(), 1, "{path} mixes versions {vs:?}");
+        let v = *vs.iter().next().unwrap();
+        assert!(v < versions_written);
+        seen.insert(path, v);
+    }
+    assert_eq!(
+        index.snapshot().len() as usize,
+        total,
+        "passages without a file record"
+    );
+    seen
+}
+
+fn sync_child(dir: &Path, folder: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args([
+            "sync",
+            dir.to_str().unwrap(),
+            folder.to_str().unwrap(),
+            "--words",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_during_a_sync_leaves_every_file_wholly_old_or_wholly_new() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, folder) = (tmp.path().join("index"), tmp.path().join("docs"));
+    let files_n = 48;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_d0c5);
+    drop(new_index(&dir));
+    let write_version = |v: usize| {
+        for f in 0..files_n {
+            write(&folder, &format!("shelf/{f:02}.txt"), &version_text(f, v));
+        }
+    };
+    // A reader follows the writer's commits, so that each kill lands after the child's first
+    // file commit, at a random point of the per-file phase measured on version 0.
+    let reader = Index::builder().read_only(true).open(&dir).unwrap();
+    let first_commit = |child: &mut std::process::Child| {
+        let seq = reader.stats().unwrap().commit_seq;
+        loop {
+            reader.refresh().unwrap();
+            if reader.stats().unwrap().commit_seq != seq || child.try_wait().unwrap().is_some() {
+                return std::time::Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    write_version(0);
+    let mut child = sync_child(&dir, &folder);
+    let started = first_commit(&mut child);
+    assert!(child.wait().unwrap().success());
+    let phase = started.elapsed();
+    let rounds = 8;
+    let (mut mixed_rounds, mut interrupted) = (0, 0);
+    for round in 1..=rounds {
+        write_version(round);
+        let mut child = sync_child(&dir, &folder);
+        first_commit(&mut child);
+        std::thread::sleep(phase.mul_f64(rng.random_range(0.0..0.5)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let index = Index::open(&dir).unwrap();
+        let seen = check_whole_files(&index, round + 1);
+        let distinct: std::collections::BTreeSet<_> = seen.values().collect();
+        mixed_rounds += (distinct.len() > 1) as usize;
+        interrupted += seen.values().any(|&v| v != round) as usize;
+    }
+    drop(reader);
+    // The next sync completes the rest.
+    let index = Index::builder()
+        .encoder(default_encoder())
+        .open(&dir)
+        .unwrap();
+    let r = run(
+        &index,
+        &folder,
+        &SyncOptions {
+            chunk: xqdb::documents::ChunkOptions {
+                target_words: 20,
+                max_words: 30,
+                overlap_sentences: 0,
+            },
+            ..Default::default()
+        },
+    );
+    assert!(r.skipped.is_empty(), "{r:?}");
+    let seen = check_whole_files(&index, rounds + 1);
+    assert_eq!(seen.len(), files_n);
+    assert!(seen.values().all(|&v| v == rounds), "{seen:?}");
+    eprintln!(
+        "the per-file phase took {phase:?}; {rounds} kills, {interrupted} before the sync finished, \
+         {mixed_rounds} leaving files of different versions side by side"
+    );
+    // The kills must land mid-sync for the test to mean anything.
+    assert!(
+        interrupted >= rounds / 2,
+        "{interrupted} of {rounds} kills interrupted a sync"
+    );
+}
+
+#[test]
+fn the_example_folder_answers_cross_lingual_questions_with_a_path_and_a_snippet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let dir = dir.to_str().unwrap();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docs");
+    xqdb_json(&["init", dir]);
+    let r = xqdb_json(&["sync", dir, docs]);
+    assert_eq!(r["added"], 6, "{r}");
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 0, "{r}");
+    let again = xqdb_json(&["sync", dir, docs, "--dry-run"]);
+    assert_eq!(
+        (
+            again["unchanged"].as_u64(),
+            again["passages_encoded"].as_u64()
+        ),
+        (Some(6), Some(0))
+    );
+    for (query, path) in [
+        ("బైకాల్ సరస్సు ఎంత లోతుగా ఉంటుంది?", "ru/baikal.html"),
+        ("ما هو اللوويلي في الساونا الفنلندية؟", "fi/sauna.md"),
+        ("Where did coffee come from?", "ar/coffee.txt"),
+        ("When did Mount Fuji last erupt?", "ja/fuji.txt"),
+    ] {
+        let out = xqdb_json(&["search", dir, query, "-k", "3"]);
+        let top = &out["hits"][0];
+        assert_eq!(top["meta"]["path"], path, "{query}: {out}");
+        let loc = top["location"].as_str().unwrap();
+        assert!(loc.starts_with(&format!("{path}:")), "{loc}");
+        let snippet = top["snippet"].as_str().unwrap();
+        assert!(
+            !snippet.is_empty() && snippet.chars().count() <= 160,
+            "{snippet}"
+        );
+    }
+}
