@@ -6,7 +6,8 @@
 //! f16 copy of the same data in `store-f16/`), from format 3 on `store-xqg/` (the same rows,
 //! every other one with an xQG record, an xQG profile and a stored query adapter), and
 //! `expected.json`: the ids, passages, top-3 answers, xQG records and adapter this build
-//! gave, which later builds must reproduce.
+//! gave, which later builds must reproduce. From format 4 on it also writes `store-docs/`:
+//! `examples/docs` synced with the default model (`make setup` first), with its file records.
 
 use serde_json::json;
 use xqdb::{Dtype, Index, Metric, Passage};
@@ -97,6 +98,43 @@ fn build(dir: &std::path::Path, dtype: Dtype, xqg: bool) -> xqdb::Result<serde_j
     )
 }
 
+/// `examples/docs` synced into a new index with the default model; what a later build must
+/// read back: the file records, the passages, and the top-3 answers to three stored vectors.
+fn build_docs(dir: &std::path::Path) -> xqdb::Result<serde_json::Value> {
+    let encoder = xqdb::Encoder::from_dir(xqdb::ModelBundle::default_dir())?;
+    let index = Index::builder()
+        .encoder(std::sync::Arc::new(encoder))
+        .create(dir)?;
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/docs");
+    // All but one file into a sealed segment, the last one into the tail.
+    let first = xqdb::documents::SyncOptions {
+        exclude: vec!["ar/".into()],
+        ..Default::default()
+    };
+    xqdb::documents::sync(&index, &docs, &first, &|_| {})?;
+    index.writer()?.seal()?;
+    xqdb::documents::sync(&index, &docs, &Default::default(), &|_| {})?;
+    let files = xqdb::documents::files(&index)?;
+    let snap = index.snapshot();
+    let ids = snap.ids()?;
+    let passages: Vec<Passage> = ids
+        .iter()
+        .map(|id| snap.get(id).map(Option::unwrap))
+        .collect::<xqdb::Result<_>>()?;
+    let queries: Vec<Vec<f32>> = ids[..3]
+        .iter()
+        .map(|id| snap.vector(id).map(Option::unwrap))
+        .collect::<xqdb::Result<_>>()?;
+    let answers: Vec<Vec<serde_json::Value>> = queries
+        .iter()
+        .map(|q| {
+            snap.search(q, 3)
+                .map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect())
+        })
+        .collect::<xqdb::Result<_>>()?;
+    Ok(json!({ "files": files, "passages": passages, "queries": queries, "answers": answers }))
+}
+
 fn main() -> xqdb::Result<()> {
     let out = std::path::PathBuf::from(
         std::env::args()
@@ -107,7 +145,11 @@ fn main() -> xqdb::Result<()> {
     let f32_store = build(&out.join("store"), Dtype::F32, false)?;
     let f16_store = build(&out.join("store-f16"), Dtype::F16, false)?;
     let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true)?;
-    let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": { "store": f32_store, "store-f16": f16_store, "store-xqg": xqg_store } });
+    let mut stores = json!({ "store": f32_store, "store-f16": f16_store, "store-xqg": xqg_store });
+    if xqdb::FORMAT_VERSION >= 4 {
+        stores["store-docs"] = build_docs(&out.join("store-docs"))?;
+    }
+    let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": stores });
     std::fs::write(
         out.join("expected.json"),
         serde_json::to_string_pretty(&expected).unwrap(),

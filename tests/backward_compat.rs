@@ -1,6 +1,6 @@
-//! Golden stores: `tests/golden/v1` was written by format version 1 and `tests/golden/v3` by
-//! format version 3 (xQG records and a query adapter too; see
-//! `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
+//! Golden stores: `tests/golden/v1` was written by format version 1, `tests/golden/v3` by
+//! format version 3 (xQG records and a query adapter too) and `tests/golden/v4` by format
+//! version 4 (a synced folder's file records too; see `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
 //! read every passage, xQG record and adapter, give the same top-3 answers it recorded, and
 //! keep writing to it.
 
@@ -99,8 +99,8 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         w.commit().unwrap();
         w.compact().unwrap();
         assert_eq!(index.stats().unwrap().format_version, 1, "{name}");
-        // Storing a query adapter marks the store as format 3 in the same commit, so that
-        // builds that would ignore the adapter refuse the store.
+        // Storing a query adapter marks the store as format 3 (no later: it holds nothing of
+        // format 4) in the same commit, so that builds that would ignore the adapter refuse it.
         let adapter = xqdb::distill::Adapter::from_matrix(
             4,
             (0..16)
@@ -115,7 +115,7 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         let stats = index.stats().unwrap();
         assert_eq!(
             (stats.format_version, stats.query_adapter),
-            (xqdb::FORMAT_VERSION, true),
+            (3, true),
             "{name}"
         );
         assert_eq!(index.snapshot().adapter().unwrap().adapter, adapter);
@@ -129,8 +129,21 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
 
 #[test]
 fn format_v3_stores_with_xqg_records_and_an_adapter_open_as_recorded() {
-    for (name, want, _tmp, index) in open_golden("v3", 3) {
+    check_v3_or_later("v3", 3);
+}
+
+#[test]
+fn format_v4_stores_with_synced_files_open_as_recorded() {
+    check_v3_or_later("v4", 4);
+}
+
+fn check_v3_or_later(version: &str, format: u64) {
+    for (name, want, _tmp, index) in open_golden(version, format) {
         index.verify().unwrap();
+        if name == "store-docs" {
+            check_docs(&want, &index);
+            continue;
+        }
         let snap = index.snapshot();
         let passages = assert_passages(&name, &snap, &want);
         assert_answers(&name, &snap, &want);
@@ -172,4 +185,18 @@ fn format_v3_stores_with_xqg_records_and_an_adapter_open_as_recorded() {
             passages.len() + 1
         );
     }
+}
+
+/// The synced store: the same file records (read through `xqdb::documents`), passages and
+/// answers.
+fn check_docs(want: &serde_json::Value, index: &Index) {
+    let snap = index.snapshot();
+    assert_passages("store-docs", &snap, want);
+    assert_answers("store-docs", &snap, want);
+    drop(snap);
+    assert_eq!(index.stats().unwrap().format_version, 4);
+    let files: Vec<(String, xqdb::documents::FileRecord)> =
+        serde_json::from_value(want["files"].clone()).unwrap();
+    assert_eq!(xqdb::documents::files(index).unwrap(), files);
+    assert_eq!(index.verify().unwrap().files as usize, files.len());
 }

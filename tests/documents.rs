@@ -101,6 +101,7 @@ fn syncs_replace_only_what_changed() {
         "{r:?}"
     );
     assert!(r.skipped.is_empty(), "{r:?}");
+    assert_eq!(index.verify().unwrap().files, 4);
     let listed: Vec<String> = files(&index).unwrap().into_iter().map(|f| f.0).collect();
     assert_eq!(
         listed,
@@ -501,6 +502,72 @@ fn sigkill_during_a_sync_leaves_every_file_wholly_old_or_wholly_new() {
         interrupted >= rounds / 2,
         "{interrupted} of {rounds} kills interrupted a sync"
     );
+}
+
+#[test]
+fn an_io_failure_at_any_call_of_a_sync_leaves_every_file_wholly_old_or_wholly_new() {
+    use xqdb::faults::SimDisk;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    let encoder = default_encoder();
+    let files_n = 6;
+    let write_version = |v: usize| {
+        for f in 0..files_n {
+            write(&folder, &format!("{f}.txt"), &version_text(f, v));
+        }
+    };
+    let o = SyncOptions {
+        chunk: xqdb::documents::ChunkOptions {
+            target_words: 20,
+            max_words: 30,
+            overlap_sentences: 0,
+        },
+        ..Default::default()
+    };
+    // Version 0 synced on a healthy disk, then version 1 written to the folder; `fail_at`
+    // counts the I/O calls of the second sync.
+    let setup = |fail_at: Option<u64>| {
+        write_version(0);
+        let disk = SimDisk::new();
+        let index = Index::builder()
+            .encoder(encoder.clone())
+            .open_simulated(&disk)
+            .unwrap();
+        sync(&index, &folder, &o, &|_| {}).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        write_version(1);
+        let start = disk.calls();
+        if let Some(n) = fail_at {
+            disk.fail_from(n);
+        }
+        let r = sync(&index, &folder, &o, &|_| {});
+        (disk.calls() - start, r, disk, index)
+    };
+    let (calls, r, _, _) = setup(None);
+    assert_eq!(r.unwrap().changed, files_n);
+    let step = (calls / 40).max(1);
+    let mut failed = 0;
+    for n in (1..=calls).step_by(step as usize) {
+        let (_, r, disk, index) = setup(Some(n));
+        failed += r.is_err() as usize;
+        drop(index);
+        let index = Index::builder()
+            .encoder(encoder.clone())
+            .open_simulated(&disk.crash())
+            .unwrap_or_else(|e| panic!("reopen after a failure at call {n}: {e}"));
+        let seen = check_whole_files(&index, 2);
+        assert_eq!(seen.len(), files_n, "failure at call {n}");
+        // The next sync completes the rest.
+        let r = sync(&index, &folder, &o, &|_| {}).unwrap();
+        assert!(r.skipped.is_empty(), "{r:?}");
+        let seen = check_whole_files(&index, 2);
+        assert!(
+            seen.values().all(|&v| v == 1),
+            "failure at call {n}: {seen:?}"
+        );
+    }
+    eprintln!("{calls} I/O calls in a sync of {files_n} changed files; {failed} injected failures stopped it");
+    assert!(failed > 0);
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub struct VerifyReport {
     pub passages: u64,
     /// Deleted rows awaiting compaction.
     pub tombstones: u64,
+    /// Synced files (see `xqdb::documents`), each checked to have exactly its passages.
+    #[serde(default)]
+    pub files: u64,
 }
 
 impl Snapshot {
@@ -118,8 +121,29 @@ impl Snapshot {
             )));
         }
         report.passages = id_count;
+        report.files = self.check_files()?;
         self.check_no_orphans()?;
         Ok(report)
+    }
+
+    /// Each synced file's record is readable; returns the number of files. (Whether its
+    /// passages are all there is not checked: ids `path#n` are the caller's to delete too.)
+    fn check_files(&self) -> Result<u64> {
+        let inner = self.inner();
+        let mut count = 0;
+        for (path, bytes) in self.file_records()? {
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("passages")?.as_u64())
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        &inner.catalog_path,
+                        format!("file record of {path:?} is unreadable"),
+                    )
+                })?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     fn check_no_orphans(&self) -> Result<()> {
