@@ -9,8 +9,16 @@ PYTHON ?= python3
 setup:
 	$(PYTHON) scripts/setup_models.py
 
+DEMO_DOCS := target/demo-docs.xqdb
+XQDB_BIN := target/release/xqdb
 demo: setup
 	$(CARGO) run --release --bin xqdb -- demo
+	rm -rf $(DEMO_DOCS)
+	$(XQDB_BIN) init $(DEMO_DOCS) > /dev/null
+	$(XQDB_BIN) sync $(DEMO_DOCS) examples/docs
+	for q in "బైకాల్ సరస్సు ఎంత లోతుగా ఉంటుంది?" "ما هو اللوويلي في الساونا الفنلندية؟" "Where did coffee come from?" "When did Mount Fuji last erupt?"; do \
+		echo "== $$q"; $(XQDB_BIN) search $(DEMO_DOCS) "$$q" -k 2 || exit 1; \
+	done
 
 test: setup kernels lint features
 	$(CARGO) test --release --all-targets
@@ -63,7 +71,7 @@ interop: setup
 # Each cargo-fuzz target for FUZZ_SECONDS (CI runs this after `make test`). Needs a nightly
 # toolchain and cargo-fuzz; both are installed when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config
+FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config document_text
 fuzz-smoke:
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
