@@ -155,6 +155,47 @@ pub fn store_sequence(data: &[u8]) {
     }
 }
 
+/// A document's bytes (the first byte picks text, Markdown or HTML): extraction and cutting
+/// into passages never panic, and every passage is non-empty, within the word limit the
+/// fuzzer's "tokenizer" sets (unless it is one word), and has a byte range on character
+/// boundaries of the source.
+#[cfg(feature = "documents")]
+pub fn document_text(data: &[u8]) {
+    use crate::documents::{ChunkOptions, Kind};
+    use unicode_segmentation::UnicodeSegmentation;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let kind = [Kind::Text, Kind::Markdown, Kind::Html][pick as usize % 3];
+    let chunking = ChunkOptions {
+        target_words: 1 + (pick as usize / 3) % 40,
+        max_words: 60,
+        overlap_sentences: (pick as usize / 120) % 2,
+    };
+    let limit = 20 + pick as usize % 30;
+    let detector = crate::documents::Detector::default();
+    let passages =
+        crate::documents::passages_of("f", kind, text, &chunking, None, &detector, &mut |t| {
+            Ok(t.unicode_words().count() <= limit)
+        })
+        .expect("the fuzz tokenizer never fails");
+    for p in passages {
+        assert!(!p.text.trim().is_empty());
+        let words = p.text.unicode_words().count();
+        assert!(words <= limit || words == 1, "{words} words over {limit}");
+        let m = p.meta.expect("document passages have metadata");
+        let (s, e) = (
+            m["start"].as_u64().unwrap() as usize,
+            m["end"].as_u64().unwrap() as usize,
+        );
+        assert!(s <= e && e <= text.len(), "{s}..{e} of {}", text.len());
+        assert!(text.is_char_boundary(s) && text.is_char_boundary(e));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,42 +230,5 @@ mod tests {
         store_sequence(&[
             0, 1, 2, 3, 4, 8, 9, 9, 9, 9, 4, 5, 16, 1, 1, 1, 1, 6, 3, 4, 7,
         ]);
-    }
-}
-
-/// A document's bytes (the first byte picks text, Markdown or HTML): extraction and cutting
-/// into passages never panic, and every passage is non-empty, within the word limit the
-/// fuzzer's "tokenizer" sets (unless it is one word), and has a byte range on character
-/// boundaries of the source.
-#[cfg(feature = "documents")]
-pub fn document_text(data: &[u8]) {
-    use crate::documents::{ChunkOptions, Kind};
-    use unicode_segmentation::UnicodeSegmentation;
-    let Some((&pick, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    let kind = [Kind::Text, Kind::Markdown, Kind::Html][pick as usize % 3];
-    let chunking = ChunkOptions {
-        target_words: 1 + (pick as usize / 3) % 40,
-        max_words: 60,
-        overlap_sentences: (pick as usize / 120) % 2,
-    };
-    let limit = 20 + pick as usize % 30;
-    let detector = crate::documents::Detector::default();
-    let passages = crate::documents::passages_of("f", kind, text, &chunking, None, &detector, &mut |t| {
-        Ok(t.unicode_words().count() <= limit)
-    })
-    .expect("the fuzz tokenizer never fails");
-    for p in passages {
-        assert!(!p.text.trim().is_empty());
-        let words = p.text.unicode_words().count();
-        assert!(words <= limit || words == 1, "{words} words over {limit}");
-        let m = p.meta.expect("document passages have metadata");
-        let (s, e) = (m["start"].as_u64().unwrap() as usize, m["end"].as_u64().unwrap() as usize);
-        assert!(s <= e && e <= text.len(), "{s}..{e} of {}", text.len());
-        assert!(text.is_char_boundary(s) && text.is_char_boundary(e));
     }
 }

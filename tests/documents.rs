@@ -570,6 +570,108 @@ fn an_io_failure_at_any_call_of_a_sync_leaves_every_file_wholly_old_or_wholly_ne
     assert!(failed > 0);
 }
 
+/// A PDF of two pages of Helvetica text, one line per string, written the way PDF 1.4
+/// describes it (catalog, page tree, pages, content streams, cross-reference table).
+fn two_page_pdf(pages: [&[&str]; 2]) -> Vec<u8> {
+    let escape = |t: &str| {
+        t.replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)")
+    };
+    let content = |lines: &[&str]| {
+        let mut c = String::from("BT /F1 12 Tf 72 720 Td 16 TL\n");
+        for l in lines {
+            c.push_str(&format!("({}) Tj T*\n", escape(l)));
+        }
+        c.push_str("ET");
+        c
+    };
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 7 0 R >> >> >>".to_string(),
+        { let c = content(pages[0]); format!("<< /Length {} >>\nstream\n{c}\nendstream", c.len()) },
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 6 0 R /Resources << /Font << /F1 7 0 R >> >> >>".to_string(),
+        { let c = content(pages[1]); format!("<< /Length {} >>\nstream\n{c}\nendstream", c.len()) },
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn pdf_files_are_read_page_by_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    std::fs::create_dir_all(&folder).unwrap();
+    let pdf = two_page_pdf([
+        &[
+            "Harbour opening hours.",
+            "The ferry leaves at seven every morning.",
+        ],
+        &[
+            "Winter schedule.",
+            "In January the ferry does not run on Sundays.",
+        ],
+    ]);
+    std::fs::write(folder.join("ferry.pdf"), &pdf).unwrap();
+    std::fs::write(folder.join("broken.pdf"), &pdf[..pdf.len() / 2]).unwrap();
+    let index = new_index(&tmp.path().join("index"));
+    let o = SyncOptions {
+        chunk: xqdb::documents::ChunkOptions {
+            target_words: 8,
+            max_words: 12,
+            overlap_sentences: 0,
+        },
+        ..Default::default()
+    };
+    let r = run(&index, &folder, &o);
+    assert_eq!(r.added, 1, "{r:?}");
+    assert!(
+        r.skipped[0].path == "broken.pdf" && r.skipped[0].reason.contains("PDF"),
+        "{r:?}"
+    );
+    let ps = passages_of(&index, "ferry.pdf");
+    let all: String = ps
+        .iter()
+        .map(|p| p.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        all.contains("The ferry leaves at seven every morning."),
+        "{all}"
+    );
+    assert!(all.contains("does not run on Sundays"), "{all}");
+    let pages: Vec<u64> = ps
+        .iter()
+        .map(|p| p.meta.as_ref().unwrap()["page"].as_u64().unwrap())
+        .collect();
+    assert_eq!((pages[0], *pages.last().unwrap()), (1, 2), "{ps:?}");
+    let hits = index
+        .search_text("Does the ferry run on Sundays in winter?", 1)
+        .unwrap();
+    assert_eq!(hits[0].passage.meta.as_ref().unwrap()["page"], 2);
+}
+
 #[test]
 fn the_example_folder_answers_cross_lingual_questions_with_a_path_and_a_snippet() {
     let tmp = tempfile::tempdir().unwrap();

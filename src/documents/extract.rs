@@ -1,4 +1,4 @@
-//! Visible text of plain text, Markdown and HTML files, as blocks (paragraphs, headings,
+//! Visible text of plain text, Markdown, HTML and (extracted) PDF files, as blocks (paragraphs, headings,
 //! list items, table cells) that remember where each piece of their text came from.
 
 use std::ops::Range;
@@ -13,6 +13,9 @@ pub enum Kind {
     /// `.html`, `.htm`, `.xhtml`: visible text outside `script`, `style`, `template` and the
     /// head; `<title>` (or the first `h1`) is the title.
     Html,
+    /// `.pdf`: the text pdf-extract finds page by page, read like a text file (pages joined by
+    /// form feeds); byte ranges index that text, not the file.
+    Pdf,
 }
 
 impl Kind {
@@ -23,6 +26,7 @@ impl Kind {
             "txt" | "text" => Some(Kind::Text),
             "md" | "markdown" => Some(Kind::Markdown),
             "html" | "htm" | "xhtml" => Some(Kind::Html),
+            "pdf" => Some(Kind::Pdf),
             _ => None,
         }
     }
@@ -96,7 +100,7 @@ impl Extracted {
 /// Extracts the visible text of `source` read as `kind`.
 pub(crate) fn extract(kind: Kind, source: &str) -> Extracted {
     match kind {
-        Kind::Text => text(source),
+        Kind::Text | Kind::Pdf => text(source),
         Kind::Markdown => markdown(source),
         Kind::Html => html(source),
     }
@@ -335,6 +339,7 @@ mod tests {
         assert_eq!(Kind::of("a/b.MD"), Some(Kind::Markdown));
         assert_eq!(Kind::of("x.htm"), Some(Kind::Html));
         assert_eq!(Kind::of("notes.txt"), Some(Kind::Text));
+        assert_eq!(Kind::of("paper.PDF"), Some(Kind::Pdf));
         assert_eq!(Kind::of("photo.jpg"), None);
         assert_eq!(Kind::of("README"), None);
     }

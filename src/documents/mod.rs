@@ -1,11 +1,12 @@
-//! Folders of documents: [`sync`] walks a folder, cuts its text, Markdown and HTML files
+//! Folders of documents: [`sync`] walks a folder, cuts its text, Markdown, HTML and PDF files
 //! into passages of about 100 words on sentence boundaries, tags each passage's language and
 //! keeps the index in step with the folder — only changed files are read, a changed file's
 //! passages are replaced and a removed file's deleted, each file in one atomic commit.
 //!
 //! Passage ids are `path#n` (`path` relative to the folder, `/`-separated, `n` from 0), and
 //! each passage's metadata holds `"path"`, `"start"` and `"end"` (its source byte range),
-//! `"line"` (the line of `start`, from 1) and `"title"` (the document's title). The catalog
+//! `"line"` (the line of `start`, from 1) and `"title"` (the document's title); for PDF files
+//! `start`/`end`/`line` index the extracted text and `"page"` gives the page (from 1). The catalog
 //! keeps one record per synced file (FORMAT.md, "files").
 //!
 //! ```no_run
@@ -319,6 +320,17 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:032x}", h.digest128()))
 }
 
+/// The text of a PDF's pages, joined by form feeds. pdf-extract reports malformed files as
+/// errors, and its panics on files it does not understand are caught and reported too.
+fn pdf_pages(bytes: &[u8]) -> std::result::Result<String, String> {
+    let r = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
+    match r {
+        Ok(Ok(pages)) => Ok(pages.join("\u{c}")),
+        Ok(Err(e)) => Err(format!("cannot read the PDF: {e}")),
+        Err(_) => Err("the PDF reader failed on this file".into()),
+    }
+}
+
 /// Why a file's content cannot be indexed, if it cannot.
 fn content_problem(bytes: &[u8]) -> Option<String> {
     if bytes[..bytes.len().min(8192)].contains(&0) {
@@ -373,18 +385,23 @@ pub(crate) fn passages_of(
             (None, Some((l, true))) => Some(l),
             (None, guess) => doc_lang.clone().or(guess.map(|g| g.0)),
         };
+        let mut meta = serde_json::json!({
+            "path": rel,
+            "start": c.start,
+            "end": c.end,
+            "line": line,
+            "title": title,
+        });
+        if kind == Kind::Pdf {
+            let page = text[..c.start].matches('\u{c}').count() + 1;
+            meta["page"] = page.into();
+        }
         out.push(Passage {
             id: passage_id(rel, n as u32),
             title: Some(title.clone()),
             text: c.text,
             lang,
-            meta: Some(serde_json::json!({
-                "path": rel,
-                "start": c.start,
-                "end": c.end,
-                "line": line,
-                "title": title,
-            })),
+            meta: Some(meta),
         });
     }
     Ok(out)
@@ -553,12 +570,21 @@ fn sync_file(
         }
         return Ok(Ok(()));
     }
-    if let Some(problem) = content_problem(&bytes) {
-        return Ok(Err(problem));
-    }
-    let text = std::str::from_utf8(&bytes).expect("checked above");
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let offset = bytes.len() - text.len();
+    let pdf_text;
+    let (text, offset) = if kind == Kind::Pdf {
+        pdf_text = match pdf_pages(&bytes) {
+            Ok(t) => t,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        (pdf_text.as_str(), 0)
+    } else {
+        if let Some(problem) = content_problem(&bytes) {
+            return Ok(Err(problem));
+        }
+        let text = std::str::from_utf8(&bytes).expect("checked above");
+        let stripped = text.strip_prefix('\u{feff}').unwrap_or(text);
+        (stripped, text.len() - stripped.len())
+    };
     let mut passages = passages_of(
         &f.rel,
         kind,

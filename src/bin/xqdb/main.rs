@@ -93,7 +93,7 @@ enum Command {
     /// the index from the file's metadata when DIR does not exist).
     #[cfg(feature = "interchange")]
     Import(interchange::ImportArgs),
-    /// Index a folder of .txt, .md and .html files (only what changed since the last sync:
+    /// Index a folder of .txt, .md, .html and .pdf files (only what changed since the last sync:
     /// each file's passages are replaced in one commit, removed files' passages deleted).
     #[cfg(feature = "documents")]
     Sync(sync::SyncArgs),

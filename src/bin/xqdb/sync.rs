@@ -11,7 +11,7 @@ use xqdb::documents::{ChunkOptions, SyncOptions};
 pub(crate) struct SyncArgs {
     /// The index (made with a model, e.g. `xqdb init DIR`).
     dir: PathBuf,
-    /// The folder of documents (.txt, .md, .html).
+    /// The folder of documents (.txt, .md, .html, .pdf).
     folder: PathBuf,
     /// Leave out paths matching a gitignore-style pattern (repeatable); `.gitignore` and
     /// `.ignore` files in the folder apply too.
