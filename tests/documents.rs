@@ -673,6 +673,75 @@ fn pdf_files_are_read_page_by_page() {
 }
 
 #[test]
+fn synced_passages_get_generated_queries_now_or_deferred() {
+    use xqdb::xqg::TargetLanguage;
+    use xqdb::{AugmentBudget, Generator, GeneratorOptions, XqgProfile};
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    write(
+        &folder,
+        "a.txt",
+        "Helsinki is the capital of Finland. It lies on the coast.",
+    );
+    write(&folder, "b.md", "# Tokyo\n\nTokyo is the capital of Japan.");
+    let gen_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seq2seq/mt5");
+    let generator =
+        std::sync::Arc::new(Generator::open(gen_dir, &GeneratorOptions::default()).unwrap());
+    for deferred in [false, true] {
+        let index = Index::builder()
+            .encoder(default_encoder())
+            .generator(generator.clone())
+            .xqg(XqgProfile {
+                languages: TargetLanguage::parse_list("fi,te").unwrap(),
+                per_language: 2,
+                max_query_tokens: 8,
+                deferred,
+                ..Default::default()
+            })
+            .create(tmp.path().join(format!("index-{deferred}")))
+            .unwrap();
+        let r = run(&index, &folder, &SyncOptions::default());
+        assert_eq!(r.added, 2, "{r:?}");
+        let ids = index.snapshot().ids().unwrap();
+        assert_eq!(ids.len(), r.passages_encoded);
+        let stats = index.stats().unwrap();
+        if deferred {
+            assert_eq!(stats.augment_backlog as usize, ids.len());
+            let done = index
+                .writer()
+                .unwrap()
+                .augment(&AugmentBudget::default())
+                .unwrap();
+            assert_eq!((done.augmented, done.remaining), (ids.len(), 0));
+        } else {
+            assert_eq!(
+                (stats.augmented as usize, stats.augment_backlog),
+                (ids.len(), 0)
+            );
+        }
+        for id in &ids {
+            let a = index.snapshot().augmentation(id).unwrap().unwrap();
+            assert!(!a.pending && !a.queries.is_empty(), "{id}");
+        }
+        // An edited file's new passages get their queries the same way.
+        write(
+            &folder,
+            "a.txt",
+            "Helsinki is the capital of Finland. It has a cathedral.",
+        );
+        let r = run(&index, &folder, &SyncOptions::default());
+        assert_eq!(r.changed, 1, "{r:?}");
+        let a = index.snapshot().augmentation("a.txt#0").unwrap().unwrap();
+        assert_eq!(a.pending, deferred);
+        write(
+            &folder,
+            "a.txt",
+            "Helsinki is the capital of Finland. It lies on the coast.",
+        );
+    }
+}
+
+#[test]
 fn the_example_folder_answers_cross_lingual_questions_with_a_path_and_a_snippet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
