@@ -594,7 +594,8 @@ impl Writer {
     }
 
     /// Buffers a change to the synced-file table, committed with the passages buffered
-    /// beside it (see [`crate::documents`]).
+    /// beside it (see `xqdb::documents`).
+    #[cfg_attr(not(feature = "documents"), allow(dead_code))]
     pub(crate) fn stage_file(&mut self, path: &str, record: Option<Vec<u8>>) {
         self.files.push((path.to_string(), record));
     }
