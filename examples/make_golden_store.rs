@@ -16,6 +16,24 @@ fn vector(i: usize) -> Vec<f32> {
     (0..4).map(|j| ((i * 5 + j * 3) % 7) as f32 - 3.0).collect()
 }
 
+/// The top-3 (id, score) of each query: what a later build must answer.
+fn top3(snap: &xqdb::Snapshot, queries: &[Vec<f32>]) -> xqdb::Result<Vec<Vec<serde_json::Value>>> {
+    queries
+        .iter()
+        .map(|q| {
+            snap.search(q, 3)
+                .map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect())
+        })
+        .collect()
+}
+
+/// The stored passages of `ids`.
+fn all_passages(snap: &xqdb::Snapshot, ids: &[String]) -> xqdb::Result<Vec<Passage>> {
+    ids.iter()
+        .map(|id| snap.get(id).map(Option::unwrap))
+        .collect()
+}
+
 fn build(dir: &std::path::Path, dtype: Dtype, xqg: bool) -> xqdb::Result<serde_json::Value> {
     let mut b = Index::builder()
         .dim(4)
@@ -72,18 +90,8 @@ fn build(dir: &std::path::Path, dtype: Dtype, xqg: bool) -> xqdb::Result<serde_j
     drop(w);
     let snap = index.snapshot();
     let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(q * 3 + 1)).collect();
-    let answers: Vec<Vec<serde_json::Value>> = queries
-        .iter()
-        .map(|q| {
-            snap.search(q, 3)
-                .map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect())
-        })
-        .collect::<xqdb::Result<_>>()?;
-    let passages: Vec<Passage> = snap
-        .ids()?
-        .iter()
-        .map(|id| snap.get(id).map(Option::unwrap))
-        .collect::<xqdb::Result<_>>()?;
+    let answers = top3(&snap, &queries)?;
+    let passages = all_passages(&snap, &snap.ids()?)?;
     let augmentations: Vec<serde_json::Value> = snap
         .ids()?
         .iter()
@@ -117,21 +125,12 @@ fn build_docs(dir: &std::path::Path) -> xqdb::Result<serde_json::Value> {
     let files = xqdb::documents::files(&index)?;
     let snap = index.snapshot();
     let ids = snap.ids()?;
-    let passages: Vec<Passage> = ids
-        .iter()
-        .map(|id| snap.get(id).map(Option::unwrap))
-        .collect::<xqdb::Result<_>>()?;
+    let passages = all_passages(&snap, &ids)?;
     let queries: Vec<Vec<f32>> = ids[..3]
         .iter()
         .map(|id| snap.vector(id).map(Option::unwrap))
         .collect::<xqdb::Result<_>>()?;
-    let answers: Vec<Vec<serde_json::Value>> = queries
-        .iter()
-        .map(|q| {
-            snap.search(q, 3)
-                .map(|hits| hits.iter().map(|h| json!([h.id, h.score])).collect())
-        })
-        .collect::<xqdb::Result<_>>()?;
+    let answers = top3(&snap, &queries)?;
     Ok(json!({ "files": files, "passages": passages, "queries": queries, "answers": answers }))
 }
 

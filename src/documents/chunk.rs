@@ -2,7 +2,7 @@
 //! and word rules, so Japanese `。`, Bengali `।` and Arabic `؟` end sentences and every Han
 //! or kana character counts as a word), never over a token limit the caller checks.
 
-use super::extract::Block;
+use super::extract::{collapse, Block};
 use unicode_segmentation::UnicodeSegmentation;
 
 /// How documents are cut into passages.
@@ -47,10 +47,6 @@ struct Sentence {
 
 fn words(s: &str) -> usize {
     s.unicode_words().count()
-}
-
-fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A sentence of `block` between text offsets, or `None` if it is blank.

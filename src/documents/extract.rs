@@ -283,7 +283,8 @@ fn html(source: &str) -> Extracted {
     out
 }
 
-fn collapse(s: &str) -> String {
+/// `s` with every run of whitespace made one space, trimmed.
+pub(crate) fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

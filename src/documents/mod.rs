@@ -68,7 +68,7 @@ impl FileRecord {
             })
             .map_err(|reason| {
                 Error::corrupt(
-                    index.path().join("catalog.redb"),
+                    &index.inner.catalog_path,
                     format!("file record of {path:?}: {reason}"),
                 )
             })
@@ -682,7 +682,7 @@ pub fn snippet(text: &str, first: usize, width: usize) -> String {
 }
 
 fn cut(s: &str, width: usize) -> String {
-    let collapsed = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let collapsed = extract::collapse(s);
     if collapsed.chars().count() <= width {
         return collapsed;
     }
