@@ -10,7 +10,7 @@ setup:
 	$(PYTHON) scripts/setup_models.py
 
 DEMO_DOCS := target/demo-docs.xqdb
-XQDB_BIN := target/release/xqdb
+XQDB_BIN := $(CARGO) run --release --quiet --bin xqdb --
 demo: setup
 	$(CARGO) run --release --bin xqdb -- demo
 	rm -rf $(DEMO_DOCS)
