@@ -1,7 +1,8 @@
 //! Model benchmark: text-encoding throughput of the Rust encoder against a Python loop
 //! (onnxruntime + tokenizers) running the same ONNX file on the same batches, side by side
 //! in one run; and end-to-end text search latency (query encoding + scan + fetch) over
-//! 100,000 passages. Needs `make setup`. `cargo bench --bench encode`.
+//! 100,000 passages. Needs `make setup`. `cargo bench --bench encode`; `XQDB_SESSIONS`,
+//! `XQDB_BATCH_ROWS` and `XQDB_BATCH_TOKENS` override the encoder's defaults.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -91,11 +92,25 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(EncoderOptions::default().sessions);
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
     let options = EncoderOptions {
         threads: (threads / sessions).max(1),
         sessions,
+        batch_size: env("XQDB_BATCH_ROWS", EncoderOptions::default().batch_size),
+        batch_tokens: env("XQDB_BATCH_TOKENS", EncoderOptions::default().batch_tokens),
+        ..Default::default()
+    };
+    // The path before token budgets: 32 texts per call whatever their length, on the fp32
+    // graph (multilingual-e5-small-fp32).
+    let previous = EncoderOptions {
         batch_size: BATCH,
-        runtime: None,
+        batch_tokens: usize::MAX,
+        ..options.clone()
     };
     eprintln!(
         "encoder: {sessions} session(s) x {} thread(s)",
@@ -113,13 +128,25 @@ fn main() {
         std::env::temp_dir().join(format!("xqdb-encode-bench-{}.json", std::process::id()));
     std::fs::write(&texts_file, serde_json::to_string(&texts).unwrap()).unwrap();
     let reps = if full { 3 } else { 1 };
-    println!("# encoding: {n} passages of ~{tokens} words, batch {BATCH}, {threads} threads, best of {reps}, every installed bundle");
-    println!("| bundle | dtype | MB | xqdb (Rust, ort) passages/s | Python onnxruntime + tokenizers, same file | xqdb / Python | xqdb / default bundle |");
+    println!("# encoding: {n} passages of ~{tokens} words, {threads} threads, best of {reps}, every installed bundle");
+    println!("# xqdb: batches of at most {} rows and {} tokens; Python: batches of {BATCH} in file order", options.batch_size, options.batch_tokens);
+    println!("| bundle | dtype | MB | xqdb (Rust, ort) passages/s | Python onnxruntime + tokenizers, same file | xqdb / Python | xqdb / previous path |");
     println!("|---|---|---|---|---|---|---|");
-    let mut default_rate = None;
-    let mut bundles = xqdb::model::installed_bundles();
-    // The default first, so that the others compare with it.
-    bundles.sort_by_key(|b| !b.default);
+    let bundles = xqdb::model::installed_bundles();
+    let fp32 = bundles
+        .iter()
+        .find(|b| b.name.ends_with("-fp32"))
+        .expect("the set-up installs the fp32 bundle");
+    let enc = Encoder::open(ModelBundle::open(&fp32.path).unwrap(), &previous).unwrap();
+    let (base, py) = throughput(&enc, &fp32.path, &texts, &texts_file, threads, reps);
+    drop(enc);
+    println!(
+        "| {} (previous path: {BATCH} texts per call) | {} | {:.0} | {base:.1} | {py:.1} | {:.2} | 1.00 |",
+        fp32.name,
+        fp32.dtype,
+        fp32.size_bytes as f64 / 1e6,
+        base / py
+    );
     for b in &bundles {
         let enc = if b.default {
             encoder.clone()
@@ -127,10 +154,10 @@ fn main() {
             Arc::new(Encoder::open(ModelBundle::open(&b.path).unwrap(), &options).unwrap())
         };
         let (rust, py) = throughput(&enc, &b.path, &texts, &texts_file, threads, reps);
-        let base = *default_rate.get_or_insert(rust);
         println!(
-            "| {} | {} | {:.0} | {rust:.1} | {py:.1} | {:.2} | {:.2} |",
+            "| {}{} | {} | {:.0} | {rust:.1} | {py:.1} | {:.2} | {:.2} |",
             b.name,
+            if b.default { " (default)" } else { "" },
             b.dtype,
             b.size_bytes as f64 / 1e6,
             rust / py,

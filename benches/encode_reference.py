@@ -15,6 +15,8 @@ texts = json.load(open(texts_path, encoding="utf-8"))
 opts = ort.SessionOptions()
 opts.intra_op_num_threads = threads
 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+for key, value in manifest.get("session_config", {}).items():
+    opts.add_session_config_entry(key, value)
 session = ort.InferenceSession(f"{bundle}/{manifest['model']}", opts, providers=["CPUExecutionProvider"])
 tok = Tokenizer.from_file(f"{bundle}/{manifest['tokenizer']}")
 tok.enable_truncation(manifest["max_passage_tokens"])

@@ -43,7 +43,7 @@ def embed_model_data():
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    bundle = os.path.join(CACHE, "models", "multilingual-e5-small")
+    bundle = os.path.join(CACHE, "models", "multilingual-e5-small-fp32")
     m = json.load(open(os.path.join(bundle, "xqdb-bundle.json")))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = os.cpu_count()

@@ -2,13 +2,20 @@
 """Makes the variants of the default encoder bundle, each a bundle folder beside it, with its
 own parity fixture. Run by setup_models.py in its venv (numpy, onnx, onnxruntime, tokenizers).
 
-- multilingual-e5-small-int8: ONNX Runtime's dynamic quantisation of every MatMul and of the
-  250k x 384 word-embedding Gather to int8 weights, per output channel (onnxruntime.quantization
-  .quantize_dynamic). Activations stay f32 and are quantised per batch at run time.
+- multilingual-e5-small-fp32-fused: the same weights in a graph written with ONNX Runtime's
+  transformer operators (com.microsoft Attention with the three projections in one matrix,
+  BiasGelu with the exact erf GELU), so the session does not have to discover them at every
+  start. Residual adds and layer norms stay separate: ONNX Runtime 1.32's CPU
+  SkipLayerNormalization kernel measured slower than Add + LayerNormalization, so the manifest
+  turns that one fusion off for the session (`session_config`).
+- multilingual-e5-small-int8: ONNX Runtime's dynamic quantisation of the fused graph: the
+  attention projections (QAttention), every MatMul and the 250k x 384 word-embedding Gather get
+  int8 weights, per output channel (onnxruntime.quantization.quantize_dynamic); activations stay
+  f32 and are quantised per batch at run time.
 
 Each variant's parity.jsonl holds Python onnxruntime's embeddings of the default bundle's
-parity strings with the variant's graph; tests/model_parity.rs checks the Rust encoder
-against every installed bundle's fixture.
+parity strings with the variant's graph and session settings; tests/model_parity.rs checks the
+Rust encoder against every installed bundle's fixture.
 """
 import argparse
 import json
@@ -26,16 +33,95 @@ from convert_e5 import embed_onnx  # noqa: E402
 from setup_models import sha256  # noqa: E402
 
 
-def make_int8(src_model, dst_model):
+# ONNX Runtime's CPU SkipLayerNormalization is slower than the plain ops it would replace.
+SESSION_CONFIG = {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
+
+
+def fused_graph(src_model):
+    """The default graph (scripts/convert_e5.py) rebuilt with the transformer operators."""
+    from onnx import TensorProto, helper, numpy_helper
+    m = onnx.load(src_model)
+    t = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    eps = next(a.f for n in m.graph.node if n.op_type == "LayerNormalization" for a in n.attribute
+               if a.name == "epsilon")
+    heads = int(t["heads_shape"][2])
+    layers = 1 + max(int(k[1:].split(".")[0]) for k in t if k[0] == "l" and k[1].isdigit())
+    inits, nodes = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def node(op, ins, domain=None, name=None, **attrs):
+        name = name or f"n{len(nodes)}_{op}"
+        nodes.append(helper.make_node(op, ins, [name + "_out"], name=name, domain=domain, **attrs))
+        return name + "_out"
+
+    def residual_norm(y, bias, x, w, b):
+        return node("LayerNormalization", [node("Add", [node("Add", [y, const(bias, t[bias])]), x]),
+                                           const(w, t[w]), const(b, t[b])], axis=-1, epsilon=eps)
+
+    seq = node("Gather", [node("Shape", ["input_ids"]), const("one_idx", np.array(1, np.int64))], axis=0)
+    positions = node("Range", [const("zero", np.array(0, np.int64)), seq, const("one", np.array(1, np.int64))])
+    x = node("Add", [node("Gather", [const("emb.word", t["emb.word"]), "input_ids"]),
+                     node("Gather", [const("emb.pos", t["emb.pos"]), positions])])
+    x = node("LayerNormalization", [node("Add", [x, const("emb.type0", t["emb.type0"])]),
+                                    const("emb.ln.w", t["emb.ln.w"]), const("emb.ln.b", t["emb.ln.b"])],
+             axis=-1, epsilon=eps)
+    # Attention takes the 0/1 mask as int32 and masks with -10000, as the plain graph does.
+    mask = node("Cast", ["attention_mask"], to=TensorProto.INT32)
+    for l in range(layers):
+        p = f"l{l}."
+        qkv_w = np.concatenate([t[p + "q.w.T"], t[p + "k.w.T"], t[p + "v.w.T"]], axis=1)
+        qkv_b = np.concatenate([t[p + "q.b"], t[p + "k.b"], t[p + "v.b"]])
+        ctx = node("Attention", [x, const(p + "qkv.w", qkv_w), const(p + "qkv.b", qkv_b), mask],
+                   domain="com.microsoft", name=p + "attention", num_heads=heads)
+        x = residual_norm(node("MatMul", [ctx, const(p + "ao.w.T", t[p + "ao.w.T"])], name=p + "ao"),
+                          p + "ao.b", x, p + "aln.w", p + "aln.b")
+        mid = node("BiasGelu", [node("MatMul", [x, const(p + "fi.w.T", t[p + "fi.w.T"])], name=p + "fi"),
+                                const(p + "fi.b", t[p + "fi.b"])], domain="com.microsoft")
+        x = residual_norm(node("MatMul", [mid, const(p + "fo.w.T", t[p + "fo.w.T"])], name=p + "fo"),
+                          p + "fo.b", x, p + "oln.w", p + "oln.b")
+    nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
+    graph = helper.make_graph(nodes, m.graph.name + "-fused", list(m.graph.input), list(m.graph.output), inits)
+    out = helper.make_model(graph, opset_imports=[*m.opset_import, helper.make_opsetid("com.microsoft", 1)],
+                            producer_name="xqdb make_encoder_variants")
+    out.ir_version = m.ir_version
+    return out
+
+
+def make_fp32_fused(src_model, dst_model):
+    onnx.save(fused_graph(src_model), dst_model)
+
+
+# Matrix products left in fp32 in the int8 variant: the FFN output projections whose int8
+# activations cost the most (scripts/int8_sensitivity.py, on calibration questions that no
+# evaluation uses; see BENCHMARKS.md).
+KEEP_FP32 = ["l4.fo", "l0.fo", "l5.fo"]
+
+
+def quantize(fused_model, dst_model, keep_fp32):
+    """Dynamic int8 of the fused graph: QAttention, DynamicQuantizeMatMul, int8 Gather."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(src_model, dst_model, op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
-                     weight_type=QuantType.QInt8,
+    quantize_dynamic(fused_model, dst_model, op_types_to_quantize=["MatMul", "Attention", "Gather"],
+                     per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+def make_int8(src_model, dst_model):
+    fused = dst_model + ".fused.onnx"
+    onnx.save(fused_graph(src_model), fused)
+    quantize(fused, dst_model, KEEP_FP32)
+    os.remove(fused)
+
+
+# name suffix: (maker, dtype, how it was made)
 VARIANTS = {
-    "int8": (make_int8, "dynamic int8 (per channel) of every MatMul and the embedding Gather, "
-                        "by onnxruntime.quantization.quantize_dynamic"),
+    "fp32-fused": (make_fp32_fused, "fp32", "the same weights in a graph with ONNX Runtime's Attention and BiasGelu "
+                                    "operators, by scripts/make_encoder_variants.py"),
+    "int8": (make_int8, "int8", "the fused graph, dynamic int8 (per channel) of the attention projections, every "
+                        f"MatMul but {', '.join(KEEP_FP32)}, and the embedding Gather, by "
+                        "onnxruntime.quantization.quantize_dynamic"),
 }
 
 
@@ -48,7 +134,7 @@ def main():
     name = f"{src_manifest['name']}-{a.variant}"
     out = os.path.join(os.path.dirname(os.path.abspath(a.src)), name)
     os.makedirs(out, exist_ok=True)
-    make, how = VARIANTS[a.variant]
+    make, dtype, how = VARIANTS[a.variant]
     model = os.path.join(out, "model.onnx")
     make(os.path.join(a.src, src_manifest["model"]), model + ".part.onnx")
     os.replace(model + ".part.onnx", model)
@@ -57,16 +143,20 @@ def main():
             shutil.copy(os.path.join(a.src, f), os.path.join(out, f))
     manifest = dict(src_manifest)
     manifest["name"] = name
-    manifest["dtype"] = a.variant
+    manifest["dtype"] = dtype
     manifest["files"] = {
         f: {"bytes": os.path.getsize(os.path.join(out, f)), "sha256": sha256(os.path.join(out, f))}
         for f in ["model.onnx", "tokenizer.json"]
     }
     manifest["source"] = f"{src_manifest.get('source', '')}; {how}"
+    manifest["session_config"] = SESSION_CONFIG
     # Parity: the default bundle's strings, embedded by this graph in Python.
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     tok.enable_truncation(src_manifest["max_passage_tokens"])
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    for k, v in SESSION_CONFIG.items():
+        opts.add_session_config_entry(k, v)
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     # The default bundle's fixture holds the fp32 vectors of the same strings.
     rows = [json.loads(l) for l in open(os.path.join(a.src, "parity.jsonl"), encoding="utf-8")]
     worst = 1.0

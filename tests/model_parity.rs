@@ -1,7 +1,8 @@
 //! The Rust encoder against ONNX Runtime from Python: the set-up (`make setup`) records the
 //! Python embeddings of 100+ multilingual strings with the default bundle and with each of its
-//! variants; the Rust encoder must reproduce every one with every bundle (cosine >= 0.9999). Also the model's typed errors. These tests
-//! need the default bundle and fail, with the command to run, when it is missing.
+//! variants; the Rust encoder must reproduce every one with every bundle (cosine >= 0.9999;
+//! int8 bundles one text per call, and >= 0.995 in batches). Also the model's typed errors.
+//! These tests need the default bundle and fail, with the command to run, when it is missing.
 
 use std::path::PathBuf;
 use xqdb::model::{Encoder, EncoderOptions, ModelBundle, TextKind};
@@ -20,20 +21,36 @@ fn default_bundle() -> PathBuf {
 fn rust_embeddings_equal_python_onnxruntime_embeddings() {
     default_bundle();
     let bundles = xqdb::model::installed_bundles();
+    for want in [
+        "multilingual-e5-small-fp32",
+        "multilingual-e5-small-fp32-fused",
+        "multilingual-e5-small-int8",
+    ] {
+        assert!(
+            bundles.iter().any(|b| b.name == want),
+            "the set-up installs {want}: {bundles:?}"
+        );
+    }
     assert!(
-        bundles.iter().any(|b| b.default) && bundles.iter().any(|b| b.dtype == "int8"),
-        "the set-up installs the default bundle and its int8 variant: {bundles:?}"
+        bundles.iter().any(|b| b.default && b.dtype == "int8"),
+        "{bundles:?}"
     );
     for b in bundles {
         // Dynamic int8 quantises activations per batch, so a text's vector depends on its
-        // batch: the fixture was made one text at a time, and so is this check.
-        let batch_size = if b.dtype == "fp32" { 7 } else { 1 };
-        check_parity(&b.path, batch_size);
+        // batch: the fixture was made one text at a time, and so is the exact check; in
+        // batches the vectors stay close.
+        if b.dtype == "fp32" {
+            check_parity(&b.path, 7, 0.9999);
+        } else {
+            check_parity(&b.path, 1, 0.9999);
+            check_parity(&b.path, 32, 0.995);
+        }
     }
 }
 
-/// The Rust encoder of the bundle at `dir` reproduces its `parity.jsonl` (cosine >= 0.9999).
-fn check_parity(dir: &std::path::Path, batch_size: usize) {
+/// The Rust encoder of the bundle at `dir`, `batch_size` texts per call, reproduces its
+/// `parity.jsonl` (cosine >= `floor`).
+fn check_parity(dir: &std::path::Path, batch_size: usize, floor: f32) {
     let encoder = Encoder::open(
         ModelBundle::open(dir).unwrap(),
         &EncoderOptions {
@@ -68,14 +85,14 @@ fn check_parity(dir: &std::path::Path, batch_size: usize) {
             let cos: f32 = v.iter().zip(&want).map(|(a, b)| a * b).sum();
             worst = worst.min(cos);
             assert!(
-                cos >= 0.9999,
-                "{}: {kind} {:?}: cosine {cos}",
+                cos >= floor,
+                "{} at batch {batch_size}: {kind} {:?}: cosine {cos}",
                 dir.display(),
                 r["text"]
             );
         }
         println!(
-            "{}: {kind}: {} strings, worst cosine {worst:.6}",
+            "{} at batch {batch_size}: {kind}: {} strings, worst cosine {worst:.6}",
             dir.display(),
             subset.len()
         );

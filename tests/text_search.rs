@@ -1,6 +1,6 @@
 //! Text in, text out, with the default model: passages are encoded on insert and queries at
 //! search time; an index remembers its model and refuses another; a vectors-only index and a
-//! missing runtime give clear errors.
+//! missing runtime give clear errors; `xqdb models` lists, measures and names the bundles.
 
 mod common;
 
@@ -166,4 +166,79 @@ fn cli_adds_text_rows_and_answers_text_queries() {
         "1",
     ]);
     assert_eq!(v["hits"][0]["id"], "fi");
+}
+
+#[test]
+fn bundles_are_listed_measured_and_chosen_by_name() {
+    let list = common::xqdb_json(&["models"]);
+    let list = list.as_array().unwrap();
+    let defaults: Vec<&serde_json::Value> = list.iter().filter(|b| b["default"] == true).collect();
+    assert_eq!(defaults.len(), 1, "{list:?}");
+    let default = defaults[0];
+    assert_eq!(default["name"], xqdb::model::DEFAULT_BUNDLE);
+    assert_eq!(default["dtype"], "int8");
+    let size = default["size_bytes"].as_u64().unwrap();
+    assert!(
+        size <= 150_000_000,
+        "the default bundle takes {size} bytes on disk"
+    );
+    assert!(
+        list.iter()
+            .any(|b| b["name"] == "multilingual-e5-small-fp32" && b["dtype"] == "fp32"),
+        "{list:?}"
+    );
+    for b in list {
+        assert!(std::path::Path::new(b["path"].as_str().unwrap()).is_dir());
+        assert_eq!(b["dim"], 384);
+    }
+
+    // Measured: every bundle encodes.
+    let measured = common::xqdb_json(&["models", "--measure", "8"]);
+    for b in measured.as_array().unwrap() {
+        let speed = b["passages_per_s"].as_f64().unwrap();
+        assert!(speed > 0.0, "{b}");
+    }
+
+    // `init --model NAME` records that bundle; without it, the default.
+    let tmp = tempfile::tempdir().unwrap();
+    for (model, want) in [
+        (Some("multilingual-e5-small-fp32"), "multilingual-e5-small@"),
+        (None, "multilingual-e5-small-int8@"),
+    ] {
+        let dir = tmp.path().join(model.unwrap_or("default"));
+        let mut args = vec!["init", dir.to_str().unwrap()];
+        args.extend(model.map(|m| ["--model", m]).into_iter().flatten());
+        let created = common::xqdb_json(&args);
+        assert!(
+            created["model"].as_str().unwrap().starts_with(want),
+            "{created}"
+        );
+    }
+
+    // A link to another listed folder (the name older set-ups used) is an alias, not a
+    // second bundle.
+    let home = tmp.path().join("home");
+    let models = home.join("models");
+    let real = models.join(xqdb::model::DEFAULT_BUNDLE);
+    std::fs::create_dir_all(&real).unwrap();
+    let src = ModelBundle::default_dir();
+    for f in ["xqdb-bundle.json", "tokenizer.json", "model.onnx"] {
+        std::os::unix::fs::symlink(src.join(f), real.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(xqdb::model::DEFAULT_BUNDLE, models.join("older-name")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["models", "--json"])
+        .env("XQDB_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [xqdb::model::DEFAULT_BUNDLE]);
+    assert_eq!(listed[0]["default"], true);
 }

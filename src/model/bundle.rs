@@ -6,6 +6,11 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+/// The bundle new indexes use when none is named: multilingual-e5-small as an int8 graph with
+/// ONNX Runtime's transformer operators (see BENCHMARKS.md for speed and quality against the
+/// fp32 graph, `multilingual-e5-small-fp32`).
+pub const DEFAULT_BUNDLE: &str = "multilingual-e5-small-int8";
+
 /// File name of the manifest inside a bundle folder.
 pub const MANIFEST_FILE: &str = "xqdb-bundle.json";
 
@@ -88,6 +93,10 @@ pub struct Manifest {
     /// The weights' type (`fp32`, `int8`, ...), for listings; absent means fp32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// ONNX Runtime session configuration entries (key → value) every session of this
+    /// bundle gets, e.g. `optimization.disable_specified_optimizers`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session_config: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -192,11 +201,11 @@ fn inside(dir: &Path, rel: &str, manifest: &Path) -> Result<PathBuf> {
 }
 
 impl ModelBundle {
-    /// The default bundle (multilingual-e5-small) in the set-up's cache.
+    /// The default bundle ([`DEFAULT_BUNDLE`]) in the set-up's cache.
     pub fn default_dir() -> PathBuf {
         crate::model::xqdb_home()
             .join("models")
-            .join("multilingual-e5-small")
+            .join(DEFAULT_BUNDLE)
     }
 
     /// Opens a bundle folder: reads and checks the manifest, and checks that every file

@@ -16,8 +16,12 @@ pub struct EncoderOptions {
     /// Sessions that run batches concurrently (default 1). Each holds its own copy of the
     /// weights; on two cores two one-thread sessions measured no faster than one two-thread one.
     pub sessions: usize,
-    /// Texts per inference call (default 32).
+    /// Most texts per inference call (default 32).
     pub batch_size: usize,
+    /// Most tokens per inference call, padding included (rows × the longest row; default
+    /// 4096). Texts are grouped by token length, so a batch of short queries holds more rows
+    /// than a batch of long passages. A text longer than the budget goes alone.
+    pub batch_tokens: usize,
     /// Explicit path of `libonnxruntime` (otherwise `ORT_DYLIB_PATH`, then the set-up cache).
     pub runtime: Option<PathBuf>,
 }
@@ -28,6 +32,7 @@ impl Default for EncoderOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             sessions: 1,
             batch_size: 32,
+            batch_tokens: 4096,
             runtime: None,
         }
     }
@@ -50,6 +55,7 @@ pub struct Encoder {
     passage_tok: Tokenizer,
     sessions: Vec<Mutex<Session>>,
     batch_size: usize,
+    batch_tokens: usize,
     pad_id: u32,
 }
 
@@ -79,6 +85,9 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
     t.with_padding(None);
     Ok(t)
 }
+
+/// Texts tokenised at a time by [`Encoder::encode`] (then sorted by length and batched).
+pub const TOKENIZE_WINDOW: usize = 4096;
 
 /// Vectors of one batch, each with its position in the caller's list.
 type Encoded = Vec<(usize, Vec<f32>)>;
@@ -111,6 +120,7 @@ impl Encoder {
                 options.runtime.as_deref(),
                 &model_path,
                 options.threads,
+                &m.session_config,
             )?);
         }
         let session = &sessions[0];
@@ -142,6 +152,7 @@ impl Encoder {
             passage_tok,
             sessions: sessions.into_iter().map(Mutex::new).collect(),
             batch_size: options.batch_size.max(1),
+            batch_tokens: options.batch_tokens.max(1),
             pad_id,
         })
     }
@@ -197,7 +208,13 @@ impl Encoder {
         self.encode(texts, TextKind::Passage)
     }
 
-    fn tokenize(&self, texts: &[&str], kind: TextKind, positions: Vec<usize>) -> Result<Batch> {
+    /// Token ids of `texts[i]` for each `i` in `positions`, with the kind's prefix, truncated.
+    fn tokenize(
+        &self,
+        texts: &[&str],
+        kind: TextKind,
+        positions: &[usize],
+    ) -> Result<Vec<tokenizers::Encoding>> {
         let m = self.bundle.manifest();
         let (tok, prefix) = match kind {
             TextKind::Query => (&self.query_tok, m.query_prefix.as_str()),
@@ -207,34 +224,45 @@ impl Encoder {
             .iter()
             .map(|&i| format!("{prefix}{}", texts[i]))
             .collect();
-        let encodings = tok.encode_batch(inputs, true).map_err(|e| {
+        tok.encode_batch(inputs, true).map_err(|e| {
             model_err(
                 &self.bundle.tokenizer_path(),
                 format!("tokenisation failed: {e}"),
             )
-        })?;
-        let len = encodings
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let rows = encodings.len();
-        let mut ids = vec![self.pad_id as i64; rows * len];
-        let mut mask = vec![0i64; rows * len];
-        for (r, e) in encodings.iter().enumerate() {
-            for (j, &id) in e.get_ids().iter().enumerate() {
-                ids[r * len + j] = id as i64;
-                mask[r * len + j] = 1;
-            }
-        }
-        Ok(Batch {
-            positions,
-            rows,
-            len,
-            ids,
-            mask,
         })
+    }
+
+    /// Cuts tokenised texts (`(position, encoding)`) into padded batches: longest first, each
+    /// batch at most `batch_size` rows and `batch_tokens` padded tokens.
+    fn batches(&self, mut items: Vec<(usize, tokenizers::Encoding)>) -> Vec<Batch> {
+        items.sort_by_key(|(_, e)| std::cmp::Reverse(e.get_ids().len()));
+        let mut out = Vec::new();
+        let mut rest = &items[..];
+        while !rest.is_empty() {
+            // Sorted longest first: the first row sets the batch's length.
+            let len = rest[0].1.get_ids().len().max(1);
+            let rows = (self.batch_tokens / len)
+                .clamp(1, self.batch_size)
+                .min(rest.len());
+            let (group, tail) = rest.split_at(rows);
+            rest = tail;
+            let mut ids = vec![self.pad_id as i64; rows * len];
+            let mut mask = vec![0i64; rows * len];
+            for (r, (_, e)) in group.iter().enumerate() {
+                for (j, &id) in e.get_ids().iter().enumerate() {
+                    ids[r * len + j] = id as i64;
+                    mask[r * len + j] = 1;
+                }
+            }
+            out.push(Batch {
+                positions: group.iter().map(|(p, _)| *p).collect(),
+                rows,
+                len,
+                ids,
+                mask,
+            });
+        }
+        out
     }
 
     fn infer(&self, batch: Batch, session: usize) -> Result<Encoded> {
@@ -313,37 +341,53 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Encodes texts of one kind. Texts are grouped by length into batches; tokenisation of
-    /// the next batch overlaps inference of the current one.
+    /// Encodes texts of one kind. Texts are tokenised in windows of [`TOKENIZE_WINDOW`],
+    /// grouped by token length into batches (see [`EncoderOptions::batch_tokens`]), and
+    /// tokenisation of the next window overlaps inference of the current one.
     pub fn encode<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
         kind: TextKind,
     ) -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
-        let groups: Vec<Vec<usize>> = order
-            .chunks(self.batch_size)
+        let windows: Vec<Vec<usize>> = (0..texts.len())
+            .collect::<Vec<_>>()
+            .chunks(TOKENIZE_WINDOW)
             .map(<[usize]>::to_vec)
             .collect();
         let mut out = vec![Vec::new(); texts.len()];
-        if groups.len() <= 1 {
-            for g in groups {
-                for (pos, v) in self.infer(self.tokenize(&texts, kind, g)?, 0)? {
-                    out[pos] = v;
+        let window_batches = |positions: &[usize]| -> Result<Vec<Batch>> {
+            let encodings = self.tokenize(&texts, kind, positions)?;
+            Ok(self.batches(positions.iter().copied().zip(encodings).collect()))
+        };
+        if windows.len() <= 1 && self.sessions.len() == 1 {
+            for w in &windows {
+                for batch in window_batches(w)? {
+                    for (pos, v) in self.infer(batch, 0)? {
+                        out[pos] = v;
+                    }
                 }
             }
             return Ok(out);
         }
-        let workers = self.sessions.len().min(groups.len());
+        let workers = self.sessions.len();
         let results: Vec<Result<Encoded>> = crossbeam::scope(|s| {
             let (tx, rx) = crossbeam::channel::bounded::<Result<Batch>>(workers + 1);
-            let texts = &texts;
+            let window_batches = &window_batches;
             s.spawn(move |_| {
-                for g in groups {
-                    if tx.send(self.tokenize(texts, kind, g)).is_err() {
-                        break;
+                for w in &windows {
+                    match window_batches(w) {
+                        Ok(batches) => {
+                            for b in batches {
+                                if tx.send(Ok(b)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
                     }
                 }
             });

@@ -250,7 +250,8 @@ impl Generator {
         let fingerprint = format!("{name}@{:016x}", h.digest());
         let rt = options.runtime.as_deref();
         let threads = options.threads;
-        let session = |f: &str| super::runtime::new_session(rt, &dir.join(f), threads);
+        let no_config = std::collections::BTreeMap::new();
+        let session = |f: &str| super::runtime::new_session(rt, &dir.join(f), threads, &no_config);
         let sessions = match layout {
             DecoderLayout::Split => Sessions {
                 encoder: session(ENCODER)?,

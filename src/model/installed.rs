@@ -28,7 +28,9 @@ pub fn models_dir() -> PathBuf {
 }
 
 /// Every encoder bundle in [`models_dir`] whose manifest reads, sorted by name. Folders that
-/// are not bundles, or whose manifest does not parse, are left out.
+/// are not bundles, or whose manifest does not parse, are left out, and so are links to
+/// another folder listed here (the set-up leaves one under an older folder name so that
+/// indexes recording that path still open).
 pub fn installed_bundles() -> Vec<InstalledBundle> {
     let default = ModelBundle::default_dir();
     let Ok(entries) = std::fs::read_dir(models_dir()) else {
@@ -50,8 +52,19 @@ pub fn installed_bundles() -> Vec<InstalledBundle> {
             })
         })
         .collect();
+    // Aliases: links whose target is another listed folder.
+    let real: std::collections::HashSet<PathBuf> = out
+        .iter()
+        .filter(|b| !is_link(&b.path))
+        .filter_map(|b| b.path.canonicalize().ok())
+        .collect();
+    out.retain(|b| !(is_link(&b.path) && b.path.canonicalize().is_ok_and(|c| real.contains(&c))));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// A bundle given as a folder or by the name of an installed bundle: an existing path is

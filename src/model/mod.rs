@@ -7,8 +7,8 @@ mod installed;
 mod runtime;
 
 pub use bundle::{
-    parse_tokenizer, FileCheck, InputNames, Manifest, ModelBundle, Pooling, MANIFEST_FILE,
-    TOKENIZER_PROBE,
+    parse_tokenizer, FileCheck, InputNames, Manifest, ModelBundle, Pooling, DEFAULT_BUNDLE,
+    MANIFEST_FILE, TOKENIZER_PROBE,
 };
 pub use encoder::{Encoder, EncoderOptions, TextKind};
 pub use generator::{check_config, pick, DecoderLayout, Generator, GeneratorOptions, Sampling};

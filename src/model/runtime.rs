@@ -93,11 +93,13 @@ pub fn init_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Creates an ONNX session for `model` on the process's runtime (loading it if needed).
+/// Creates an ONNX session for `model` on the process's runtime (loading it if needed), with
+/// the session configuration entries `config` (a bundle's `session_config`).
 pub(crate) fn new_session(
     explicit: Option<&Path>,
     model: &Path,
     threads: usize,
+    config: &std::collections::BTreeMap<String, String>,
 ) -> Result<ort::session::Session> {
     init_runtime(explicit)?;
     let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,6 +115,11 @@ pub(crate) fn new_session(
     let mut builder = builder
         .with_intra_threads(threads.max(1))
         .map_err(|e| err(e.to_string()))?;
+    for (key, value) in config {
+        builder = builder
+            .with_config_entry(key, value)
+            .map_err(|e| err(format!("session option {key}={value}: {e}")))?;
+    }
     builder
         .commit_from_file(model)
         .map_err(|e| err(e.to_string()))

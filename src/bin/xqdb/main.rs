@@ -111,8 +111,8 @@ enum Command {
     /// kernel this CPU can execute against exact sums (exit status 1 on a failure).
     Kernels(store::KernelsArgs),
     /// List the encoder bundles the set-up installed (* marks the default); `--model NAME`
-    /// takes their names.
-    Models,
+    /// takes their names. With --measure, time each one on this machine.
+    Models(store::ModelsArgs),
     /// Evaluate retrieval quality.
     Eval {
         #[command(subcommand)]
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => store::verify(a),
         Command::Stats(a) => store::stats(a),
         Command::Kernels(a) => store::kernels(a, json),
-        Command::Models => store::models(json),
+        Command::Models(a) => store::models(a, json),
         Command::Eval { task } => eval::eval(task, json),
         Command::Demo(a) => eval::demo(a, json),
         Command::StressWriter(a) => stress::run(a),

@@ -308,12 +308,50 @@ fn batch_error(file: &Path, line: Option<usize>, msg: impl std::fmt::Display) ->
     )
 }
 
-/// `xqdb models`: the encoder bundles the set-up installed.
-pub(crate) fn models(json_out: bool) -> CliResult {
-    let list = xqdb::model::installed_bundles();
-    if json_out {
-        return serde_json::to_value(&list).map_err(|e| e.to_string());
+#[derive(clap::Args)]
+pub(crate) struct ModelsArgs {
+    /// Also encode this many passages of ~60 words with each bundle (all cores) and report
+    /// passages per second (best of two runs).
+    #[arg(long, value_name = "PASSAGES", num_args = 0..=1, default_missing_value = "128")]
+    measure: Option<usize>,
+}
+
+/// English prose the `--measure` passages are cut from (a document of the bundled example).
+const MEASURE_TEXT: &str = include_str!("../../../examples/docs/en/bees.md");
+
+/// Passages of ~60 words cut from [`MEASURE_TEXT`] at staggered starts.
+fn measure_passages(n: usize) -> Vec<String> {
+    let words: Vec<&str> = MEASURE_TEXT
+        .split_whitespace()
+        .filter(|w| !w.starts_with('#'))
+        .collect();
+    let span = 60.min(words.len());
+    (0..n)
+        .map(|i| {
+            let start = (i * 13) % (words.len() - span + 1);
+            words[start..start + span].join(" ")
+        })
+        .collect()
+}
+
+/// Passages per second of the bundle at `dir`, best of two runs after a warm-up.
+fn measure_bundle(dir: &Path, texts: &[String]) -> Result<f64, String> {
+    let encoder = xqdb::Encoder::from_dir(dir).map_err(err)?;
+    encoder
+        .encode_passages(&texts[..texts.len().min(8)])
+        .map_err(err)?;
+    let mut best = 0f64;
+    for _ in 0..2 {
+        let t = std::time::Instant::now();
+        encoder.encode_passages(texts).map_err(err)?;
+        best = best.max(texts.len() as f64 / t.elapsed().as_secs_f64());
     }
+    Ok(best)
+}
+
+/// `xqdb models`: the encoder bundles the set-up installed.
+pub(crate) fn models(a: ModelsArgs, json_out: bool) -> CliResult {
+    let list = xqdb::model::installed_bundles();
     if list.is_empty() {
         return Err(format!(
             "no model bundles in {}: {}",
@@ -321,16 +359,35 @@ pub(crate) fn models(json_out: bool) -> CliResult {
             xqdb::model::SETUP_HINT
         ));
     }
+    let texts = measure_passages(a.measure.unwrap_or(0).max(1));
+    let mut rows = Vec::new();
     for b in &list {
-        println!(
-            "{}{:<32} {:>5} {:>4}d {:>8.1} MB  {}",
-            if b.default { "* " } else { "  " },
-            b.name,
-            b.dtype,
-            b.dim,
-            b.size_bytes as f64 / 1e6,
-            b.path.display()
-        );
+        let speed = match a.measure {
+            Some(_) => Some(measure_bundle(&b.path, &texts)?),
+            None => None,
+        };
+        let mut row = serde_json::to_value(b).map_err(|e| e.to_string())?;
+        if let Some(s) = speed {
+            row["passages_per_s"] = json!(s);
+        }
+        rows.push(row);
+        if !json_out {
+            let speed = speed
+                .map(|s| format!("{s:>7.1} passages/s  "))
+                .unwrap_or_default();
+            println!(
+                "{}{:<34} {:>5} {:>4}d {:>8.1} MB  {speed}{}",
+                if b.default { "* " } else { "  " },
+                b.name,
+                b.dtype,
+                b.dim,
+                b.size_bytes as f64 / 1e6,
+                b.path.display()
+            );
+        }
+    }
+    if json_out {
+        return Ok(Value::Array(rows));
     }
     Ok(Value::Null)
 }
