@@ -1,5 +1,6 @@
 //! xQG end to end: generation on insert with the tiny mT5 test generator and the default
-//! encoder, fusion checked against a direct computation, re-fusion against a fresh ingest,
+//! encoder (the fp32 graph where vectors are compared with texts encoded apart), fusion
+//! checked against a direct computation, re-fusion against a fresh ingest,
 //! imported queries, deferred generation across a reopen, determinism, and all-or-nothing
 //! batches. Needs the default bundle and ONNX Runtime (`make setup`).
 
@@ -59,7 +60,7 @@ fn build(dir: &Path, p: XqgProfile, enc: Arc<Encoder>) -> Index {
 #[test]
 fn generated_queries_are_stored_and_fused_as_the_formula_says() {
     let tmp = tempfile::tempdir().unwrap();
-    let enc = common::default_encoder_threads(2);
+    let enc = common::fp32_encoder_threads(2); // batch-invariant vectors
     let index = build(tmp.path(), profile(0.05), enc.clone());
     let mut w = index.writer().unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
@@ -101,7 +102,7 @@ fn generated_queries_are_stored_and_fused_as_the_formula_says() {
 
 #[test]
 fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
-    let enc = common::default_encoder_threads(2);
+    let enc = common::fp32_encoder_threads(2); // batch-invariant vectors
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = build(a_dir.path(), profile(0.01), enc.clone());
     let b = build(b_dir.path(), profile(0.2), enc.clone());
@@ -151,7 +152,7 @@ fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
 #[test]
 fn imported_queries_are_encoded_and_fused_without_a_generator() {
     let tmp = tempfile::tempdir().unwrap();
-    let enc = common::default_encoder_threads(2);
+    let enc = common::fp32_encoder_threads(2); // batch-invariant vectors
     let index = Index::builder()
         .encoder(enc.clone())
         .xqg(profile(0.1))
@@ -227,7 +228,7 @@ fn imported_queries_are_encoded_and_fused_without_a_generator() {
 
 #[test]
 fn deferred_generation_is_searchable_at_once_and_resumes_after_reopen() {
-    let enc = common::default_encoder_threads(2);
+    let enc = common::fp32_encoder_threads(2); // batch-invariant vectors
     let (d_dir, n_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let deferred = XqgProfile {
         deferred: true,

@@ -87,7 +87,7 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
 }
 
 /// Texts tokenised at a time by [`Encoder::encode`] (then sorted by length and batched).
-pub const TOKENIZE_WINDOW: usize = 4096;
+const TOKENIZE_WINDOW: usize = 4096;
 
 /// Vectors of one batch, each with its position in the caller's list.
 type Encoded = Vec<(usize, Vec<f32>)>;
@@ -341,7 +341,7 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Encodes texts of one kind. Texts are tokenised in windows of [`TOKENIZE_WINDOW`],
+    /// Encodes texts of one kind. Texts are tokenised in windows of 4,096,
     /// grouped by token length into batches (see [`EncoderOptions::batch_tokens`]), and
     /// tokenisation of the next window overlaps inference of the current one.
     pub fn encode<S: AsRef<str> + Sync>(

@@ -24,6 +24,23 @@ pub fn default_encoder_threads(threads: usize) -> Arc<Encoder> {
     Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &options).unwrap())
 }
 
+/// The fp32 bundle made by `make setup` (`multilingual-e5-small-fp32`), whose vectors do not
+/// depend on the batch a text is encoded in (the int8 default quantises activations per
+/// batch): for tests that compare stored vectors with texts encoded apart.
+pub fn fp32_encoder_threads(threads: usize) -> Arc<Encoder> {
+    let dir = xqdb::model::models_dir().join("multilingual-e5-small-fp32");
+    assert!(
+        dir.join("xqdb-bundle.json").exists(),
+        "run `make setup` first: no bundle at {}",
+        dir.display()
+    );
+    let options = EncoderOptions {
+        threads,
+        ..Default::default()
+    };
+    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &options).unwrap())
+}
+
 /// The default encoder bundle made by `make setup`.
 pub fn default_encoder() -> Arc<Encoder> {
     default_encoder_threads(EncoderOptions::default().threads)
