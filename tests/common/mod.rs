@@ -8,10 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use xqdb::{Encoder, EncoderOptions, ModelBundle};
 
-/// The default encoder bundle made by `make setup`, with `threads` intra-op threads (0: the
+/// The bundle at `dir` (made by `make setup`) with `threads` intra-op threads (0: the
 /// runtime's default).
-pub fn default_encoder_threads(threads: usize) -> Arc<Encoder> {
-    let dir = ModelBundle::default_dir();
+fn encoder_at(dir: std::path::PathBuf, threads: usize) -> Arc<Encoder> {
     assert!(
         dir.join("xqdb-bundle.json").exists(),
         "run `make setup` first: no bundle at {}",
@@ -24,21 +23,20 @@ pub fn default_encoder_threads(threads: usize) -> Arc<Encoder> {
     Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &options).unwrap())
 }
 
+/// The default encoder bundle made by `make setup`, with `threads` intra-op threads (0: the
+/// runtime's default).
+pub fn default_encoder_threads(threads: usize) -> Arc<Encoder> {
+    encoder_at(ModelBundle::default_dir(), threads)
+}
+
 /// The fp32 bundle made by `make setup` (`multilingual-e5-small-fp32`), whose vectors do not
 /// depend on the batch a text is encoded in (the int8 default quantises activations per
 /// batch): for tests that compare stored vectors with texts encoded apart.
 pub fn fp32_encoder_threads(threads: usize) -> Arc<Encoder> {
-    let dir = xqdb::model::models_dir().join("multilingual-e5-small-fp32");
-    assert!(
-        dir.join("xqdb-bundle.json").exists(),
-        "run `make setup` first: no bundle at {}",
-        dir.display()
-    );
-    let options = EncoderOptions {
+    encoder_at(
+        xqdb::model::models_dir().join("multilingual-e5-small-fp32"),
         threads,
-        ..Default::default()
-    };
-    Arc::new(Encoder::open(ModelBundle::open(dir).unwrap(), &options).unwrap())
+    )
 }
 
 /// The default encoder bundle made by `make setup`.
