@@ -88,16 +88,13 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir = ModelBundle::default_dir();
     let bundle = ModelBundle::open(&dir).expect("default bundle (run `make setup`)");
-    let sessions: usize = std::env::var("XQDB_SESSIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(EncoderOptions::default().sessions);
     let env = |name: &str, default: usize| {
         std::env::var(name)
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(default)
     };
+    let sessions = env("XQDB_SESSIONS", EncoderOptions::default().sessions);
     let options = EncoderOptions {
         threads: (threads / sessions).max(1),
         sessions,

@@ -21,11 +21,11 @@ import tempfile
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_encoder_variants as mv  # noqa: E402
+from convert_e5 import embed_onnx  # noqa: E402
 from setup_models import BUNDLE  # noqa: E402
 
 LANGS = ["ar", "bn", "fi", "ja", "ko", "ru", "te"]
@@ -46,24 +46,9 @@ def calibration_texts(data):
 
 
 def embed(path, tok, texts):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count()
-    for k, v in mv.SESSION_CONFIG.items():
-        opts.add_session_config_entry(k, v)
-    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    out = []
-    for i in range(0, len(texts), 32):
-        enc = tok.encode_batch(texts[i:i + 32])
-        T = max(len(e.ids) for e in enc)
-        ids = np.ones((len(enc), T), np.int64)
-        mask = np.zeros((len(enc), T), np.int64)
-        for j, e in enumerate(enc):
-            ids[j, :len(e.ids)] = e.ids
-            mask[j, :len(e.ids)] = 1
-        h = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        v = (h * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
-        out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
-    return np.concatenate(out)
+    """Vectors of `texts` (prefixes included) in batches of 32, with the variants' session settings."""
+    graph = mv.session(path, os.cpu_count())
+    return np.concatenate([embed_onnx(graph, tok, texts[i:i + 32], "") for i in range(0, len(texts), 32)])
 
 
 def main():

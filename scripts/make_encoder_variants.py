@@ -37,6 +37,15 @@ from setup_models import sha256  # noqa: E402
 SESSION_CONFIG = {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
 
 
+def session(model, threads=0):
+    """An onnxruntime session of `model` with the variants' SESSION_CONFIG (0 threads: its default)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    for k, v in SESSION_CONFIG.items():
+        opts.add_session_config_entry(k, v)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 def fused_graph(src_model):
     """The default graph (scripts/convert_e5.py) rebuilt with the transformer operators."""
     from onnx import TensorProto, helper, numpy_helper
@@ -153,17 +162,14 @@ def main():
     # Parity: the default bundle's strings, embedded by this graph in Python.
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     tok.enable_truncation(src_manifest["max_passage_tokens"])
-    opts = ort.SessionOptions()
-    for k, v in SESSION_CONFIG.items():
-        opts.add_session_config_entry(k, v)
-    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    graph = session(model)
     # The default bundle's fixture holds the fp32 vectors of the same strings.
     rows = [json.loads(l) for l in open(os.path.join(a.src, "parity.jsonl"), encoding="utf-8")]
     worst = 1.0
     with open(os.path.join(out, "parity.jsonl"), "w", encoding="utf-8") as f:
         for r in rows:
             prefix = "query: " if r["kind"] == "query" else "passage: "
-            v = embed_onnx(session, tok, [r["text"]], prefix)[0]
+            v = embed_onnx(graph, tok, [r["text"]], prefix)[0]
             worst = min(worst, float(np.dot(v, r["vector"])))
             f.write(json.dumps({"kind": r["kind"], "text": r["text"], "vector": [float(x) for x in v]},
                                ensure_ascii=False) + "\n")

@@ -208,22 +208,14 @@ impl Encoder {
         self.encode(texts, TextKind::Passage)
     }
 
-    /// Token ids of `texts[i]` for each `i` in `positions`, with the kind's prefix, truncated.
-    fn tokenize(
-        &self,
-        texts: &[&str],
-        kind: TextKind,
-        positions: &[usize],
-    ) -> Result<Vec<tokenizers::Encoding>> {
+    /// Token ids of each of `texts`, with the kind's prefix, truncated.
+    fn tokenize(&self, texts: &[&str], kind: TextKind) -> Result<Vec<tokenizers::Encoding>> {
         let m = self.bundle.manifest();
         let (tok, prefix) = match kind {
             TextKind::Query => (&self.query_tok, m.query_prefix.as_str()),
             TextKind::Passage => (&self.passage_tok, m.passage_prefix.as_str()),
         };
-        let inputs: Vec<String> = positions
-            .iter()
-            .map(|&i| format!("{prefix}{}", texts[i]))
-            .collect();
+        let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
         tok.encode_batch(inputs, true).map_err(|e| {
             model_err(
                 &self.bundle.tokenizer_path(),
@@ -350,19 +342,17 @@ impl Encoder {
         kind: TextKind,
     ) -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-        let windows: Vec<Vec<usize>> = (0..texts.len())
-            .collect::<Vec<_>>()
-            .chunks(TOKENIZE_WINDOW)
-            .map(<[usize]>::to_vec)
-            .collect();
+        let starts = (0..texts.len()).step_by(TOKENIZE_WINDOW);
         let mut out = vec![Vec::new(); texts.len()];
-        let window_batches = |positions: &[usize]| -> Result<Vec<Batch>> {
-            let encodings = self.tokenize(&texts, kind, positions)?;
-            Ok(self.batches(positions.iter().copied().zip(encodings).collect()))
+        // The batches of the window of texts that begins at `start`.
+        let window_batches = |start: usize| -> Result<Vec<Batch>> {
+            let end = (start + TOKENIZE_WINDOW).min(texts.len());
+            let encodings = self.tokenize(&texts[start..end], kind)?;
+            Ok(self.batches((start..).zip(encodings).collect()))
         };
-        if windows.len() <= 1 && self.sessions.len() == 1 {
-            for w in &windows {
-                for batch in window_batches(w)? {
+        if texts.len() <= TOKENIZE_WINDOW && self.sessions.len() == 1 {
+            for start in starts {
+                for batch in window_batches(start)? {
                     for (pos, v) in self.infer(batch, 0)? {
                         out[pos] = v;
                     }
@@ -375,8 +365,8 @@ impl Encoder {
             let (tx, rx) = crossbeam::channel::bounded::<Result<Batch>>(workers + 1);
             let window_batches = &window_batches;
             s.spawn(move |_| {
-                for w in &windows {
-                    match window_batches(w) {
+                for start in starts {
+                    match window_batches(start) {
                         Ok(batches) => {
                             for b in batches {
                                 if tx.send(Ok(b)).is_err() {

@@ -359,11 +359,11 @@ pub(crate) fn models(a: ModelsArgs, json_out: bool) -> CliResult {
             xqdb::model::SETUP_HINT
         ));
     }
-    let texts = measure_passages(a.measure.unwrap_or(0).max(1));
+    let texts = a.measure.map(|n| measure_passages(n.max(1)));
     let mut rows = Vec::new();
     for b in &list {
-        let speed = match a.measure {
-            Some(_) => Some(measure_bundle(&b.path, &texts)?),
+        let speed = match &texts {
+            Some(texts) => Some(measure_bundle(&b.path, texts)?),
             None => None,
         };
         let mut row = serde_json::to_value(b).map_err(|e| e.to_string())?;
