@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -50,6 +50,32 @@ bench: setup
 	$(CARGO) bench --bench scan
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench generate
+
+# A T5/mT5/UMT5 checkpoint (a Hugging Face id or a local folder) as a fast generator folder:
+# exported with optimum (split and merged layouts, fp32, into $(GENERATOR_OUT)-fp32), its
+# target vocabulary built from ../shared/data for LANGUAGES, the output projection trimmed to
+# it, cross-attention shared by a prompt's samples, and int8 (into $(GENERATOR_OUT)). The export venv (torch, transformers, optimum) is made
+# once, ~6 GB; nothing else needs it.
+SETUP_PY = $${XQDB_HOME:-.cache/xqdb}/venv/bin/python
+EXPORT_VENV ?= .cache/xqdb/export-venv
+CHECKPOINT ?= ielabgroup/xor-tydi-docTquery-mt5-base
+GENERATOR_OUT ?= models/xqg-mt5
+LANGUAGES ?= ar,bn,fi,ja,ko,ru,te
+export-venv:
+	test -x $(EXPORT_VENV)/bin/optimum-cli || ( $(PYTHON) -m venv $(EXPORT_VENV) && \
+		$(EXPORT_VENV)/bin/pip install -q torch transformers==4.57.6 'optimum-onnx[onnxruntime]==0.1.0' sentencepiece protobuf )
+
+generator: setup export-venv
+	$(EXPORT_VENV)/bin/optimum-cli export onnx --model $(CHECKPOINT) --task text2text-generation-with-past $(GENERATOR_OUT)-fp32
+	$(SETUP_PY) scripts/make_target_vocab.py $(GENERATOR_OUT)-fp32 --languages $(LANGUAGES)
+	$(SETUP_PY) scripts/optimize_generator.py $(GENERATOR_OUT)-fp32 $(GENERATOR_OUT) \
+		--vocab $(GENERATOR_OUT)-fp32/target_vocab.json --trim --int8 --shared-cross-attention
+
+# The generation benchmark's model: mT5-base-sized, random weights, the default encoder's
+# 250k-piece tokenizer (benches/generate.rs makes its variants on first use).
+bench-generator: setup export-venv
+	$(EXPORT_VENV)/bin/python scripts/make_seq2seq_fixtures.py --big $${XQDB_HOME:-.cache/xqdb}/bench-generator \
+		--tokenizer $${XQDB_HOME:-.cache/xqdb}/models/multilingual-e5-small-fp32/tokenizer.json
 
 bench-peers: setup
 	$(PYTHON) scripts/bench_peers.py

@@ -16,7 +16,9 @@ What it makes:
                      first-step logits, and teacher-forced log-likelihoods of given targets
 
 --big OUT makes an mT5-base-sized random model (582 M parameters, ~4 GB of ONNX files) for the
-generation benchmark; it is not committed.
+generation benchmark; it is not committed. With --tokenizer T it uses T (a real 250k-piece
+multilingual tokenizer such as the default encoder's, so that prompts and target vocabularies
+have real lengths and sizes) with ids pad 1, EOS 2 (as in that tokenizer) instead of the tiny one.
 """
 
 import argparse
@@ -98,7 +100,7 @@ def hf_tokenizer(path: Path):
     )
 
 
-def build(kind: str, big: bool = False):
+def build(kind: str, big: bool = False, ids=(0, 1)):
     import torch
     from transformers import MT5Config, MT5ForConditionalGeneration, T5Config, T5ForConditionalGeneration
 
@@ -111,9 +113,9 @@ def build(kind: str, big: bool = False):
         num_layers=12 if big else 2,
         num_decoder_layers=12 if big else 2,
         num_heads=12 if big else 4,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
+        pad_token_id=ids[0],
+        eos_token_id=ids[1],
+        decoder_start_token_id=ids[0],
     )
     if kind == "t5":
         model = T5ForConditionalGeneration(T5Config(**common, tie_word_embeddings=True))
@@ -189,6 +191,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer-only", action="store_true")
     ap.add_argument("--big", type=Path, help="write an mT5-base-sized random model here instead")
+    ap.add_argument("--tokenizer", type=Path, help="tokenizer.json for --big (default: the tiny one)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     tok_path = OUT / "tokenizer.json"
@@ -196,9 +199,10 @@ def main():
         make_tokenizer(tok_path)
     if args.tokenizer_only:
         return
-    tok = hf_tokenizer(tok_path)
+    tok = hf_tokenizer(args.tokenizer if args.big and args.tokenizer else tok_path)
     if args.big:
-        model = build("mt5", big=True)
+        ids = (tok.pad_token_id, tok.eos_token_id)
+        model = build("mt5", big=True, ids=ids)
         with tempfile.TemporaryDirectory() as w:
             print(export(model, tok, Path(w), args.big))
         return

@@ -39,7 +39,8 @@ pub fn catalog_values(data: &[u8]) {
     }
 }
 
-/// Model files: a bundle manifest and a seq2seq `config.json`.
+/// Model files: a bundle manifest, a seq2seq `config.json` and a generator's
+/// `target_vocab.json`.
 pub fn model_files(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let path = std::path::Path::new("/bundle/xqdb-bundle.json");
@@ -53,6 +54,12 @@ pub fn model_files(data: &[u8]) {
             }
         }
         let _ = crate::model::check_config(text);
+    }
+    for (vocab, eos) in [(1000, 1), (250_112, 2)] {
+        if let Ok(ids) = crate::model::check_target_vocab(data, vocab, eos) {
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+            assert!(ids.binary_search(&eos).is_ok() && (*ids.last().unwrap() as usize) < vocab);
+        }
     }
 }
 

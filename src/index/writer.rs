@@ -1201,15 +1201,22 @@ impl Writer {
                 .clone()
                 .expect("a backlog needs a profile");
             let encoder = self.inner.encoder()?;
-            for rid in rids {
+            let mut rows = Vec::with_capacity(rids.len());
+            for &rid in &rids {
                 let passage = snap.passage_by_rid(rid)?;
-                let mut a = snap.augmentation_by_rid(rid)?.ok_or_else(|| {
+                let a = snap.augmentation_by_rid(rid)?.ok_or_else(|| {
                     Error::corrupt(
                         &self.inner.catalog_path,
                         format!("row {rid} is in the backlog without an xQG record"),
                     )
                 })?;
-                let queries = crate::ingest::generate_queries(generator, &profile, &passage)?;
+                rows.push((passage, a));
+            }
+            // One generation call for the commit's passages (the joint schedule decodes
+            // their rows together; each passage still gets its own seeded queries).
+            let passages: Vec<&Passage> = rows.iter().map(|(p, _)| p).collect();
+            let generated = crate::ingest::generate_queries_batch(generator, &profile, &passages)?;
+            for ((passage, mut a), queries) in rows.into_iter().zip(generated) {
                 let texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
                 let vectors = encoder.encode_queries(&texts)?;
                 report.queries += queries.len();

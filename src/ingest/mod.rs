@@ -3,7 +3,7 @@
 //! transaction.
 
 use crate::error::{Error, Result};
-use crate::model::{Encoder, Generator, Sampling};
+use crate::model::{Encoder, GenerationRequest, Generator, Sampling};
 use crate::types::Passage;
 use crate::xqg::{dedup_queries, Augmentation, XqgProfile};
 use std::time::{Duration, Instant};
@@ -110,20 +110,44 @@ pub(crate) fn row_seed(seed: u64, id: &str, lang: &str, sample: usize) -> u64 {
 }
 
 /// Generates the profile's queries for one passage: one prompt per language, `per_language`
-/// samples each decoded in one batch; repeated and empty queries are dropped.
+/// samples each; repeated and empty queries are dropped.
 pub fn generate_queries(
     generator: &Generator,
     profile: &XqgProfile,
     passage: &Passage,
 ) -> Result<Vec<(String, String)>> {
+    Ok(generate_queries_batch(generator, profile, &[passage])?
+        .pop()
+        .expect("one passage in, one out"))
+}
+
+/// Generates the profile's queries for several passages in one call, so that the generator's
+/// joint schedule decodes their rows together. Each passage gets exactly the queries
+/// [`generate_queries`] gives it alone (seeds depend on the passage, not the batch). When
+/// the batch fails, each passage is tried alone so that the error names the one at fault.
+pub fn generate_queries_batch(
+    generator: &Generator,
+    profile: &XqgProfile,
+    passages: &[&Passage],
+) -> Result<Vec<Vec<(String, String)>>> {
     let n = profile.per_language;
-    let mut prompts = Vec::with_capacity(profile.languages.len());
-    let mut seeds = Vec::with_capacity(profile.languages.len() * n);
-    for lang in &profile.languages {
-        let text = profile.prompt_for(lang, passage.title.as_deref(), &passage.text);
-        prompts.push(generator.tokenize(&text, profile.max_input_tokens)?);
-        for i in 0..n {
-            seeds.push(row_seed(profile.seed, &passage.id, &lang.code, i));
+    let mut prompts = Vec::with_capacity(passages.len() * profile.languages.len());
+    let mut seeds = Vec::with_capacity(prompts.capacity());
+    for passage in passages {
+        for lang in &profile.languages {
+            let text = profile.prompt_for(lang, passage.title.as_deref(), &passage.text);
+            let ids = generator
+                .tokenize(&text, profile.max_input_tokens)
+                .map_err(|e| Error::InvalidPassage {
+                    id: passage.id.clone(),
+                    reason: format!("generation failed: {e}"),
+                })?;
+            prompts.push(ids);
+            seeds.push(
+                (0..n)
+                    .map(|i| row_seed(profile.seed, &passage.id, &lang.code, i))
+                    .collect::<Vec<u64>>(),
+            );
         }
     }
     let sampling = Sampling {
@@ -132,23 +156,45 @@ pub fn generate_queries(
         top_p: profile.top_p,
         max_length: profile.max_query_tokens,
     };
-    let rows = generator
-        .generate_ids(&prompts, n, &sampling, &seeds)
-        .map_err(|e| Error::InvalidPassage {
-            id: passage.id.clone(),
-            reason: format!("generation failed: {e}"),
-        })?;
-    let mut out = Vec::new();
-    for (l, lang) in profile.languages.iter().enumerate() {
-        let texts = rows[l * n..(l + 1) * n]
-            .iter()
-            .map(|ids| generator.decode(ids))
-            .collect::<Result<Vec<_>>>()?;
-        out.extend(
-            dedup_queries(texts)
-                .into_iter()
-                .map(|t| (lang.code.clone(), t)),
-        );
+    let requests: Vec<GenerationRequest<'_>> = prompts
+        .iter()
+        .zip(&seeds)
+        .map(|(p, s)| GenerationRequest {
+            prompt: p,
+            seeds: s,
+        })
+        .collect();
+    let rows = match generator.generate(&requests, &sampling) {
+        Ok(rows) => rows,
+        Err(e) if passages.len() == 1 => {
+            return Err(Error::InvalidPassage {
+                id: passages[0].id.clone(),
+                reason: format!("generation failed: {e}"),
+            })
+        }
+        Err(_) => {
+            return passages
+                .iter()
+                .map(|p| generate_queries(generator, profile, p))
+                .collect()
+        }
+    };
+    let langs = profile.languages.len();
+    let mut out = Vec::with_capacity(passages.len());
+    for passage_rows in rows.chunks(langs) {
+        let mut queries = Vec::new();
+        for (lang, lang_rows) in profile.languages.iter().zip(passage_rows) {
+            let texts = lang_rows
+                .iter()
+                .map(|ids| generator.decode(ids))
+                .collect::<Result<Vec<_>>>()?;
+            queries.extend(
+                dedup_queries(texts)
+                    .into_iter()
+                    .map(|t| (lang.code.clone(), t)),
+            );
+        }
+        out.push(queries);
     }
     Ok(out)
 }
@@ -219,11 +265,17 @@ impl Pipeline<'_> {
             s.spawn(move |_| {
                 for mut chunk in chunks {
                     let r = (|| -> Result<Vec<IngestItem>> {
-                        for item in chunk.iter_mut() {
-                            if needs_generation(profile, item) {
-                                let g = generator.expect("checked above");
-                                let p = profile.expect("needs a profile");
-                                item.queries = Some(generate_queries(g, p, &item.passage)?);
+                        let todo: Vec<usize> = (0..chunk.len())
+                            .filter(|&i| needs_generation(profile, &chunk[i]))
+                            .collect();
+                        if !todo.is_empty() {
+                            let g = generator.expect("checked above");
+                            let p = profile.expect("needs a profile");
+                            let passages: Vec<&Passage> =
+                                todo.iter().map(|&i| &chunk[i].passage).collect();
+                            let queries = generate_queries_batch(g, p, &passages)?;
+                            for (&i, q) in todo.iter().zip(queries) {
+                                chunk[i].queries = Some(q);
                             }
                         }
                         Ok(chunk)

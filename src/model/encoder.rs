@@ -121,6 +121,8 @@ impl Encoder {
                 &model_path,
                 options.threads,
                 &m.session_config,
+                None,
+                None,
             )?);
         }
         let session = &sessions[0];

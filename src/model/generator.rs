@@ -39,6 +39,120 @@ pub struct GeneratorOptions {
     pub layout: Option<DecoderLayout>,
     /// Explicit path of `libonnxruntime` (otherwise `ORT_DYLIB_PATH`, then the set-up cache).
     pub runtime: Option<PathBuf>,
+    /// How rows are batched (default: [`Schedule::Joint`] with [`DEFAULT_MAX_ROWS`]).
+    pub schedule: Schedule,
+    /// Sample only from the folder's target vocabulary when it has one (default true). A
+    /// folder whose output projection was trimmed to that vocabulary always uses it.
+    pub target_vocab: bool,
+    /// Sets of sessions that decode waves of a [`Schedule::Joint`] call in parallel, each
+    /// with `threads` intra-op threads (default 1). They share ONNX Runtime's prepacked
+    /// weights; the rest of each graph is loaded once per set.
+    pub workers: usize,
+    /// Write ONNX Runtime's per-operator profile of each session to
+    /// `{profile}-{onnx file stem}_{time}.json` (written when the generator is dropped).
+    pub profile: Option<PathBuf>,
+}
+
+/// Where a generator's time went since it was opened (seconds, all calls together).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerationTimings {
+    /// Inside `generate` calls, wall clock.
+    pub total: f64,
+    /// Inside ONNX Runtime running the encoder.
+    pub encoder: f64,
+    /// Inside ONNX Runtime running the decoders.
+    pub decoder: f64,
+    /// Choosing tokens from the logits.
+    pub sampling: f64,
+    /// Copying key/value rows (expanding the first step, dropping finished rows).
+    pub copying: f64,
+}
+
+/// Rows one joint wave decodes together at most (35 rows are one passage of the paper's
+/// profile: 7 languages × 5 samples; per row, a decoder step at 140 rows costs ~0.65× what
+/// it costs at 35 on the benchmark's mT5-base-sized model, BENCHMARKS.md).
+pub const DEFAULT_MAX_ROWS: usize = 140;
+
+/// How the rows of a generation call share the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// All prompts of a call in one batch: the encoder over the prompts padded to the longest,
+    /// every sample row from the first step to the last, finished rows fed padding (the
+    /// schedule of earlier releases; the reference the joint schedule is tested against).
+    Lockstep,
+    /// Waves of whole prompts holding up to `max_rows` sample rows: each prompt encoded alone
+    /// at its own length, the first decoder step run once per prompt (its samples share
+    /// those logits), then every row of the wave decoded together, finished rows dropped
+    /// from the batch once carrying them costs more than copying the others' key/values.
+    /// A row's tokens are the ones [`Schedule::Lockstep`] gives it for the same prompt and
+    /// seed, whatever else shares the wave.
+    Joint {
+        /// Sample rows per wave (a prompt with more samples gets a wave of its own).
+        max_rows: usize,
+    },
+}
+
+/// One prompt to continue, once per seed.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerationRequest<'a> {
+    /// Token ids of the prompt (with the tokenizer's special tokens).
+    pub prompt: &'a [u32],
+    /// One seed per sampled row.
+    pub seeds: &'a [u64],
+}
+
+/// Nanosecond counters behind [`GenerationTimings`].
+#[derive(Default)]
+struct Timers {
+    total: std::sync::atomic::AtomicU64,
+    encoder: std::sync::atomic::AtomicU64,
+    decoder: std::sync::atomic::AtomicU64,
+    sampling: std::sync::atomic::AtomicU64,
+    copying: std::sync::atomic::AtomicU64,
+}
+
+impl Timers {
+    fn add(counter: &std::sync::atomic::AtomicU64, since: std::time::Instant) {
+        counter.fetch_add(
+            since.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+/// What a worker returns: for each wave it ran, the index of its first request and the
+/// rows of each of its requests.
+type WaveRows = Vec<(usize, Vec<Vec<Vec<u32>>>)>;
+
+/// Key/value tensors carried between decoder steps.
+struct Pasts {
+    /// Self-attention key/value per layer (`2 * layers`, key then value).
+    decoder: Vec<DynValue>,
+    /// Cross-attention key/value per layer, from the first step.
+    encoder: Vec<DynValue>,
+}
+
+/// The token ids a generator samples from (`target_vocab.json`), sorted ascending.
+#[derive(Clone, Debug)]
+struct TargetVocab {
+    ids: Vec<u32>,
+    /// The decoder's logits have one column per kept id (a trimmed output projection).
+    trimmed: bool,
+}
+
+/// Copies the given rows (first dimension) of a contiguous tensor into a new tensor.
+fn gather_rows<T>(data: &[T], shape: impl Into<Vec<usize>>, rows: &[usize]) -> ort::Result<DynValue>
+where
+    T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static,
+{
+    let mut shape: Vec<usize> = shape.into();
+    let per = shape[1..].iter().product::<usize>();
+    let mut out = Vec::with_capacity(rows.len() * per);
+    for &r in rows {
+        out.extend_from_slice(&data[r * per..(r + 1) * per]);
+    }
+    shape[0] = rows.len();
+    Ok(Tensor::from_array((shape, out))?.into_dyn())
 }
 
 impl Default for GeneratorOptions {
@@ -47,6 +161,12 @@ impl Default for GeneratorOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             layout: None,
             runtime: None,
+            schedule: Schedule::Joint {
+                max_rows: DEFAULT_MAX_ROWS,
+            },
+            target_vocab: true,
+            workers: 1,
+            profile: None,
         }
     }
 }
@@ -108,9 +228,16 @@ pub struct Generator {
     truncating: Mutex<Option<(usize, Tokenizer)>>,
     config: Seq2SeqConfig,
     layout: DecoderLayout,
-    sessions: Mutex<Sessions>,
-    /// Time spent inside `Session::run` (nanoseconds), for profiling.
-    run_nanos: std::sync::atomic::AtomicU64,
+    schedule: Schedule,
+    vocab: Option<TargetVocab>,
+    /// `decoder_with_past_model.onnx` takes one row of cross-attention key/values per prompt.
+    shared_cross: bool,
+    /// Intra-op threads per session (also the threads that sample a step's rows).
+    threads: usize,
+    /// One set of sessions per worker (the first serves everything but parallel waves).
+    sessions: Vec<Mutex<Sessions>>,
+    /// Where the time went (nanoseconds), for profiling.
+    timers: Timers,
 }
 
 impl std::fmt::Debug for Generator {
@@ -186,6 +313,143 @@ fn parse_config(text: &str, path: &Path) -> Result<Seq2SeqConfig> {
     Ok(c)
 }
 
+/// The optional manifest of a generator folder (format/FORMAT.md, "Generator folders").
+pub const GENERATOR_MANIFEST: &str = "xqdb-generator.json";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    format: String,
+    version: u32,
+    #[serde(default)]
+    target_vocab: Option<String>,
+    #[serde(default)]
+    logits: Option<String>,
+    #[serde(default)]
+    precision: Option<String>,
+    #[serde(default)]
+    cross_attention: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct VocabFile {
+    format: String,
+    version: u32,
+    vocab_size: usize,
+    ids: Vec<u32>,
+}
+
+/// What a generator folder's manifest says.
+#[derive(Default)]
+struct FolderManifest {
+    /// The target vocabulary, with the file's bytes (for the fingerprint).
+    vocab: Option<(TargetVocab, Vec<u8>)>,
+    /// `decoder_with_past_model.onnx` takes cross-attention key/values per prompt.
+    shared_cross: bool,
+}
+
+/// Reads `xqdb-generator.json` and the target vocabulary it names. Nothing for a plain
+/// optimum export.
+fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
+    let path = dir.join(GENERATOR_MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FolderManifest::default()),
+        Err(e) => return Err(model_err(&path, format!("cannot read ({e})"))),
+    };
+    let m: ManifestFile =
+        serde_json::from_str(&text).map_err(|e| model_err(&path, format!("bad manifest: {e}")))?;
+    if m.format != "xqdb-generator" || m.version != 1 {
+        return Err(model_err(
+            &path,
+            format!(
+                "format {:?} version {} is not xqdb-generator version 1 (a newer xqdb wrote it?)",
+                m.format, m.version
+            ),
+        ));
+    }
+    let _ = (&m.precision, &m.source);
+    let trimmed = match m.logits.as_deref() {
+        None | Some("full") => false,
+        Some("trimmed") => true,
+        Some(o) => {
+            return Err(model_err(
+                &path,
+                format!("logits {o:?} is not full or trimmed"),
+            ))
+        }
+    };
+    let shared_cross = match m.cross_attention.as_deref() {
+        None | Some("per_row") => false,
+        Some("per_prompt") => true,
+        Some(o) => {
+            return Err(model_err(
+                &path,
+                format!("cross_attention {o:?} is not per_row or per_prompt"),
+            ))
+        }
+    };
+    let Some(file) = m.target_vocab else {
+        if trimmed {
+            return Err(model_err(&path, "trimmed logits need a target_vocab file"));
+        }
+        return Ok(FolderManifest {
+            vocab: None,
+            shared_cross,
+        });
+    };
+    if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+        return Err(model_err(
+            &path,
+            format!("target_vocab {file:?} is not a file name"),
+        ));
+    }
+    let vpath = dir.join(&file);
+    let bytes =
+        std::fs::read(&vpath).map_err(|e| model_err(&vpath, format!("cannot read ({e})")))?;
+    let v = check_target_vocab(&bytes, config.vocab, config.eos as u32)
+        .map_err(|reason| model_err(&vpath, reason))?;
+    Ok(FolderManifest {
+        vocab: Some((TargetVocab { ids: v, trimmed }, bytes)),
+        shared_cross,
+    })
+}
+
+/// Checks a `target_vocab.json` for a model of `vocab` pieces whose EOS is `eos`; returns
+/// its ids. Public for fuzzing.
+#[doc(hidden)]
+pub fn check_target_vocab(
+    bytes: &[u8],
+    vocab: usize,
+    eos: u32,
+) -> std::result::Result<Vec<u32>, String> {
+    let v: VocabFile = serde_json::from_slice(bytes).map_err(|e| format!("bad JSON: {e}"))?;
+    if v.format != "xqdb-target-vocab" || v.version != 1 {
+        return Err(format!(
+            "format {:?} version {} is not xqdb-target-vocab version 1",
+            v.format, v.version
+        ));
+    }
+    if v.vocab_size != vocab {
+        return Err(format!(
+            "made for a vocabulary of {} pieces, the model has {vocab}",
+            v.vocab_size
+        ));
+    }
+    if v.ids.is_empty() || v.ids.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("ids must be non-empty and strictly ascending".into());
+    }
+    if *v.ids.last().expect("non-empty") as usize >= vocab {
+        return Err(format!("an id is outside the vocabulary of {vocab}"));
+    }
+    if v.ids.binary_search(&eos).is_err() {
+        return Err(format!("EOS ({eos}) is not among the ids"));
+    }
+    Ok(v.ids)
+}
+
 /// Token ids of a batch of prompts, padded.
 struct EncodedPrompts {
     rows: usize,
@@ -243,6 +507,21 @@ impl Generator {
         h.update(config_text.as_bytes());
         h.update(&tok_text);
         h.update(sizes.as_bytes());
+        let manifest = read_manifest(&dir, &config)?;
+        let shared_cross = manifest.shared_cross && layout == DecoderLayout::Split;
+        if shared_cross {
+            h.update(b"cross_attention:per_prompt");
+        }
+        let vocab = match manifest.vocab {
+            Some((v, bytes)) if v.trimmed || options.target_vocab => {
+                // Queries depend on the vocabulary: it joins the fingerprint.
+                h.update(b"target_vocab:");
+                h.update(&bytes);
+                h.update(if v.trimmed { b"trimmed" } else { b"masked " });
+                Some(v)
+            }
+            _ => None,
+        };
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -251,19 +530,39 @@ impl Generator {
         let rt = options.runtime.as_deref();
         let threads = options.threads;
         let no_config = std::collections::BTreeMap::new();
-        let session = |f: &str| super::runtime::new_session(rt, &dir.join(f), threads, &no_config);
-        let sessions = match layout {
-            DecoderLayout::Split => Sessions {
-                encoder: session(ENCODER)?,
-                first: session(DECODER)?,
-                with_past: Some(session(DECODER_WITH_PAST)?),
-            },
-            DecoderLayout::Merged => Sessions {
-                encoder: session(ENCODER)?,
-                first: session(DECODER_MERGED)?,
-                with_past: None,
-            },
-        };
+        // Sessions share prepacked weights (the container needs the runtime loaded).
+        super::runtime::init_runtime(rt)?;
+        let prepacked = ort::session::builder::PrepackedWeights::new();
+        let workers = options.workers.max(1);
+        let mut sets = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let session = |f: &str| {
+                let profile = options.profile.as_ref().map(|p| {
+                    let stem = f.trim_end_matches(".onnx");
+                    PathBuf::from(format!("{}-{stem}-w{w}", p.display()))
+                });
+                super::runtime::new_session(
+                    rt,
+                    &dir.join(f),
+                    threads,
+                    &no_config,
+                    profile.as_deref(),
+                    Some(&prepacked),
+                )
+            };
+            sets.push(Mutex::new(match layout {
+                DecoderLayout::Split => Sessions {
+                    encoder: session(ENCODER)?,
+                    first: session(DECODER)?,
+                    with_past: Some(session(DECODER_WITH_PAST)?),
+                },
+                DecoderLayout::Merged => Sessions {
+                    encoder: session(ENCODER)?,
+                    first: session(DECODER_MERGED)?,
+                    with_past: None,
+                },
+            }));
+        }
         let g = Generator {
             dir,
             fingerprint,
@@ -271,15 +570,19 @@ impl Generator {
             truncating: Mutex::new(None),
             config,
             layout,
-            sessions: Mutex::new(sessions),
-            run_nanos: Default::default(),
+            schedule: options.schedule,
+            vocab,
+            shared_cross,
+            threads: threads.max(1),
+            sessions: sets,
+            timers: Timers::default(),
         };
         g.check_graphs()?;
         Ok(g)
     }
 
     fn check_graphs(&self) -> Result<()> {
-        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.sessions[0].lock().unwrap_or_else(|e| e.into_inner());
         let need = |sess: &Session, file: &str, names: &[String]| -> Result<()> {
             let have: Vec<&str> = sess.inputs().iter().map(|i| i.name()).collect();
             for n in names {
@@ -351,7 +654,22 @@ impl Generator {
 
     /// Seconds spent inside ONNX Runtime's `run` since the generator was opened.
     pub fn run_seconds(&self) -> f64 {
-        self.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
+        let t = self.timings();
+        t.encoder + t.decoder
+    }
+
+    /// Where the time of `generate` calls went since the generator was opened.
+    pub fn timings(&self) -> GenerationTimings {
+        let s = |c: &std::sync::atomic::AtomicU64| {
+            c.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
+        };
+        GenerationTimings {
+            total: s(&self.timers.total),
+            encoder: s(&self.timers.encoder),
+            decoder: s(&self.timers.decoder),
+            sampling: s(&self.timers.sampling),
+            copying: s(&self.timers.copying),
+        }
     }
 
     /// Tokenises a prompt (with the tokenizer's special tokens) truncated to `max_tokens`.
@@ -415,10 +733,12 @@ impl Generator {
         let out = session
             .run(inputs)
             .map_err(|e| model_err(&self.dir.join(file), format!("inference failed: {e}")));
-        self.run_nanos.fetch_add(
-            start.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let timer = if file == ENCODER {
+            &self.timers.encoder
+        } else {
+            &self.timers.decoder
+        };
+        Timers::add(timer, start);
         out
     }
 
@@ -426,14 +746,27 @@ impl Generator {
         model_err(&self.dir, format!("tensor error: {e}"))
     }
 
-    /// Runs the encoder; returns `last_hidden_state` expanded so that each prompt's row
-    /// repeats `copies` times, with the matching attention mask.
+    /// Runs the encoder on a padded batch; returns `last_hidden_state` with each prompt's row
+    /// repeated `copies[r]` times, and the matching attention mask.
     fn encode(
         &self,
         s: &mut Sessions,
         p: &EncodedPrompts,
-        copies: usize,
+        copies: &[usize],
     ) -> Result<(DynValue, DynValue)> {
+        let (hidden, d) = self.encoder_states(s, p)?;
+        let src: Vec<usize> = copies
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &n)| std::iter::repeat_n(r, n))
+            .collect();
+        let hv = gather_rows(&hidden, [p.rows, p.len, d], &src).map_err(|e| self.ort_err(e))?;
+        let mv = gather_rows(&p.mask, [p.rows, p.len], &src).map_err(|e| self.ort_err(e))?;
+        Ok((hv, mv))
+    }
+
+    /// `last_hidden_state` of a padded batch of prompts, and the model width.
+    fn encoder_states(&self, s: &mut Sessions, p: &EncodedPrompts) -> Result<(Vec<f32>, usize)> {
         let shape = [p.rows, p.len];
         let inputs: Vec<(String, SessionInputValue<'_>)> = vec![
             (
@@ -454,25 +787,13 @@ impl Generator {
             .try_extract_tensor::<f32>()
             .map_err(|e| self.ort_err(e))?;
         let d = *hshape.last().unwrap_or(&0) as usize;
-        if hshape.len() != 3 || hidden.len() != p.rows * p.len * d {
+        if hshape.len() != 3 || d == 0 || hidden.len() != p.rows * p.len * d {
             return Err(model_err(
                 &self.dir.join(ENCODER),
                 format!("last_hidden_state has shape {:?}", &hshape[..]),
             ));
         }
-        let b = p.rows * copies;
-        let row = p.len * d;
-        let mut h = Vec::with_capacity(b * row);
-        let mut m = Vec::with_capacity(b * p.len);
-        for r in 0..p.rows {
-            for _ in 0..copies {
-                h.extend_from_slice(&hidden[r * row..(r + 1) * row]);
-                m.extend_from_slice(&p.mask[r * p.len..(r + 1) * p.len]);
-            }
-        }
-        let hv = Tensor::from_array(([b, p.len, d], h)).map_err(|e| self.ort_err(e))?;
-        let mv = Tensor::from_array(([b, p.len], m)).map_err(|e| self.ort_err(e))?;
-        Ok((hv.into_dyn(), mv.into_dyn()))
+        Ok((hidden.to_vec(), d))
     }
 
     fn empty_pasts(&self, b: usize) -> Result<Vec<(String, DynValue)>> {
@@ -487,10 +808,172 @@ impl Generator {
             .collect()
     }
 
+    /// One decoder step over `ids` (one token per row). `first`: the step after the start
+    /// token (no past yet); otherwise `pasts` holds the decoder and encoder key/values.
+    /// `hidden` is needed on the first step and on every step of the merged layout.
+    fn decoder_step<'s>(
+        &self,
+        s: &'s mut Sessions,
+        ids: Vec<i64>,
+        mask: &DynValue,
+        hidden: Option<&DynValue>,
+        pasts: Option<&Pasts>,
+    ) -> Result<(ort::session::SessionOutputs<'s>, &'static str)> {
+        let b = ids.len();
+        let first = pasts.is_none();
+        let ids = Tensor::from_array(([b, 1usize], ids)).map_err(|e| self.ort_err(e))?;
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
+            ("input_ids".into(), ids.into()),
+            ("encoder_attention_mask".into(), mask.into()),
+        ];
+        let (session, file) = match (self.layout, first) {
+            (DecoderLayout::Split, true) => (&mut s.first, DECODER),
+            (DecoderLayout::Split, false) => (
+                s.with_past.as_mut().expect("split layout"),
+                DECODER_WITH_PAST,
+            ),
+            (DecoderLayout::Merged, _) => (&mut s.first, DECODER_MERGED),
+        };
+        if first || self.layout == DecoderLayout::Merged {
+            let hidden = hidden.ok_or_else(|| {
+                Error::InvalidArgument("the decoder needs the encoder states".into())
+            })?;
+            inputs.push(("encoder_hidden_states".into(), hidden.into()));
+        }
+        if self.layout == DecoderLayout::Merged {
+            let flag = Tensor::from_array(([1usize], vec![!first])).map_err(|e| self.ort_err(e))?;
+            inputs.push(("use_cache_branch".into(), flag.into()));
+        }
+        let empty;
+        match pasts {
+            None if self.layout == DecoderLayout::Merged => {
+                empty = self.empty_pasts(b)?;
+                for (n, v) in &empty {
+                    inputs.push((n.clone(), v.into()));
+                }
+            }
+            None => {}
+            Some(p) => {
+                for l in 0..self.config.layers {
+                    for (kv, i) in [("key", 0), ("value", 1)] {
+                        inputs.push((
+                            format!("past_key_values.{l}.decoder.{kv}"),
+                            (&p.decoder[2 * l + i]).into(),
+                        ));
+                        inputs.push((
+                            format!("past_key_values.{l}.encoder.{kv}"),
+                            (&p.encoder[2 * l + i]).into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((self.run(session, file, inputs)?, file))
+    }
+
+    /// The logits of one step as `[rows, width]` (the last position of each row), checked
+    /// against the target vocabulary.
+    fn step_logits<'o>(
+        &self,
+        out: &'o ort::session::SessionOutputs<'_>,
+        file: &str,
+        rows: usize,
+    ) -> Result<(&'o [f32], usize)> {
+        let (lshape, logits) = out["logits"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| self.ort_err(e))?;
+        let v = *lshape.last().unwrap_or(&0) as usize;
+        let bad = lshape.len() != 3 || lshape[0] as usize != rows || v == 0;
+        let width_ok = match &self.vocab {
+            Some(t) if t.trimmed => v == t.ids.len(),
+            Some(t) => v > *t.ids.last().unwrap_or(&0) as usize,
+            None => true,
+        };
+        if bad || !width_ok {
+            return Err(model_err(
+                &self.dir.join(file),
+                format!(
+                    "logits have shape {:?}{}",
+                    &lshape[..],
+                    if width_ok {
+                        ""
+                    } else {
+                        " (does not fit the target vocabulary)"
+                    }
+                ),
+            ));
+        }
+        let t = lshape[1] as usize;
+        if t == 1 {
+            return Ok((logits, v));
+        }
+        Err(model_err(
+            &self.dir.join(file),
+            format!("one step gave {t} positions"),
+        ))
+    }
+
+    /// Samples the next token of a row from its logits: over the target vocabulary when the
+    /// generator has one (gathered when the logits are full width), mapped back to ids.
+    fn sample(
+        &self,
+        logits: &[f32],
+        sampling: &Sampling,
+        rng: &mut impl Rng,
+        scratch: &mut Vec<f32>,
+        file: &str,
+    ) -> Result<u32> {
+        let start = std::time::Instant::now();
+        let (row, ids): (&[f32], Option<&[u32]>) = match &self.vocab {
+            None => (logits, None),
+            Some(t) if t.trimmed => (logits, Some(&t.ids)),
+            Some(t) => {
+                scratch.clear();
+                scratch.extend(t.ids.iter().map(|&i| logits[i as usize]));
+                (scratch.as_slice(), Some(&t.ids))
+            }
+        };
+        let j = pick(row, sampling, rng);
+        Timers::add(&self.timers.sampling, start);
+        let j = j.ok_or_else(|| model_err(&self.dir.join(file), "non-finite logits"))?;
+        Ok(ids.map_or(j as u32, |ids| ids[j]))
+    }
+
+    /// Takes the `present.*` outputs of a step: decoder key/values, and on the first step the
+    /// encoder (cross-attention) ones.
+    fn take_presents(
+        &self,
+        out: &mut ort::session::SessionOutputs<'_>,
+        file: &str,
+        encoder: bool,
+    ) -> Result<(Vec<DynValue>, Vec<DynValue>)> {
+        let layers = self.config.layers;
+        let mut dec = Vec::with_capacity(2 * layers);
+        let mut enc = Vec::with_capacity(if encoder { 2 * layers } else { 0 });
+        for l in 0..layers {
+            for kv in ["key", "value"] {
+                let name = format!("present.{l}.decoder.{kv}");
+                dec.push(
+                    out.remove(&name).ok_or_else(|| {
+                        model_err(&self.dir.join(file), format!("no output {name}"))
+                    })?,
+                );
+                if encoder {
+                    let name = format!("present.{l}.encoder.{kv}");
+                    enc.push(out.remove(&name).ok_or_else(|| {
+                        model_err(&self.dir.join(file), format!("no output {name}"))
+                    })?);
+                }
+            }
+        }
+        Ok((dec, enc))
+    }
+
     /// Generates continuations of already tokenised prompts: `samples` sequences per
-    /// prompt, all decoded in one batch. `seeds[i]` seeds row i (prompt i / samples,
-    /// sample i % samples). Returns the generated ids of each row, without the decoder
-    /// start token, ending with EOS when the model stopped before `max_length`.
+    /// prompt. `seeds[i]` seeds row i (prompt i / samples, sample i % samples). Returns the
+    /// generated ids of each row, without the decoder start token, ending with EOS when the
+    /// model stopped before `max_length`. A row's tokens depend on its prompt and seed only,
+    /// not on the other rows of the call (see [`Schedule`]).
     pub fn generate_ids(
         &self,
         prompts: &[Vec<u32>],
@@ -500,102 +983,191 @@ impl Generator {
     ) -> Result<Vec<Vec<u32>>> {
         let samples = samples.max(1);
         let b = prompts.len() * samples;
-        if b == 0 {
-            return Ok(Vec::new());
-        }
         if seeds.len() != b {
             return Err(Error::InvalidArgument(format!(
                 "{} seeds for {b} rows",
                 seeds.len()
             )));
         }
+        let requests: Vec<GenerationRequest<'_>> = prompts
+            .iter()
+            .zip(seeds.chunks(samples))
+            .map(|(p, s)| GenerationRequest {
+                prompt: p,
+                seeds: s,
+            })
+            .collect();
+        Ok(self
+            .generate(&requests, sampling)?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Generates `request.seeds.len()` sequences for each request, scheduled as the
+    /// generator's [`Schedule`] says. `result[i][j]` is request i's row seeded by `seeds[j]`.
+    pub fn generate(
+        &self,
+        requests: &[GenerationRequest<'_>],
+        sampling: &Sampling,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
         if sampling.max_length < 2 {
             return Err(Error::InvalidArgument(
                 "max_length must be at least 2 (the start token and one more)".into(),
             ));
         }
-        let p = self.pad_prompts(prompts)?;
-        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *guard;
-        let (hidden, mask) = self.encode(s, &p, samples)?;
-        let mut rows: Vec<RowState> = seeds
+        if requests.iter().any(|r| r.prompt.is_empty()) {
+            return Err(Error::InvalidArgument(
+                "a prompt has no tokens after tokenisation".into(),
+            ));
+        }
+        let began = std::time::Instant::now();
+        let mut out: Vec<Vec<Vec<u32>>> = requests
             .iter()
+            .map(|r| vec![Vec::new(); r.seeds.len()])
+            .collect();
+        match self.schedule {
+            Schedule::Lockstep => {
+                let mut guard = self.sessions[0].lock().unwrap_or_else(|e| e.into_inner());
+                let live: Vec<usize> = (0..requests.len())
+                    .filter(|&i| !requests[i].seeds.is_empty())
+                    .collect();
+                if !live.is_empty() {
+                    let reqs: Vec<&GenerationRequest<'_>> =
+                        live.iter().map(|&i| &requests[i]).collect();
+                    let rows = self.lockstep(&mut guard, &reqs, sampling)?;
+                    let mut rows = rows.into_iter();
+                    for &i in &live {
+                        for slot in out[i].iter_mut() {
+                            *slot = rows.next().expect("one row per seed");
+                        }
+                    }
+                }
+            }
+            Schedule::Joint { max_rows } => {
+                let mut waves = Vec::new();
+                let mut start = 0;
+                while start < requests.len() {
+                    let mut end = start;
+                    let mut rows = 0;
+                    while end < requests.len()
+                        && (end == start || rows + requests[end].seeds.len() <= max_rows)
+                    {
+                        rows += requests[end].seeds.len();
+                        end += 1;
+                    }
+                    waves.push(start..end);
+                    start = end;
+                }
+                let workers = self.sessions.len().min(waves.len());
+                if workers <= 1 {
+                    let mut guard = self.sessions[0].lock().unwrap_or_else(|e| e.into_inner());
+                    for w in &waves {
+                        self.wave(
+                            &mut guard,
+                            &requests[w.clone()],
+                            sampling,
+                            &mut out[w.clone()],
+                        )?;
+                    }
+                } else {
+                    // Workers take waves in order; each wave writes its own requests' rows.
+                    let next = std::sync::atomic::AtomicUsize::new(0);
+                    let failed = std::sync::atomic::AtomicBool::new(false);
+                    let done: Vec<Result<WaveRows>> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..workers)
+                            .map(|w| {
+                                let (next, failed, waves) = (&next, &failed, &waves);
+                                scope.spawn(move || {
+                                    let mut guard =
+                                        self.sessions[w].lock().unwrap_or_else(|e| e.into_inner());
+                                    let mut mine = Vec::new();
+                                    loop {
+                                        let i =
+                                            next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        if i >= waves.len()
+                                            || failed.load(std::sync::atomic::Ordering::Relaxed)
+                                        {
+                                            break;
+                                        }
+                                        let range = waves[i].clone();
+                                        let mut part: Vec<Vec<Vec<u32>>> = requests[range.clone()]
+                                            .iter()
+                                            .map(|r| vec![Vec::new(); r.seeds.len()])
+                                            .collect();
+                                        if let Err(e) = self.wave(
+                                            &mut guard,
+                                            &requests[range.clone()],
+                                            sampling,
+                                            &mut part,
+                                        ) {
+                                            failed
+                                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                                            return Err(e);
+                                        }
+                                        mine.push((range.start, part));
+                                    }
+                                    Ok(mine)
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                            .collect()
+                    });
+                    for worker in done {
+                        for (at, part) in worker? {
+                            for (k, rows) in part.into_iter().enumerate() {
+                                out[at + k] = rows;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Timers::add(&self.timers.total, began);
+        Ok(out)
+    }
+
+    /// [`Schedule::Lockstep`]: every row from the first step to the last, in one batch.
+    fn lockstep(
+        &self,
+        s: &mut Sessions,
+        requests: &[&GenerationRequest<'_>],
+        sampling: &Sampling,
+    ) -> Result<Vec<Vec<u32>>> {
+        let prompts: Vec<Vec<u32>> = requests.iter().map(|r| r.prompt.to_vec()).collect();
+        let copies: Vec<usize> = requests.iter().map(|r| r.seeds.len()).collect();
+        let p = self.pad_prompts(&prompts)?;
+        let (hidden, mask) = self.encode(s, &p, &copies)?;
+        let mut rows: Vec<RowState> = requests
+            .iter()
+            .flat_map(|r| r.seeds.iter())
             .map(|&seed| RowState {
                 rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
                 tokens: Vec::new(),
                 done: false,
             })
             .collect();
+        let b = rows.len();
         let c = self.config.clone();
         let mut next: Vec<i64> = vec![c.decoder_start; b];
-        let mut decoder_past: Vec<DynValue> = Vec::new();
-        let mut encoder_past: Vec<DynValue> = Vec::new();
-        for step in 0..sampling.max_length - 1 {
-            let ids =
-                Tensor::from_array(([b, 1usize], next.clone())).map_err(|e| self.ort_err(e))?;
-            let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
-                ("input_ids".into(), ids.into()),
-                ("encoder_attention_mask".into(), (&mask).into()),
-            ];
-            let first = step == 0;
-            let (session, file) = match (self.layout, first) {
-                (DecoderLayout::Split, true) => (&mut s.first, DECODER),
-                (DecoderLayout::Split, false) => (
-                    s.with_past.as_mut().expect("split layout"),
-                    DECODER_WITH_PAST,
-                ),
-                (DecoderLayout::Merged, _) => (&mut s.first, DECODER_MERGED),
-            };
-            let empty;
-            if first || self.layout == DecoderLayout::Merged {
-                inputs.push(("encoder_hidden_states".into(), (&hidden).into()));
-            }
-            if self.layout == DecoderLayout::Merged {
-                let flag =
-                    Tensor::from_array(([1usize], vec![!first])).map_err(|e| self.ort_err(e))?;
-                inputs.push(("use_cache_branch".into(), flag.into()));
-            }
-            if first && self.layout == DecoderLayout::Merged {
-                empty = self.empty_pasts(b)?;
-                for (n, v) in &empty {
-                    inputs.push((n.clone(), v.into()));
-                }
-            } else if !first {
-                for l in 0..c.layers {
-                    for (kv, i) in [("key", 0), ("value", 1)] {
-                        inputs.push((
-                            format!("past_key_values.{l}.decoder.{kv}"),
-                            (&decoder_past[2 * l + i]).into(),
-                        ));
-                        inputs.push((
-                            format!("past_key_values.{l}.encoder.{kv}"),
-                            (&encoder_past[2 * l + i]).into(),
-                        ));
-                    }
-                }
-            }
-            let mut out = self.run(session, file, inputs)?;
+        let mut pasts: Option<Pasts> = None;
+        let mut scratch = Vec::new();
+        for _ in 0..sampling.max_length - 1 {
+            let (mut out, file) =
+                self.decoder_step(s, next.clone(), &mask, Some(&hidden), pasts.as_ref())?;
             {
-                let (lshape, logits) = out["logits"]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| self.ort_err(e))?;
-                let v = *lshape.last().unwrap_or(&0) as usize;
-                if lshape.len() != 3 || lshape[0] as usize != b || v == 0 {
-                    return Err(model_err(
-                        &self.dir.join(file),
-                        format!("logits have shape {:?}", &lshape[..]),
-                    ));
-                }
-                let t = lshape[1] as usize;
+                let (logits, v) = self.step_logits(&out, file, b)?;
                 for (r, row) in rows.iter_mut().enumerate() {
                     if row.done {
                         next[r] = c.pad;
                         continue;
                     }
-                    let last = &logits[(r * t + t - 1) * v..(r * t + t) * v];
-                    let tok = pick(last, sampling, &mut row.rng)
-                        .ok_or_else(|| model_err(&self.dir.join(file), "non-finite logits"))?;
-                    row.tokens.push(tok as u32);
+                    let last = &logits[r * v..(r + 1) * v];
+                    let tok = self.sample(last, sampling, &mut row.rng, &mut scratch, file)?;
+                    row.tokens.push(tok);
                     next[r] = tok as i64;
                     if tok as i64 == c.eos {
                         row.done = true;
@@ -605,43 +1177,305 @@ impl Generator {
             if rows.iter().all(|r| r.done) {
                 break;
             }
-            let mut new_decoder = Vec::with_capacity(2 * c.layers);
-            let mut new_encoder = Vec::with_capacity(2 * c.layers);
-            for l in 0..c.layers {
-                for kv in ["key", "value"] {
-                    let name = format!("present.{l}.decoder.{kv}");
-                    new_decoder.push(out.remove(&name).ok_or_else(|| {
-                        model_err(&self.dir.join(file), format!("no output {name}"))
-                    })?);
-                    if first {
-                        let name = format!("present.{l}.encoder.{kv}");
-                        new_encoder.push(out.remove(&name).ok_or_else(|| {
-                            model_err(&self.dir.join(file), format!("no output {name}"))
-                        })?);
-                    }
-                }
-            }
+            let first = pasts.is_none();
+            let (decoder, encoder) = self.take_presents(&mut out, file, first)?;
             drop(out);
-            decoder_past = new_decoder;
-            if first {
+            pasts = Some(match pasts {
                 // The merged graph's cached branch returns dummy cross-attention tensors:
                 // the first step's are kept for the whole sequence.
-                encoder_past = new_encoder;
-            }
+                Some(p) => Pasts {
+                    decoder,
+                    encoder: p.encoder,
+                },
+                None => Pasts { decoder, encoder },
+            });
         }
         Ok(rows.into_iter().map(|r| r.tokens).collect())
     }
 
+    /// [`Schedule::Joint`] for one wave of requests: each prompt encoded alone at its own
+    /// length, the first step run once per prompt (its samples share those logits), then all
+    /// rows decoded together, finished rows dropped from the batch when that saves work.
+    fn wave(
+        &self,
+        s: &mut Sessions,
+        requests: &[GenerationRequest<'_>],
+        sampling: &Sampling,
+        out: &mut [Vec<Vec<u32>>],
+    ) -> Result<()> {
+        let live: Vec<usize> = (0..requests.len())
+            .filter(|&i| !requests[i].seeds.is_empty())
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let c = self.config.clone();
+        // Encoder: one prompt at a time, at its real length; then padded into one batch.
+        let mut states = Vec::with_capacity(live.len());
+        let mut d = 0;
+        for &i in &live {
+            let p = self.pad_prompts(&[requests[i].prompt.to_vec()])?;
+            let (h, width) = self.encoder_states(s, &p)?;
+            d = width;
+            states.push(h);
+        }
+        let lens: Vec<usize> = live.iter().map(|&i| requests[i].prompt.len()).collect();
+        let lmax = lens.iter().copied().max().unwrap_or(1);
+        let np = live.len();
+        let mut hidden = vec![0f32; np * lmax * d];
+        let mut mask = vec![0i64; np * lmax];
+        for (k, h) in states.iter().enumerate() {
+            hidden[k * lmax * d..k * lmax * d + h.len()].copy_from_slice(h);
+            mask[k * lmax..k * lmax + lens[k]].fill(1);
+        }
+        drop(states);
+        let hidden_p = Tensor::from_array(([np, lmax, d], hidden.clone()))
+            .map_err(|e| self.ort_err(e))?
+            .into_dyn();
+        let mask_p = Tensor::from_array(([np, lmax], mask.clone()))
+            .map_err(|e| self.ort_err(e))?
+            .into_dyn();
+        // First step: one row per prompt.
+        let (mut first_out, file) =
+            self.decoder_step(s, vec![c.decoder_start; np], &mask_p, Some(&hidden_p), None)?;
+        let mut rows: Vec<(usize, usize, RowState)> = Vec::new();
+        let mut scratch = Vec::new();
+        {
+            let (logits, v) = self.step_logits(&first_out, file, np)?;
+            for (k, &i) in live.iter().enumerate() {
+                let last = &logits[k * v..(k + 1) * v];
+                for (j, &seed) in requests[i].seeds.iter().enumerate() {
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                    let tok = self.sample(last, sampling, &mut rng, &mut scratch, file)?;
+                    let state = RowState {
+                        rng,
+                        tokens: vec![tok],
+                        done: tok as i64 == c.eos,
+                    };
+                    rows.push((k, j, state));
+                }
+            }
+        }
+        // The batch: groups of `width` positions, one row of cross-attention key/values and
+        // mask per group. Without shared cross-attention a group is one row; with it, a group
+        // is one prompt's samples (positions past its seed count, and finished rows, ride
+        // along fed padding until their whole group can be dropped).
+        let shared = self.shared_cross && self.layout == DecoderLayout::Split;
+        let width = if shared {
+            live.iter()
+                .map(|&i| requests[i].seeds.len())
+                .max()
+                .unwrap_or(1)
+        } else {
+            1
+        };
+        let mut groups: Vec<usize> = Vec::new(); // prompt (index into `live`) of each group
+        let mut slots: Vec<Option<usize>> = Vec::new(); // row of each position
+        if shared {
+            let mut r = 0;
+            for (k, &i) in live.iter().enumerate() {
+                let n = requests[i].seeds.len();
+                if (r..r + n).any(|x| !rows[x].2.done) {
+                    groups.push(k);
+                    slots.extend((0..width).map(|j| (j < n).then_some(r + j)));
+                }
+                r += n;
+            }
+        } else {
+            for (r, row) in rows.iter().enumerate() {
+                if !row.2.done {
+                    groups.push(row.0);
+                    slots.push(Some(r));
+                }
+            }
+        }
+        if !groups.is_empty() && sampling.max_length > 2 {
+            let (dec, enc) = self.take_presents(&mut first_out, file, true)?;
+            drop(first_out);
+            // Decoder key/values: from each position's prompt (one per prompt after step 1).
+            let pos_src: Vec<usize> = groups
+                .iter()
+                .flat_map(|&k| std::iter::repeat_n(k, width))
+                .collect();
+            let identity =
+                |v: &[usize]| v.len() == np && v.iter().enumerate().all(|(a, &b)| a == b);
+            let mut pasts = Pasts {
+                decoder: if identity(&pos_src) {
+                    dec
+                } else {
+                    self.gather_all(&dec, &pos_src)?
+                },
+                encoder: if identity(&groups) {
+                    enc
+                } else {
+                    self.gather_all(&enc, &groups)?
+                },
+            };
+            let mut mask_b =
+                gather_rows(&mask, [np, lmax], &groups).map_err(|e| self.ort_err(e))?;
+            let mut hidden_b = match self.layout {
+                DecoderLayout::Merged => Some(
+                    gather_rows(&hidden, [np, lmax, d], &groups).map_err(|e| self.ort_err(e))?,
+                ),
+                DecoderLayout::Split => None,
+            };
+            drop(hidden);
+            let mut alive: Vec<bool> = slots
+                .iter()
+                .map(|s| s.is_some_and(|r| !rows[r].2.done))
+                .collect();
+            for step in 1..sampling.max_length - 1 {
+                let ids: Vec<i64> = slots
+                    .iter()
+                    .zip(&alive)
+                    .map(|(s, &a)| match s {
+                        Some(r) if a => *rows[*r].2.tokens.last().expect("sampled") as i64,
+                        _ => c.pad,
+                    })
+                    .collect();
+                let (mut o, file) =
+                    self.decoder_step(s, ids, &mask_b, hidden_b.as_ref(), Some(&pasts))?;
+                {
+                    let (logits, v) = self.step_logits(&o, file, slots.len())?;
+                    // Positions in row order (slots keep the rows' order), so the rows can
+                    // be handed out by one pass over them.
+                    let mut jobs: Vec<(usize, &mut RowState)> = Vec::with_capacity(slots.len());
+                    let mut it = rows.iter_mut().enumerate();
+                    for (k, slot) in slots.iter().enumerate() {
+                        let Some(r) = *slot else { continue };
+                        if !alive[k] {
+                            continue;
+                        }
+                        let row = it
+                            .by_ref()
+                            .find(|(i, _)| *i == r)
+                            .expect("slots in row order");
+                        jobs.push((k, &mut row.1 .2));
+                    }
+                    for k in self.sample_rows(logits, v, jobs, sampling, file)? {
+                        alive[k] = false;
+                    }
+                }
+                if !alive.iter().any(|&a| a) {
+                    break;
+                }
+                let (dec, _) = self.take_presents(&mut o, file, false)?;
+                drop(o);
+                pasts.decoder = dec;
+                let remaining = sampling.max_length - 2 - step;
+                let keep: Vec<usize> = (0..groups.len())
+                    .filter(|&g| alive[g * width..(g + 1) * width].iter().any(|&a| a))
+                    .collect();
+                let idle = (groups.len() - keep.len()) * width;
+                // Drop finished groups when the row-steps they would still cost exceed about
+                // one step of the whole batch (what copying the key/values costs).
+                if idle > 0 && remaining > 0 && idle * remaining >= slots.len() {
+                    let positions: Vec<usize> = keep
+                        .iter()
+                        .flat_map(|&g| g * width..(g + 1) * width)
+                        .collect();
+                    pasts.decoder = self.gather_all(&pasts.decoder, &positions)?;
+                    pasts.encoder = self.gather_all(&pasts.encoder, &keep)?;
+                    mask_b = self.gather_value::<i64>(&mask_b, &keep)?;
+                    if let Some(h) = hidden_b.as_mut() {
+                        *h = self.gather_value::<f32>(h, &keep)?;
+                    }
+                    slots = positions.iter().map(|&p| slots[p]).collect();
+                    alive = positions.iter().map(|&p| alive[p]).collect();
+                    groups = keep.iter().map(|&g| groups[g]).collect();
+                }
+            }
+        }
+        for (k, j, state) in rows {
+            out[live[k]][j] = state.tokens;
+        }
+        Ok(())
+    }
+
+    /// Samples the next token of each `(position, row)` from `logits` (`width` per position),
+    /// on up to `threads` threads when there is enough to share (each row has its own
+    /// generator, so the split changes nothing). Returns the positions that ended with EOS.
+    fn sample_rows(
+        &self,
+        logits: &[f32],
+        width: usize,
+        mut jobs: Vec<(usize, &mut RowState)>,
+        sampling: &Sampling,
+        file: &str,
+    ) -> Result<Vec<usize>> {
+        let eos = self.config.eos;
+        let run = |part: &mut [(usize, &mut RowState)]| -> Result<Vec<usize>> {
+            let mut scratch = Vec::new();
+            let mut ended = Vec::new();
+            for (k, row) in part.iter_mut() {
+                let tok = self.sample(
+                    &logits[*k * width..(*k + 1) * width],
+                    sampling,
+                    &mut row.rng,
+                    &mut scratch,
+                    file,
+                )?;
+                row.tokens.push(tok);
+                if tok as i64 == eos {
+                    row.done = true;
+                    ended.push(*k);
+                }
+            }
+            Ok(ended)
+        };
+        let parts = self.threads.min(jobs.len());
+        if parts <= 1 || jobs.len() * width < 1 << 18 {
+            return run(&mut jobs);
+        }
+        let per = jobs.len().div_ceil(parts);
+        let results: Vec<Result<Vec<usize>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks_mut(per)
+                .map(|part| scope.spawn(|| run(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut ended = Vec::new();
+        for r in results {
+            ended.extend(r?);
+        }
+        Ok(ended)
+    }
+
+    fn gather_all(&self, values: &[DynValue], rows: &[usize]) -> Result<Vec<DynValue>> {
+        values
+            .iter()
+            .map(|v| self.gather_value::<f32>(v, rows))
+            .collect()
+    }
+
+    fn gather_value<T>(&self, v: &DynValue, rows: &[usize]) -> Result<DynValue>
+    where
+        T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static,
+    {
+        let start = std::time::Instant::now();
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(|e| self.ort_err(e))?;
+        let dims: Vec<usize> = shape.iter().map(|&x| x as usize).collect();
+        let out = gather_rows(data, dims, rows).map_err(|e| self.ort_err(e));
+        Timers::add(&self.timers.copying, start);
+        out
+    }
+
     /// Teacher-forced logits: for a prompt and a target (ids without the start token),
     /// the logits over the vocabulary at each target position (row i predicts `target[i]`).
+    /// With a target vocabulary, pieces outside it get `-inf` (whether the projection was
+    /// trimmed or not, so both give the same rows).
     pub fn target_logits(&self, prompt: &[u32], target: &[u32]) -> Result<Vec<Vec<f32>>> {
         if target.is_empty() {
             return Ok(Vec::new());
         }
         let p = self.pad_prompts(&[prompt.to_vec()])?;
-        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.sessions[0].lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
-        let (hidden, mask) = self.encode(s, &p, 1)?;
+        let (hidden, mask) = self.encode(s, &p, &[1])?;
         let mut dec: Vec<i64> = vec![self.config.decoder_start];
         dec.extend(target[..target.len() - 1].iter().map(|&t| t as i64));
         let t = dec.len();
@@ -670,13 +1504,31 @@ impl Generator {
             .try_extract_tensor::<f32>()
             .map_err(|e| self.ort_err(e))?;
         let v = *lshape.last().unwrap_or(&0) as usize;
-        if lshape.len() != 3 || lshape[1] as usize != t || logits.len() != t * v {
+        let width_ok = match &self.vocab {
+            Some(tv) if tv.trimmed => v == tv.ids.len(),
+            Some(tv) => v > *tv.ids.last().unwrap_or(&0) as usize,
+            None => true,
+        };
+        if lshape.len() != 3 || lshape[1] as usize != t || logits.len() != t * v || !width_ok {
             return Err(model_err(
                 &self.dir.join(file),
                 format!("logits have shape {:?}", &lshape[..]),
             ));
         }
-        Ok(logits.chunks_exact(v).map(<[f32]>::to_vec).collect())
+        let rows = logits.chunks_exact(v);
+        Ok(match &self.vocab {
+            None => rows.map(<[f32]>::to_vec).collect(),
+            Some(tv) => rows
+                .map(|row| {
+                    let width = v.max(self.config.vocab);
+                    let mut full = vec![f32::NEG_INFINITY; width];
+                    for (j, &id) in tv.ids.iter().enumerate() {
+                        full[id as usize] = if tv.trimmed { row[j] } else { row[id as usize] };
+                    }
+                    full
+                })
+                .collect(),
+        })
     }
 
     /// Log-likelihood of `target` given `prompt` (natural log, summed over target tokens;
@@ -712,17 +1564,40 @@ impl Generator {
 }
 
 /// Indices of the `k` largest logits (and any further ones tied with the k-th), largest
-/// first, ties by index: one pass with a small sorted buffer instead of a full sort.
-fn top_k_indices(logits: &[f32], k: usize) -> Vec<usize> {
+/// first, ties by index: one pass with a small sorted buffer instead of a full sort. Blocks
+/// of 16 logits none of which can enter the buffer are skipped with one vectorisable test.
+/// `None` when a logit is NaN or +inf.
+fn top_k_indices(logits: &[f32], k: usize) -> Option<Vec<usize>> {
     let better = |a: (f32, usize), b: (f32, usize)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    for (i, &x) in logits.iter().enumerate() {
-        if best.len() == k && !better((x, i), best[k - 1]) {
-            continue;
+    // Below the k-th kept value nothing enters (an equal later index does not either).
+    let mut floor = f32::NEG_INFINITY;
+    const BLOCK: usize = 16;
+    for (b, block) in logits.chunks(BLOCK).enumerate() {
+        if best.len() == k {
+            // A NaN also takes the slow path, which reports it.
+            let hit = block.iter().fold(0u32, |h, &x| {
+                h | u32::from(x > floor) | u32::from(x.is_nan())
+            });
+            if hit == 0 {
+                continue;
+            }
         }
-        let pos = best.partition_point(|&b| better(b, (x, i)));
-        best.insert(pos, (x, i));
-        best.truncate(k);
+        for (j, &x) in block.iter().enumerate() {
+            if x.is_nan() || x == f32::INFINITY {
+                return None;
+            }
+            let i = b * BLOCK + j;
+            if best.len() == k && !better((x, i), best[k - 1]) {
+                continue;
+            }
+            let pos = best.partition_point(|&e| better(e, (x, i)));
+            best.insert(pos, (x, i));
+            best.truncate(k);
+            if best.len() == k {
+                floor = best[k - 1].0;
+            }
+        }
     }
     let kth = best[k - 1];
     let mut out: Vec<usize> = best.iter().map(|b| b.1).collect();
@@ -733,12 +1608,13 @@ fn top_k_indices(logits: &[f32], k: usize) -> Vec<usize> {
             .filter(|&(i, &x)| x == kth.0 && i > kth.1)
             .map(|(i, _)| i),
     );
-    out
+    Some(out)
 }
 
 /// Picks the next token from one row of logits. `None` when a logit is NaN or +inf.
 pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
-    if logits.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
+    let top_k = !s.is_greedy() && s.top_k > 0 && s.top_k < logits.len();
+    if !top_k && logits.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
         return None;
     }
     if s.is_greedy() {
@@ -751,8 +1627,8 @@ pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
         return Some(best);
     }
     // Temperature, then top-k (ties with the k-th kept), then top-p; as Hugging Face.
-    let order = if s.top_k > 0 && s.top_k < logits.len() {
-        top_k_indices(logits, s.top_k)
+    let order = if top_k {
+        top_k_indices(logits, s.top_k)?
     } else {
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
@@ -838,7 +1714,18 @@ mod tests {
                 .copied()
                 .filter(|&i| logits[i] >= kth)
                 .collect();
-            assert_eq!(top_k_indices(&logits, k), want, "k {k}");
+            assert_eq!(top_k_indices(&logits, k), Some(want), "k {k}");
+            // A NaN or +inf anywhere (also in a block the fast test would skip) is reported.
+            for bad in [f32::NAN, f32::INFINITY] {
+                for at in [0, 7, 250, 499] {
+                    let mut l = logits.clone();
+                    l[at] = bad;
+                    assert_eq!(top_k_indices(&l, k), None, "k {k}, {bad} at {at}");
+                }
+            }
+            let mut l = logits.clone();
+            l[3] = f32::NEG_INFINITY;
+            assert!(top_k_indices(&l, k).is_some());
         }
     }
 

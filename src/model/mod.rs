@@ -11,7 +11,10 @@ pub use bundle::{
     MANIFEST_FILE, TOKENIZER_PROBE,
 };
 pub use encoder::{Encoder, EncoderOptions, TextKind};
-pub use generator::{check_config, pick, DecoderLayout, Generator, GeneratorOptions, Sampling};
+pub use generator::{
+    check_config, check_target_vocab, pick, DecoderLayout, GenerationRequest, GenerationTimings,
+    Generator, GeneratorOptions, Sampling, Schedule, DEFAULT_MAX_ROWS, GENERATOR_MANIFEST,
+};
 pub use installed::{installed_bundles, models_dir, resolve_bundle, InstalledBundle};
 pub use runtime::{init_runtime, xqdb_home, SETUP_HINT};
 

@@ -100,6 +100,8 @@ pub(crate) fn new_session(
     model: &Path,
     threads: usize,
     config: &std::collections::BTreeMap<String, String>,
+    profile: Option<&Path>,
+    prepacked: Option<&ort::session::builder::PrepackedWeights>,
 ) -> Result<ort::session::Session> {
     init_runtime(explicit)?;
     let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,6 +121,16 @@ pub(crate) fn new_session(
         builder = builder
             .with_config_entry(key, value)
             .map_err(|e| err(format!("session option {key}={value}: {e}")))?;
+    }
+    if let Some(weights) = prepacked {
+        builder = builder
+            .with_prepacked_weights(weights)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if let Some(prefix) = profile {
+        builder = builder
+            .with_profiling(prefix)
+            .map_err(|e| err(format!("profiling to {}: {e}", prefix.display())))?;
     }
     builder
         .commit_from_file(model)

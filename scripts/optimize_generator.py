@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Writes a faster copy of a generator folder: a trimmed output projection and/or int8.
+
+    python scripts/optimize_generator.py SRC DST [--vocab VOCAB.json] [--trim] [--int8]
+        [--layout split|merged|both]
+
+Runs in the set-up venv (onnx, numpy, onnxruntime's quantisation tools). SRC is an optimum
+seq2seq export (T5, mT5, UMT5); DST gets the same files plus `xqdb-generator.json`:
+
+  --vocab F   copies F (made by scripts/make_target_vocab.py) as target_vocab.json; the
+              generator then samples only from those pieces (logits outside masked).
+  --trim      keeps only the vocabulary's rows of the output projection (`/lm_head/MatMul`,
+              in every decoder graph and If branch), so logits have one column per kept piece
+              and the projection costs |vocab| / vocab_size of before; the generator maps the
+              columns back to ids. Needs --vocab. Same queries as the masked full model.
+  --shared-cross-attention
+              rewrites each cross-attention of decoder_with_past_model.onnx so that the
+              encoder key/values (`past_key_values.*.encoder.*`) and `encoder_attention_mask`
+              may have one row per prompt while the other inputs have one row per sample
+              (the rows of a prompt consecutive, the same count for every prompt): the samples
+              of a prompt read one copy of its cross-attention key/values instead of one each.
+              With one row per sample everywhere it computes what the original does.
+  --int8      ONNX Runtime's dynamic int8 quantisation (per output channel) of every matrix
+              product with a constant weight and of the large embedding tables, in the encoder
+              and the decoders. Activations are quantised at run time per row (symmetric,
+              max |x| / 127), so that a row's result does not depend on the batch around it
+              (ONNX Runtime's own dynamic quantisation scales the whole batch by one factor;
+              --per-tensor keeps that).
+
+The format of the folder and its manifest is in format/FORMAT.md ("Generator folders").
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+SPLIT = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"]
+MERGED = ["encoder_model.onnx", "decoder_model_merged.onnx"]
+MANIFEST = "xqdb-generator.json"
+# Gathers over smaller tables (T5's relative position buckets) stay fp32.
+MIN_QUANTISED_TABLE = 1 << 20
+
+
+def subgraphs(graph):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from subgraphs(attr.g)
+            for g in attr.graphs:
+                yield from subgraphs(g)
+
+
+def trim_logits(model, ids):
+    """Points every `... -> logits` MatMul at the kept columns of its weight."""
+    inits = {i.name: i for i in model.graph.initializer}
+    made = {}
+    found = 0
+    for graph in subgraphs(model.graph):
+        for node in graph.node:
+            if node.op_type != "MatMul" or "logits" not in node.output:
+                continue
+            w = node.input[1]
+            if w not in made:
+                if w not in inits:
+                    raise SystemExit(f"the logits MatMul's weight {w} is not an initializer")
+                full = numpy_helper.to_array(inits[w])
+                if full.ndim != 2:
+                    raise SystemExit(f"the logits weight {w} has shape {full.shape}")
+                if max(ids) >= full.shape[1]:
+                    raise SystemExit(f"vocabulary ids reach {max(ids)}, logits have {full.shape[1]}")
+                name = f"{w}_trimmed"
+                model.graph.initializer.append(
+                    numpy_helper.from_array(np.ascontiguousarray(full[:, ids]), name)
+                )
+                made[w] = name
+            node.input[1] = made[w]
+            found += 1
+        for out in list(graph.output) + list(graph.value_info):
+            if out.name == "logits":
+                dims = out.type.tensor_type.shape.dim
+                if dims:
+                    dims[-1].Clear()
+                    dims[-1].dim_value = len(ids)
+    if not found:
+        raise SystemExit("no MatMul producing `logits` found")
+    used = {i for g in subgraphs(model.graph) for n in g.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return found
+
+
+def share_cross_attention(model):
+    """Lets the cross-attention queries of S consecutive rows share one row of key/values.
+
+    In each layer the query, [B, H, 1, d] with B = P·S rows, is reshaped to [P, S, H, d] and
+    transposed to [P, H, S, d] before the product with the keys ([P, H, d, L]); the mask
+    bias ([P, 1|H, 1, L]) broadcasts over S, the product with the values gives [P, H, S, d],
+    and the existing transpose and reshape turn that into [B, 1, H·d] in row order.
+    P is read from the key input at run time, so P = B (S = 1) is the original graph.
+    """
+    from onnx import helper
+
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    done = 0
+    new_nodes = []
+    for node in g.node:
+        if node.op_type == "MatMul" and "EncDecAttention/MatMul" in node.name and not node.name.endswith("MatMul_1"):
+            q, kt = node.input
+            key_t = producers.get(kt)
+            if key_t is None or key_t.op_type != "Transpose" or not key_t.input[0].startswith("past_key_values."):
+                raise SystemExit(f"{node.name}: the keys do not come from a past_key_values input")
+            key = key_t.input[0]
+            tag = node.name.rsplit("/", 1)[0] + "/shared"
+            heads_dim = [
+                i for i in g.input if i.name == key
+            ][0].type.tensor_type.shape.dim
+            heads, head_dim = heads_dim[1].dim_value, heads_dim[3].dim_value
+            if not heads or not head_dim:
+                raise SystemExit(f"{key}: heads and head size must be fixed in the graph")
+            rest = f"{tag}/rest"
+            g.initializer.append(
+                onnx.numpy_helper.from_array(np.array([-1, heads, head_dim], np.int64), rest)
+            )
+            new_nodes.append((node, [
+                helper.make_node("Shape", [key], [f"{tag}/rows"], name=f"{tag}/Shape", start=0, end=1),
+                helper.make_node("Concat", [f"{tag}/rows", rest], [f"{tag}/shape"], name=f"{tag}/Concat", axis=0),
+                helper.make_node("Reshape", [q, f"{tag}/shape"], [f"{tag}/q4"], name=f"{tag}/Reshape"),
+                helper.make_node("Transpose", [f"{tag}/q4"], [f"{tag}/q"], name=f"{tag}/Transpose", perm=[0, 2, 1, 3]),
+            ]))
+            node.input[0] = f"{tag}/q"
+            done += 1
+    for node, extra in new_nodes:
+        at = list(g.node).index(node)
+        for k, n in enumerate(extra):
+            g.node.insert(at + k, n)
+    if not done:
+        raise SystemExit("no cross-attention (EncDecAttention/MatMul) found")
+    return done
+
+
+def per_row_activations(model):
+    """Quantises activations per row (the last axis) instead of per tensor.
+
+    ONNX Runtime's dynamic quantisation scales a matrix product's whole input by one factor,
+    so a row's result depends on the other rows of the batch. Each DynamicQuantizeLinear is
+    replaced by symmetric per-row quantisation to uint8 around 128: s = max|x| / 127 over
+    the row, q = round(x / s) + 128, zero point 128; the scale, now [..., 1], broadcasts in
+    the products that follow. A row's result then depends on that row only, in any batch.
+    """
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    g.initializer.extend([
+        onnx.numpy_helper.from_array(np.array([-1], np.int64), "xqdb_rowq/axes"),
+        onnx.numpy_helper.from_array(np.array(1e-30, np.float32), "xqdb_rowq/eps"),
+        onnx.numpy_helper.from_array(np.array(127.0, np.float32), "xqdb_rowq/127"),
+        onnx.numpy_helper.from_array(np.array(128.0, np.float32), "xqdb_rowq/128"),
+        onnx.numpy_helper.from_array(np.array(0.0, np.float32), "xqdb_rowq/lo"),
+        onnx.numpy_helper.from_array(np.array(255.0, np.float32), "xqdb_rowq/hi"),
+        onnx.numpy_helper.from_array(np.array(128, np.uint8), "xqdb_rowq/zp"),
+    ])
+    done = 0
+    renamed = {}
+    # Innermost graphs first: rebuilding a graph's node list copies its nodes, so a branch
+    # edited after its If node was copied would be lost.
+    for graph in reversed(list(subgraphs(g))):
+        nodes = list(graph.node)
+        out = []
+        for n in nodes:
+            if n.op_type != "DynamicQuantizeLinear":
+                out.append(n)
+                continue
+            x = n.input[0]
+            q, scale, zp = n.output
+            # Unique names: If branches repeat the quantiser's node names.
+            t = f"xqdb_rowq/{done}"
+            out.extend([
+                helper.make_node("Abs", [x], [f"{t}/abs"], name=f"{t}/Abs"),
+                helper.make_node("ReduceMax", [f"{t}/abs", "xqdb_rowq/axes"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=1),
+                helper.make_node("Max", [f"{t}/max", "xqdb_rowq/eps"], [f"{t}/pos"], name=f"{t}/Max"),
+                helper.make_node("Div", [f"{t}/pos", "xqdb_rowq/127"], [scale], name=f"{t}/Scale"),
+                helper.make_node("Div", [x, scale], [f"{t}/div"], name=f"{t}/Div"),
+                helper.make_node("Round", [f"{t}/div"], [f"{t}/round"], name=f"{t}/Round"),
+                helper.make_node("Add", [f"{t}/round", "xqdb_rowq/128"], [f"{t}/shift"], name=f"{t}/Add"),
+                helper.make_node("Clip", [f"{t}/shift", "xqdb_rowq/lo", "xqdb_rowq/hi"], [f"{t}/clip"], name=f"{t}/Clip"),
+                helper.make_node("Cast", [f"{t}/clip"], [q], name=f"{t}/Cast", to=TensorProto.UINT8),
+            ])
+            renamed[zp] = "xqdb_rowq/zp"
+            done += 1
+        del graph.node[:]
+        graph.node.extend(out)
+    # Consumers of a zero point may sit in a subgraph (If branches of merged decoders).
+    for graph in subgraphs(g):
+        for m in graph.node:
+            for k, i in enumerate(m.input):
+                if i in renamed:
+                    m.input[k] = renamed[i]
+    # Shapes recorded for the old per-tensor scales (scalars) are stale, in every graph.
+    for graph in subgraphs(g):
+        keep = [vi for vi in graph.value_info if not vi.name.endswith(("_scale", "_zero_point", "scales_mul:0"))]
+        del graph.value_info[:]
+        graph.value_info.extend(keep)
+    return done
+
+
+def save(model, path: Path):
+    try:
+        onnx.save(model, str(path))
+    except ValueError:  # over protobuf's 2 GB
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + "_data")
+
+
+def quantize(src: Path, dst: Path, per_row: bool = True):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src), load_external_data=False)
+    sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    small_gathers = [
+        n.name
+        for g in subgraphs(model.graph)
+        for n in g.node
+        if n.op_type == "Gather" and sizes.get(n.input[0], 0) < MIN_QUANTISED_TABLE
+    ]
+    del model
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=["MatMul", "Gather"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=small_gathers,
+        extra_options={"MatMulConstBOnly": True, "EnableSubgraph": True},
+    )
+    if per_row:
+        model = onnx.load(str(dst))
+        n = per_row_activations(model)
+        save(model, dst)
+        print(f"{dst.name}: {n} activation quantisations per row", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dst", type=Path)
+    ap.add_argument("--vocab", type=Path)
+    ap.add_argument("--trim", action="store_true")
+    ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--shared-cross-attention", action="store_true")
+    ap.add_argument("--per-tensor", action="store_true", help="with --int8: one activation scale per tensor")
+    ap.add_argument("--layout", choices=["split", "merged", "both"], default="both")
+    args = ap.parse_args()
+    if args.trim and not args.vocab:
+        ap.error("--trim needs --vocab")
+    if args.src.resolve() == args.dst.resolve():
+        ap.error("DST must differ from SRC")
+    config = json.loads((args.src / "config.json").read_text(encoding="utf-8"))
+    args.dst.mkdir(parents=True, exist_ok=True)
+    for f in args.src.iterdir():
+        if f.is_file() and f.suffix in (".json", ".model") and f.name != MANIFEST:
+            shutil.copy(f, args.dst / f.name)
+    ids = None
+    if args.vocab:
+        vocab = json.loads(args.vocab.read_text(encoding="utf-8"))
+        if vocab.get("format") != "xqdb-target-vocab" or vocab.get("version") != 1:
+            raise SystemExit(f"{args.vocab} is not an xqdb-target-vocab version 1 file")
+        if vocab["vocab_size"] != config["vocab_size"]:
+            raise SystemExit(
+                f"{args.vocab} is for {vocab['vocab_size']} pieces, the model has {config['vocab_size']}"
+            )
+        ids = vocab["ids"]
+        if args.vocab.resolve() != (args.dst / "target_vocab.json").resolve():
+            shutil.copy(args.vocab, args.dst / "target_vocab.json")
+    names = {"split": SPLIT, "merged": MERGED, "both": SPLIT + MERGED[1:]}[args.layout]
+    done = []
+    with tempfile.TemporaryDirectory(dir=args.dst) as tmp:
+        for name in names:
+            src = args.src / name
+            if not src.exists():
+                continue
+            cur = src
+            share = args.shared_cross_attention and name == "decoder_with_past_model.onnx"
+            if (args.trim and name != "encoder_model.onnx") or share:
+                model = onnx.load(str(src))
+                if args.trim:
+                    n = trim_logits(model, ids)
+                    print(f"{name}: {n} logits projection(s) trimmed to {len(ids)} columns", file=sys.stderr)
+                if share:
+                    n = share_cross_attention(model)
+                    print(f"{name}: {n} cross-attentions share key/values across samples", file=sys.stderr)
+                cur = Path(tmp) / name
+                save(model, cur)
+                del model
+            out = args.dst / name
+            if args.int8:
+                quantize(cur, out, per_row=not args.per_tensor)
+                print(f"{name}: int8", file=sys.stderr)
+            elif cur != src:
+                shutil.move(str(cur), out)
+                data = Path(str(cur) + "_data")
+                if data.exists():
+                    shutil.move(str(data), args.dst / data.name)
+            else:
+                shutil.copy(src, out)
+                data = args.src / (name + "_data")
+                if data.exists():
+                    shutil.copy(data, args.dst / data.name)
+            done.append(name)
+    if "encoder_model.onnx" not in done or len(done) < 2:
+        raise SystemExit(f"{args.src} has no {args.layout} layout export (found {done})")
+    manifest = {
+        "format": "xqdb-generator",
+        "version": 1,
+        "logits": "trimmed" if args.trim else "full",
+        "precision": ("int8-per-tensor" if args.per_tensor else "int8") if args.int8 else "fp32",
+        "cross_attention": "per_prompt" if args.shared_cross_attention and "decoder_with_past_model.onnx" in done else "per_row",
+        "source": args.src.name,
+    }
+    if ids is not None:
+        manifest["target_vocab"] = "target_vocab.json"
+    (args.dst / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    print(f"{args.dst}: {', '.join(done)}; {manifest}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
