@@ -11,7 +11,9 @@
 //! - `joint`: the same with the decoder rewritten so that a prompt's samples share one copy
 //!   of its cross-attention keys/values (`--shared-cross-attention`);
 //! - `combined`: all three; `combined_1_thread`: the same on one intra-op thread;
-//!   `combined_2_workers`: two session sets of one thread each, one wave of 70 rows each.
+//!   `combined_2_workers`: two session sets of one thread each, one wave of 70 rows each;
+//!   `combined_per_tensor`: int8 activations scaled per tensor (ONNX Runtime's default:
+//!   faster, but a row's queries then depend on the rest of its batch).
 //!
 //! Also: the same baseline files decoded by a Python onnxruntime loop (ratio), int8 fidelity
 //! (teacher-forced top-1 agreement and mean |Δ log p| against fp32), and where the combined
@@ -52,8 +54,8 @@ fn run_python(args: &[&str]) {
 }
 
 /// Makes the vocabulary and the variant folders beside the base generator, once: trimmed,
-/// int8, shared cross-attention, and all three.
-fn variants(root: &Path, base: &Path, work: &Path, languages: &str) -> [PathBuf; 4] {
+/// int8, shared cross-attention, all three, and all three with per-tensor int8 activations.
+fn variants(root: &Path, base: &Path, work: &Path, languages: &str) -> [PathBuf; 5] {
     std::fs::create_dir_all(work).unwrap();
     let vocab = work.join("target_vocab.json");
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -67,12 +69,26 @@ fn variants(root: &Path, base: &Path, work: &Path, languages: &str) -> [PathBuf;
             &s(&vocab),
         ]);
     }
-    let dirs = ["trim", "int8", "shared", "trim-int8-shared"].map(|v| work.join(v));
+    let dirs = [
+        "trim",
+        "int8",
+        "shared",
+        "trim-int8-shared",
+        "trim-int8-shared-per-tensor",
+    ]
+    .map(|v| work.join(v));
     for (dir, flags) in dirs.iter().zip([
         &["--vocab", "--trim"][..],
         &["--int8"][..],
         &["--shared-cross-attention"][..],
         &["--vocab", "--trim", "--int8", "--shared-cross-attention"][..],
+        &[
+            "--vocab",
+            "--trim",
+            "--int8",
+            "--shared-cross-attention",
+            "--per-tensor",
+        ][..],
     ]) {
         if dir.join("xqdb-generator.json").exists() {
             continue;
@@ -277,7 +293,8 @@ fn main() {
     };
     let profile = XqgProfile::default();
     let languages: Vec<&str> = profile.languages.iter().map(|l| l.code.as_str()).collect();
-    let [trim, int8, shared, both] = variants(&root, &base, &work, &languages.join(","));
+    let [trim, int8, shared, both, per_tensor] =
+        variants(&root, &base, &work, &languages.join(","));
     // XQDB_BENCH_ONLY=joint,combined runs those variants (and the baseline) only.
     let only: Option<Vec<String>> = std::env::var("XQDB_BENCH_ONLY")
         .ok()
@@ -386,6 +403,13 @@ fn main() {
         let g = open_workers(&both, two, threads / 2, 2, None);
         results.push((
             "combined_2_workers",
+            run(&g, &prompts, &seeds, &sampling, true),
+        ));
+    }
+    if wanted("combined_per_tensor") {
+        let g = open(&per_tensor, joint, threads, None);
+        results.push((
+            "combined_per_tensor",
             run(&g, &prompts, &seeds, &sampling, true),
         ));
     }
