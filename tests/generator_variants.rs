@@ -495,6 +495,11 @@ fn bad_generator_manifests_and_vocabularies_get_typed_errors() {
         ),
         (&manifest, "{".into(), "bad manifest"),
         (
+            &manifest,
+            good_manifest.replace("per_row", "per_sample"),
+            "not per_row or per_prompt",
+        ),
+        (
             &vocab,
             good_vocab.replace("\"vocab_size\": 1000", "\"vocab_size\": 999"),
             "vocabulary of 999",
