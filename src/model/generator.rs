@@ -325,12 +325,14 @@ struct ManifestFile {
     target_vocab: Option<String>,
     #[serde(default)]
     logits: Option<String>,
-    #[serde(default)]
-    precision: Option<String>,
+    /// Informational (read so that `deny_unknown_fields` accepts it).
+    #[serde(default, rename = "precision")]
+    _precision: Option<String>,
     #[serde(default)]
     cross_attention: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
+    /// Informational.
+    #[serde(default, rename = "source")]
+    _source: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -370,7 +372,6 @@ fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
             ),
         ));
     }
-    let _ = (&m.precision, &m.source);
     let trimmed = match m.logits.as_deref() {
         None | Some("full") => false,
         Some("trimmed") => true,
