@@ -120,10 +120,6 @@ impl Timers {
     }
 }
 
-/// What a worker returns: for each wave it ran, the index of its first request and the
-/// rows of each of its requests.
-type WaveRows = Vec<(usize, Vec<Vec<Vec<u32>>>)>;
-
 /// Key/value tensors carried between decoder steps.
 struct Pasts {
     /// Self-attention key/value per layer (`2 * layers`, key then value).
@@ -872,6 +868,16 @@ impl Generator {
         Ok((self.run(session, file, inputs)?, file))
     }
 
+    /// Whether logits `v` wide fit the target vocabulary: one column per kept id when the
+    /// projection is trimmed, every kept id inside the width when it is not.
+    fn logits_fit(&self, v: usize) -> bool {
+        match &self.vocab {
+            Some(t) if t.trimmed => v == t.ids.len(),
+            Some(t) => v > *t.ids.last().unwrap_or(&0) as usize,
+            None => true,
+        }
+    }
+
     /// The logits of one step as `[rows, width]` (the last position of each row), checked
     /// against the target vocabulary.
     fn step_logits<'o>(
@@ -885,11 +891,7 @@ impl Generator {
             .map_err(|e| self.ort_err(e))?;
         let v = *lshape.last().unwrap_or(&0) as usize;
         let bad = lshape.len() != 3 || lshape[0] as usize != rows || v == 0;
-        let width_ok = match &self.vocab {
-            Some(t) if t.trimmed => v == t.ids.len(),
-            Some(t) => v > *t.ids.last().unwrap_or(&0) as usize,
-            None => true,
-        };
+        let width_ok = self.logits_fit(v);
         if bad || !width_ok {
             return Err(model_err(
                 &self.dir.join(file),
@@ -1060,70 +1062,47 @@ impl Generator {
                     waves.push(start..end);
                     start = end;
                 }
-                let workers = self.sessions.len().min(waves.len());
-                if workers <= 1 {
-                    let mut guard = self.sessions[0].lock().unwrap_or_else(|e| e.into_inner());
-                    for w in &waves {
-                        self.wave(
-                            &mut guard,
-                            &requests[w.clone()],
-                            sampling,
-                            &mut out[w.clone()],
-                        )?;
-                    }
-                } else {
-                    // Workers take waves in order; each wave writes its own requests' rows.
-                    let next = std::sync::atomic::AtomicUsize::new(0);
-                    let failed = std::sync::atomic::AtomicBool::new(false);
-                    let done: Vec<Result<WaveRows>> = std::thread::scope(|scope| {
-                        let handles: Vec<_> = (0..workers)
-                            .map(|w| {
-                                let (next, failed, waves) = (&next, &failed, &waves);
-                                scope.spawn(move || {
-                                    let mut guard =
-                                        self.sessions[w].lock().unwrap_or_else(|e| e.into_inner());
-                                    let mut mine = Vec::new();
-                                    loop {
-                                        let i =
-                                            next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                        if i >= waves.len()
-                                            || failed.load(std::sync::atomic::Ordering::Relaxed)
-                                        {
-                                            break;
-                                        }
-                                        let range = waves[i].clone();
-                                        let mut part: Vec<Vec<Vec<u32>>> = requests[range.clone()]
-                                            .iter()
-                                            .map(|r| vec![Vec::new(); r.seeds.len()])
-                                            .collect();
-                                        if let Err(e) = self.wave(
-                                            &mut guard,
-                                            &requests[range.clone()],
-                                            sampling,
-                                            &mut part,
-                                        ) {
-                                            failed
-                                                .store(true, std::sync::atomic::Ordering::Relaxed);
-                                            return Err(e);
-                                        }
-                                        mine.push((range.start, part));
-                                    }
-                                    Ok(mine)
-                                })
-                            })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                            .collect()
-                    });
-                    for worker in done {
-                        for (at, part) in worker? {
-                            for (k, rows) in part.into_iter().enumerate() {
-                                out[at + k] = rows;
-                            }
+                // Each wave writes only its own requests' rows: hand out disjoint slices.
+                let mut queue = Vec::with_capacity(waves.len());
+                let mut rest = out.as_mut_slice();
+                for w in &waves {
+                    let (part, tail) = rest.split_at_mut(w.len());
+                    queue.push((&requests[w.clone()], part));
+                    rest = tail;
+                }
+                let queue = Mutex::new(queue.into_iter());
+                let failed = std::sync::atomic::AtomicBool::new(false);
+                // One worker's loop: take the next wave until none is left or one failed.
+                let work = |w: usize| -> Result<()> {
+                    let mut guard = self.sessions[w].lock().unwrap_or_else(|e| e.into_inner());
+                    while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        let Some((reqs, part)) =
+                            queue.lock().unwrap_or_else(|e| e.into_inner()).next()
+                        else {
+                            break;
+                        };
+                        if let Err(e) = self.wave(&mut guard, reqs, sampling, part) {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(e);
                         }
                     }
+                    Ok(())
+                };
+                let workers = self.sessions.len().min(waves.len());
+                if workers <= 1 {
+                    work(0)?;
+                } else {
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..workers)
+                            .map(|w| {
+                                let work = &work;
+                                scope.spawn(move || work(w))
+                            })
+                            .collect();
+                        handles.into_iter().try_for_each(|h| {
+                            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        })
+                    })?;
                 }
             }
         }
@@ -1230,10 +1209,10 @@ impl Generator {
             mask[k * lmax..k * lmax + lens[k]].fill(1);
         }
         drop(states);
-        let hidden_p = Tensor::from_array(([np, lmax, d], hidden.clone()))
+        let hidden_p = Tensor::from_array(([np, lmax, d], hidden))
             .map_err(|e| self.ort_err(e))?
             .into_dyn();
-        let mask_p = Tensor::from_array(([np, lmax], mask.clone()))
+        let mask_p = Tensor::from_array(([np, lmax], mask))
             .map_err(|e| self.ort_err(e))?
             .into_dyn();
         // First step: one row per prompt.
@@ -1261,7 +1240,8 @@ impl Generator {
         // mask per group. Without shared cross-attention a group is one row; with it, a group
         // is one prompt's samples (positions past its seed count, and finished rows, ride
         // along fed padding until their whole group can be dropped).
-        let shared = self.shared_cross && self.layout == DecoderLayout::Split;
+        // `shared_cross` is only ever set for the split layout.
+        let shared = self.shared_cross;
         let width = if shared {
             live.iter()
                 .map(|&i| requests[i].seeds.len())
@@ -1312,25 +1292,23 @@ impl Generator {
                     self.gather_all(&enc, &groups)?
                 },
             };
-            let mut mask_b =
-                gather_rows(&mask, [np, lmax], &groups).map_err(|e| self.ort_err(e))?;
+            let mut mask_b = self.gather_value::<i64>(&mask_p, &groups)?;
             let mut hidden_b = match self.layout {
-                DecoderLayout::Merged => Some(
-                    gather_rows(&hidden, [np, lmax, d], &groups).map_err(|e| self.ort_err(e))?,
-                ),
+                DecoderLayout::Merged => Some(self.gather_value::<f32>(&hidden_p, &groups)?),
                 DecoderLayout::Split => None,
             };
-            drop(hidden);
-            let mut alive: Vec<bool> = slots
-                .iter()
-                .map(|s| s.is_some_and(|r| !rows[r].2.done))
-                .collect();
+            drop(hidden_p);
+            // A position decodes while it holds a row that has not ended.
+            let live_row = |rows: &[(usize, usize, RowState)], slot: &Option<usize>| {
+                slot.is_some_and(|r| !rows[r].2.done)
+            };
             for step in 1..sampling.max_length - 1 {
                 let ids: Vec<i64> = slots
                     .iter()
-                    .zip(&alive)
-                    .map(|(s, &a)| match s {
-                        Some(r) if a => *rows[*r].2.tokens.last().expect("sampled") as i64,
+                    .map(|slot| match slot {
+                        Some(r) if live_row(&rows, slot) => {
+                            *rows[*r].2.tokens.last().expect("sampled") as i64
+                        }
                         _ => c.pad,
                     })
                     .collect();
@@ -1344,20 +1322,17 @@ impl Generator {
                     let mut it = rows.iter_mut().enumerate();
                     for (k, slot) in slots.iter().enumerate() {
                         let Some(r) = *slot else { continue };
-                        if !alive[k] {
-                            continue;
-                        }
                         let row = it
                             .by_ref()
                             .find(|(i, _)| *i == r)
                             .expect("slots in row order");
-                        jobs.push((k, &mut row.1 .2));
+                        if !row.1 .2.done {
+                            jobs.push((k, &mut row.1 .2));
+                        }
                     }
-                    for k in self.sample_rows(logits, v, jobs, sampling, file)? {
-                        alive[k] = false;
-                    }
+                    self.sample_rows(logits, v, jobs, sampling, file)?;
                 }
-                if !alive.iter().any(|&a| a) {
+                if !slots.iter().any(|slot| live_row(&rows, slot)) {
                     break;
                 }
                 let (dec, _) = self.take_presents(&mut o, file, false)?;
@@ -1365,7 +1340,11 @@ impl Generator {
                 pasts.decoder = dec;
                 let remaining = sampling.max_length - 2 - step;
                 let keep: Vec<usize> = (0..groups.len())
-                    .filter(|&g| alive[g * width..(g + 1) * width].iter().any(|&a| a))
+                    .filter(|&g| {
+                        slots[g * width..(g + 1) * width]
+                            .iter()
+                            .any(|slot| live_row(&rows, slot))
+                    })
                     .collect();
                 let idle = (groups.len() - keep.len()) * width;
                 // Drop finished groups when the row-steps they would still cost exceed about
@@ -1382,7 +1361,6 @@ impl Generator {
                         *h = self.gather_value::<f32>(h, &keep)?;
                     }
                     slots = positions.iter().map(|&p| slots[p]).collect();
-                    alive = positions.iter().map(|&p| alive[p]).collect();
                     groups = keep.iter().map(|&g| groups[g]).collect();
                 }
             }
@@ -1395,7 +1373,7 @@ impl Generator {
 
     /// Samples the next token of each `(position, row)` from `logits` (`width` per position),
     /// on up to `threads` threads when there is enough to share (each row has its own
-    /// generator, so the split changes nothing). Returns the positions that ended with EOS.
+    /// generator, so the split changes nothing). A row that samples EOS is marked done.
     fn sample_rows(
         &self,
         logits: &[f32],
@@ -1403,11 +1381,10 @@ impl Generator {
         mut jobs: Vec<(usize, &mut RowState)>,
         sampling: &Sampling,
         file: &str,
-    ) -> Result<Vec<usize>> {
+    ) -> Result<()> {
         let eos = self.config.eos;
-        let run = |part: &mut [(usize, &mut RowState)]| -> Result<Vec<usize>> {
+        let run = |part: &mut [(usize, &mut RowState)]| -> Result<()> {
             let mut scratch = Vec::new();
-            let mut ended = Vec::new();
             for (k, row) in part.iter_mut() {
                 let tok = self.sample(
                     &logits[*k * width..(*k + 1) * width],
@@ -1417,33 +1394,24 @@ impl Generator {
                     file,
                 )?;
                 row.tokens.push(tok);
-                if tok as i64 == eos {
-                    row.done = true;
-                    ended.push(*k);
-                }
+                row.done = tok as i64 == eos;
             }
-            Ok(ended)
+            Ok(())
         };
         let parts = self.threads.min(jobs.len());
         if parts <= 1 || jobs.len() * width < 1 << 18 {
             return run(&mut jobs);
         }
         let per = jobs.len().div_ceil(parts);
-        let results: Vec<Result<Vec<usize>>> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = jobs
                 .chunks_mut(per)
                 .map(|part| scope.spawn(|| run(part)))
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut ended = Vec::new();
-        for r in results {
-            ended.extend(r?);
-        }
-        Ok(ended)
+                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
     }
 
     fn gather_all(&self, values: &[DynValue], rows: &[usize]) -> Result<Vec<DynValue>> {
@@ -1505,12 +1473,11 @@ impl Generator {
             .try_extract_tensor::<f32>()
             .map_err(|e| self.ort_err(e))?;
         let v = *lshape.last().unwrap_or(&0) as usize;
-        let width_ok = match &self.vocab {
-            Some(tv) if tv.trimmed => v == tv.ids.len(),
-            Some(tv) => v > *tv.ids.last().unwrap_or(&0) as usize,
-            None => true,
-        };
-        if lshape.len() != 3 || lshape[1] as usize != t || logits.len() != t * v || !width_ok {
+        if lshape.len() != 3
+            || lshape[1] as usize != t
+            || logits.len() != t * v
+            || !self.logits_fit(v)
+        {
             return Err(model_err(
                 &self.dir.join(file),
                 format!("logits have shape {:?}", &lshape[..]),
