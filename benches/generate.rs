@@ -27,6 +27,9 @@
 //! (`scripts/make_target_vocab.py`, `scripts/optimize_generator.py`), once.
 //! `cargo bench --bench generate`; needs `make setup`.
 
+#[path = "../tests/common/generator_scripts.rs"]
+mod generator_scripts;
+
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,34 +43,13 @@ fn python() -> PathBuf {
     xqdb::model::xqdb_home().join("venv/bin/python")
 }
 
-fn run_python(args: &[&str]) {
-    let out = Command::new(python())
-        .args(args)
-        .output()
-        .expect("the set-up venv");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Makes the vocabulary and the variant folders beside the base generator, once: trimmed,
 /// int8, shared cross-attention, all three, and all three with per-tensor int8 activations.
-fn variants(root: &Path, base: &Path, work: &Path, languages: &str) -> [PathBuf; 5] {
+fn variants(base: &Path, work: &Path, languages: &str) -> [PathBuf; 5] {
     std::fs::create_dir_all(work).unwrap();
     let vocab = work.join("target_vocab.json");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     if !vocab.exists() {
-        run_python(&[
-            &s(&root.join("scripts/make_target_vocab.py")),
-            &s(base),
-            "--languages",
-            languages,
-            "--out",
-            &s(&vocab),
-        ]);
+        generator_scripts::make_target_vocab(base, &vocab, &["--languages", languages]);
     }
     let dirs = [
         "trim",
@@ -90,24 +72,11 @@ fn variants(root: &Path, base: &Path, work: &Path, languages: &str) -> [PathBuf;
             "--per-tensor",
         ][..],
     ]) {
-        if dir.join("xqdb-generator.json").exists() {
-            continue;
+        if !dir.join("xqdb-generator.json").exists() {
+            let mut flags = flags.to_vec();
+            flags.extend(["--layout", "split"]);
+            generator_scripts::optimize_generator(base, dir, &vocab, &flags);
         }
-        let mut args = vec![
-            s(&root.join("scripts/optimize_generator.py")),
-            s(base),
-            s(dir),
-            "--layout".into(),
-            "split".into(),
-        ];
-        for f in flags {
-            args.push(f.to_string());
-            if *f == "--vocab" {
-                args.push(s(&vocab));
-            }
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_python(&args);
     }
     dirs
 }
@@ -293,8 +262,7 @@ fn main() {
     };
     let profile = XqgProfile::default();
     let languages: Vec<&str> = profile.languages.iter().map(|l| l.code.as_str()).collect();
-    let [trim, int8, shared, both, per_tensor] =
-        variants(&root, &base, &work, &languages.join(","));
+    let [trim, int8, shared, both, per_tensor] = variants(&base, &work, &languages.join(","));
     // XQDB_BENCH_ONLY=joint,combined runs those variants (and the baseline) only.
     let only: Option<Vec<String>> = std::env::var("XQDB_BENCH_ONLY")
         .ok()

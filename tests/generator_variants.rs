@@ -4,8 +4,10 @@
 //! user runs (`scripts/make_target_vocab.py`, `scripts/optimize_generator.py`) with the set-up
 //! venv, so the scripts are tested too. Needs `make setup`.
 
+#[path = "common/generator_scripts.rs"]
+mod generator_scripts;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use xqdb::model::{
     DecoderLayout, GenerationRequest, Generator, GeneratorOptions, Sampling, Schedule,
@@ -19,17 +21,6 @@ fn fixtures() -> PathBuf {
     root().join("tests/fixtures/seq2seq")
 }
 
-fn python(args: &[&str]) {
-    let py = xqdb::model::xqdb_home().join("venv/bin/python");
-    assert!(py.exists(), "{} is missing: run `make setup`", py.display());
-    let out = Command::new(&py).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Variants of both fixture models, made once per test process: `{model}-{variant}` for
 /// variant in mask, trim, int8, trim-int8, share (shared cross-attention); the vocabulary
 /// holds the Japanese and Korean pieces.
@@ -38,17 +29,11 @@ fn variants() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let vocab = dir.path().join("vocab.json");
-        let s = |p: &Path| p.to_str().unwrap().to_string();
-        let script = |name: &str| s(&root().join("scripts").join(name));
-        python(&[
-            &script("make_target_vocab.py"),
-            &s(&fixtures().join("mt5")),
-            "--languages",
-            "ja,ko",
-            "--no-english",
-            "--out",
-            &s(&vocab),
-        ]);
+        generator_scripts::make_target_vocab(
+            &fixtures().join("mt5"),
+            &vocab,
+            &["--languages", "ja,ko", "--no-english"],
+        );
         for model in ["t5", "mt5"] {
             for (variant, flags) in [
                 ("mask", &["--vocab"][..]),
@@ -57,19 +42,12 @@ fn variants() -> &'static Path {
                 ("trim-int8", &["--vocab", "--trim", "--int8"][..]),
                 ("share", &["--shared-cross-attention"][..]),
             ] {
-                let mut args = vec![
-                    script("optimize_generator.py"),
-                    s(&fixtures().join(model)),
-                    s(&dir.path().join(format!("{model}-{variant}"))),
-                ];
-                for f in flags {
-                    args.push(f.to_string());
-                    if *f == "--vocab" {
-                        args.push(s(&vocab));
-                    }
-                }
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                python(&args);
+                generator_scripts::optimize_generator(
+                    &fixtures().join(model),
+                    &dir.path().join(format!("{model}-{variant}")),
+                    &vocab,
+                    flags,
+                );
             }
         }
         dir
