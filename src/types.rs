@@ -279,3 +279,184 @@ pub struct Stats {
     #[serde(default)]
     pub query_adapter: bool,
 }
+
+/// How a search finds its candidates (see [`Codes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstPass {
+    /// Score every stored row exactly (no codes read).
+    #[default]
+    Exact,
+    /// Scan the i8 codes, then rescore the best `k × oversample` rows exactly.
+    I8,
+    /// Scan the 1-bit codes (Hamming distance), then rescore the best `k × oversample` rows.
+    Binary,
+}
+
+impl FirstPass {
+    /// The name used by the CLI and the HTTP API.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirstPass::Exact => "exact",
+            FirstPass::I8 => "i8",
+            FirstPass::Binary => "binary",
+        }
+    }
+
+    /// Oversampling used when neither the search nor the index sets one: the first pass
+    /// keeps `k × this` candidates (chosen on real embeddings; BENCHMARKS.md).
+    pub fn default_oversample(self) -> usize {
+        match self {
+            FirstPass::Exact => 1,
+            FirstPass::I8 => 4,
+            FirstPass::Binary => 20,
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            FirstPass::Exact => 0,
+            FirstPass::I8 => 1,
+            FirstPass::Binary => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(FirstPass::Exact),
+            1 => Some(FirstPass::I8),
+            2 => Some(FirstPass::Binary),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for FirstPass {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "exact" => Ok(FirstPass::Exact),
+            "i8" => Ok(FirstPass::I8),
+            "binary" => Ok(FirstPass::Binary),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "first pass {s:?}: expected exact, i8 or binary"
+            ))),
+        }
+    }
+}
+
+/// Compact codes an index keeps beside its rows, made when a segment is written (seal,
+/// compaction). The rows stay the truth: a search that scans codes rescores its candidates
+/// with the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Codes {
+    /// 1-bit codes: one sign bit per dimension (`dim / 8` bytes a row).
+    pub binary: bool,
+    /// i8 codes: one byte per dimension with a per-dimension scale.
+    pub i8: bool,
+    /// Whether codes are taken after subtracting the per-index mean (recorded with the
+    /// index's first codes); on by default.
+    pub centred: bool,
+    /// The first pass searches use unless they choose one.
+    pub default_first_pass: FirstPass,
+    /// The oversampling searches use unless they choose one (`None`: the first pass's
+    /// [`FirstPass::default_oversample`]).
+    pub default_oversample: Option<u32>,
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Codes {
+            binary: false,
+            i8: false,
+            centred: true,
+            default_first_pass: FirstPass::Exact,
+            default_oversample: None,
+        }
+    }
+}
+
+impl Codes {
+    /// Parses a comma-separated list such as `binary,i8` (the CLI's `--codes`). The default
+    /// first pass becomes the cheapest code listed.
+    pub fn parse(list: &str) -> crate::Result<Codes> {
+        let mut c = Codes::default();
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "binary" => c.binary = true,
+                "i8" => c.i8 = true,
+                _ => {
+                    return Err(crate::Error::InvalidArgument(format!(
+                        "codes {part:?}: expected binary and/or i8"
+                    )))
+                }
+            }
+        }
+        c.default_first_pass = if c.binary {
+            FirstPass::Binary
+        } else if c.i8 {
+            FirstPass::I8
+        } else {
+            FirstPass::Exact
+        };
+        Ok(c)
+    }
+
+    /// Whether any code is kept.
+    pub fn any(&self) -> bool {
+        self.binary || self.i8
+    }
+
+    /// Whether the codes a first pass scans are kept.
+    pub fn has(&self, pass: FirstPass) -> bool {
+        match pass {
+            FirstPass::Exact => true,
+            FirstPass::I8 => self.i8,
+            FirstPass::Binary => self.binary,
+        }
+    }
+
+    /// The names of the codes kept (`["binary", "i8"]`).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.binary {
+            v.push("binary");
+        }
+        if self.i8 {
+            v.push("i8");
+        }
+        v
+    }
+
+    pub(crate) fn flags(&self) -> u8 {
+        use crate::segment::format::{CODES_BINARY, CODES_I8};
+        (if self.binary { CODES_BINARY } else { 0 }) | (if self.i8 { CODES_I8 } else { 0 })
+    }
+
+    /// The meta-table record (FORMAT.md, "Meta table": `codes`).
+    pub(crate) fn encode(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.flags();
+        b[1] = self.centred as u8;
+        b[2] = self.default_first_pass.code();
+        b[4..8].copy_from_slice(&self.default_oversample.unwrap_or(0).to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<Codes> {
+        use crate::segment::format::{CODES_BINARY, CODES_I8};
+        let b: [u8; 8] = b.try_into().ok()?;
+        if b[0] & !(CODES_BINARY | CODES_I8) != 0 || b[1] > 1 || b[3] != 0 {
+            return None;
+        }
+        let over = u32::from_le_bytes(b[4..8].try_into().ok()?);
+        let c = Codes {
+            binary: b[0] & CODES_BINARY != 0,
+            i8: b[0] & CODES_I8 != 0,
+            centred: b[1] == 1,
+            default_first_pass: FirstPass::from_code(b[2])?,
+            default_oversample: (over != 0).then_some(over),
+        };
+        c.has(c.default_first_pass).then_some(c)
+    }
+}

@@ -3,11 +3,15 @@
 //! oracle of what was committed. Vectors have small integer components so that scores are
 //! exact and ties (broken by insertion order) are common; every search must equal the
 //! brute-force answer, every reopen the last committed state, and every store must verify
-//! with no orphan file at the end.
+//! with no orphan file at the end. Stores that keep binary and i8 codes run their searches
+//! through a random first pass with oversampling that covers every row, so that the
+//! rescored answer must equal the brute-force one too.
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use xqdb::{Dtype, Filter, Index, Metric, Passage, ReadMode, SearchOptions, Writer};
+use xqdb::{
+    Codes, Dtype, Filter, FirstPass, Index, Metric, Passage, ReadMode, SearchOptions, Writer,
+};
 
 const DIM: usize = 4;
 const LANGS: [&str; 3] = ["en", "ja", "fi"];
@@ -22,8 +26,8 @@ enum Op {
     Seal,
     Compact,
     Reopen,
-    Search([i8; DIM], usize, Option<u8>, Option<u8>),
-    SearchBatch(Vec<[i8; DIM]>, usize),
+    Search([i8; DIM], usize, Option<u8>, Option<u8>, u8),
+    SearchBatch(Vec<[i8; DIM]>, usize, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,9 +41,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Seal),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
-        4 => (v.clone(), 0usize..12, proptest::option::of(0u8..3), proptest::option::of(0u8..2))
-            .prop_map(|(q, k, l, g)| Op::Search(q, k, l, g)),
-        1 => (proptest::collection::vec(v, 1..40), 1usize..12).prop_map(|(qs, k)| Op::SearchBatch(qs, k)),
+        4 => (v.clone(), 0usize..12, proptest::option::of(0u8..3), proptest::option::of(0u8..2), 0u8..3)
+            .prop_map(|(q, k, l, g, p)| Op::Search(q, k, l, g, p)),
+        1 => (proptest::collection::vec(v, 1..40), 1usize..12, 0u8..3)
+            .prop_map(|(qs, k, p)| Op::SearchBatch(qs, k, p)),
     ]
 }
 
@@ -129,9 +134,26 @@ fn passage(id: &str, tag: u8) -> Passage {
     .with_meta(serde_json::json!({ "group": tag / 3 }))
 }
 
-fn open(dir: &std::path::Path, dtype: Dtype, mode: ReadMode) -> Index {
-    Index::builder()
-        .read_mode(mode)
+/// Oversampling that covers every row: k ≥ 1 times this exceeds the 24 ids.
+const COVER_ALL: usize = 64;
+
+/// The search options of a step: the first pass `pass` selects (exact without codes).
+fn options(k: usize, pass: u8, codes: bool) -> SearchOptions {
+    let pass = match pass {
+        _ if !codes => FirstPass::Exact,
+        0 => FirstPass::Exact,
+        1 => FirstPass::I8,
+        _ => FirstPass::Binary,
+    };
+    SearchOptions::new(k).first_pass(pass).oversample(COVER_ALL)
+}
+
+fn open(dir: &std::path::Path, dtype: Dtype, mode: ReadMode, codes: bool) -> Index {
+    let mut b = Index::builder();
+    if codes {
+        b = b.codes(Codes::parse("binary,i8").unwrap());
+    }
+    b.read_mode(mode)
         .dim(DIM)
         .metric(Metric::Dot)
         .dtype(dtype)
@@ -158,9 +180,9 @@ fn check_state(index: &Index, oracle: &Oracle) {
     }
 }
 
-fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
+fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode, codes: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut index = open(dir.path(), dtype, mode);
+    let mut index = open(dir.path(), dtype, mode, codes);
     let mut writer: Option<Writer> = Some(index.writer().unwrap());
     let mut oracle = Oracle::default();
     for op in ops {
@@ -213,18 +235,18 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
             Op::Reopen => {
                 drop(writer.take());
                 drop(index);
-                index = open(dir.path(), dtype, mode);
+                index = open(dir.path(), dtype, mode, codes);
                 oracle.pending.clear();
                 check_state(&index, &oracle);
                 index.verify().unwrap();
                 writer = Some(index.writer().unwrap());
             }
-            Op::SearchBatch(qs, k) => {
+            Op::SearchBatch(qs, k, pass) => {
                 let qs: Vec<Vec<f32>> = qs
                     .iter()
                     .map(|q| q.iter().map(|&x| x as f32).collect())
                     .collect();
-                let all = index.search_batch(&qs, &SearchOptions::new(k)).unwrap();
+                let all = index.search_batch(&qs, &options(k, pass, codes)).unwrap();
                 assert_eq!(all.len(), qs.len());
                 for (q, hits) in qs.iter().zip(all) {
                     let got: Vec<(String, f32)> =
@@ -237,7 +259,7 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
                     );
                 }
             }
-            Op::Search(q, k, lang, group) => {
+            Op::Search(q, k, lang, group, pass) => {
                 let q: Vec<f32> = q.iter().map(|&x| x as f32).collect();
                 let lang = lang.map(|l| LANGS[l as usize]);
                 let mut filter = Filter::new();
@@ -248,7 +270,7 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
                     filter = filter.meta_eq("group", serde_json::json!(g));
                 }
                 let hits = index
-                    .search_with(&q, &SearchOptions::new(k).filter(filter))
+                    .search_with(&q, &options(k, pass, codes).filter(filter))
                     .unwrap();
                 let got: Vec<(String, f32)> = hits.into_iter().map(|h| (h.id, h.score)).collect();
                 let want = oracle.search(&q, k, lang, group);
@@ -265,7 +287,7 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode) {
     let report = index.verify().unwrap();
     assert_eq!(report.passages, oracle.committed.len() as u64);
     drop(index);
-    let index = open(dir.path(), dtype, mode);
+    let index = open(dir.path(), dtype, mode, codes);
     check_state(&index, &oracle);
     index.verify().unwrap();
 }
@@ -275,16 +297,26 @@ proptest! {
 
     #[test]
     fn f32_store_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops, Dtype::F32, ReadMode::Mmap);
+        run(ops, Dtype::F32, ReadMode::Mmap, false);
+    }
+
+    #[test]
+    fn f32_store_with_codes_matches_the_oracle_through_every_first_pass(ops in proptest::collection::vec(op(), 1..80)) {
+        run(ops, Dtype::F32, ReadMode::Mmap, true);
+    }
+
+    #[test]
+    fn f16_store_with_codes_matches_the_oracle_through_every_first_pass(ops in proptest::collection::vec(op(), 1..80)) {
+        run(ops, Dtype::F16, ReadMode::Read, true);
     }
 
     #[test]
     fn f32_store_read_into_memory_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops, Dtype::F32, ReadMode::Read);
+        run(ops, Dtype::F32, ReadMode::Read, false);
     }
 
     #[test]
     fn f16_store_matches_the_oracle(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops, Dtype::F16, ReadMode::Mmap);
+        run(ops, Dtype::F16, ReadMode::Mmap, false);
     }
 }

@@ -49,6 +49,7 @@ pub struct IndexBuilder {
     encoder: Option<Arc<Encoder>>,
     xqg: Option<XqgProfile>,
     generator: Option<Arc<Generator>>,
+    codes: Option<crate::types::Codes>,
     read_only: bool,
     read_mode: ReadMode,
     verify: VerifyPolicy,
@@ -67,6 +68,7 @@ impl Default for IndexBuilder {
             encoder: None,
             xqg: None,
             generator: None,
+            codes: None,
             read_only: false,
             read_mode: ReadMode::default(),
             verify: VerifyPolicy::default(),
@@ -156,6 +158,14 @@ impl IndexBuilder {
     /// instead of the tail (default 4,096).
     pub fn direct_segment_rows(mut self, rows: usize) -> Self {
         self.direct_segment_rows = rows.max(1);
+        self
+    }
+
+    /// Compact codes to keep beside the rows of a new index (binary and/or i8), which
+    /// searches can scan first and rescore (see [`SearchOptions::first_pass`]). Only for
+    /// f32 and f16 rows; fixed at creation.
+    pub fn codes(mut self, codes: crate::types::Codes) -> Self {
+        self.codes = codes.any().then_some(codes);
         self
     }
 
@@ -415,6 +425,17 @@ impl Inner {
                 "segment dimension or dtype differs from the index",
             ));
         }
+        if handle.code_flags() != 0 {
+            let expected = config.codebook.as_ref().map(|c| c.id);
+            if expected != Some(handle.codebook_id())
+                || config.codes.map(|c| c.flags()) != Some(handle.code_flags())
+            {
+                return Err(Error::corrupt(
+                    &handle.path,
+                    "segment codes were not made with the index's codebook",
+                ));
+            }
+        }
         Ok(handle)
     }
 
@@ -513,6 +534,18 @@ fn check_dim(options: &IndexBuilder) -> Result<()> {
     Ok(())
 }
 
+/// Largest oversampling factor a search may ask for.
+pub(crate) const MAX_OVERSAMPLE: usize = 1 << 20;
+
+pub(crate) fn check_oversample(o: usize) -> Result<()> {
+    if o == 0 || o > MAX_OVERSAMPLE {
+        return Err(Error::InvalidArgument(format!(
+            "oversampling {o} out of range 1..={MAX_OVERSAMPLE}"
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the settings and creates every table of a new catalog, in one commit.
 fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> Result<()> {
     let config = StoreConfig {
@@ -544,6 +577,22 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
                 Some(p)
             }
         },
+        codes: match options.codes {
+            Some(c) if options.dtype == Dtype::I8 => {
+                return Err(Error::InvalidArgument(format!(
+                    "codes ({}) need f32 or f16 rows to rescore with; this index stores i8",
+                    c.names().join(",")
+                )))
+            }
+            Some(c) => {
+                if let Some(o) = c.default_oversample {
+                    check_oversample(o as usize)?;
+                }
+                Some(c)
+            }
+            None => None,
+        },
+        codebook: None,
     };
     let cerr = |e: redb::Error| Error::catalog(catalog, e);
     let txn = db.begin_write().map_err(|e| cerr(e.into()))?;

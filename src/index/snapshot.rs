@@ -2,10 +2,10 @@
 
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::scan::{self, mark_sorted, Bitmap, Kernel, PreparedQuery, Rows, ScanUnit};
+use crate::scan::{self, mark_sorted, Bitmap, Kernel, PreparedQuery, Rows, ScanUnit, TopK};
 use crate::segment::SegmentHandle;
 use crate::store::{self, Counters, StoreConfig};
-use crate::types::{Dtype, Filter, Hit, Metric, Passage, Stats};
+use crate::types::{Dtype, Filter, FirstPass, Hit, Metric, Passage, Stats};
 use crate::xqg::{Augmentation, XqgProfile};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
@@ -104,6 +104,8 @@ impl SnapshotData {
                 model_fingerprint: None,
                 model_path: None,
                 xqg: None,
+                codes: None,
+                codebook: None,
             },
             counters: Counters::default(),
             segments: Vec::new(),
@@ -210,6 +212,12 @@ pub struct SearchOptions {
     /// Whether text searches apply the index's query adapter, if one is stored (default
     /// true; vector searches never do: apply [`Snapshot::adapter`] yourself).
     pub use_adapter: bool,
+    /// Which codes the search scans first (default: the index's default, exact when it
+    /// keeps no codes). Rows without codes (the tail) are always scored exactly.
+    pub first_pass: Option<FirstPass>,
+    /// The first pass keeps `k × oversample` candidates, rescored exactly with the rows
+    /// (default: the index's setting, else [`FirstPass::default_oversample`]).
+    pub oversample: Option<usize>,
 }
 
 impl SearchOptions {
@@ -221,7 +229,21 @@ impl SearchOptions {
             threads: None,
             kernel: Kernel::Simd,
             use_adapter: true,
+            first_pass: None,
+            oversample: None,
         }
+    }
+
+    /// Sets the first pass (exact, i8 or binary codes).
+    pub fn first_pass(mut self, pass: FirstPass) -> Self {
+        self.first_pass = Some(pass);
+        self
+    }
+
+    /// Sets the oversampling of a first pass over codes.
+    pub fn oversample(mut self, oversample: usize) -> Self {
+        self.oversample = Some(oversample);
+        self
     }
 
     /// Whether text searches apply the stored query adapter.
@@ -434,16 +456,37 @@ impl Snapshot {
             })
             .collect();
         let tail_mask = allowed.as_ref().map(|a| excluded(&d.tail.rids, a));
+        let (pass, oversample) = self.first_pass_of(options)?;
+        let codebook = config
+            .codebook
+            .as_deref()
+            .filter(|_| pass != FirstPass::Exact);
+        // Units scored exactly, and units of codes for the first pass (with their segment).
         let mut units = Vec::new();
+        let mut coded = Vec::new();
+        let mut coded_rows = 0usize;
         for (s, mask) in d.segments.iter().zip(&masks) {
             let skip = mask.as_ref().or(s.dead.as_deref());
+            let codes = match pass {
+                FirstPass::Exact => None,
+                FirstPass::I8 => s.handle.i8_codes(),
+                FirstPass::Binary => s.handle.bits(),
+            }
+            .filter(|_| codebook.is_some());
+            if codes.is_some() {
+                coded_rows += s.handle.rows();
+            }
             for range in scan::unit_ranges(s.handle.rows()) {
-                units.push(ScanUnit {
-                    rows: s.handle.vectors(),
+                let unit = ScanUnit {
+                    rows: codes.unwrap_or_else(|| s.handle.vectors()),
                     rids: s.handle.rids(),
                     skip,
                     range,
-                });
+                };
+                match codes {
+                    Some(_) => coded.push(unit),
+                    None => units.push(unit),
+                }
             }
         }
         for range in scan::unit_ranges(d.tail.len()) {
@@ -455,14 +498,91 @@ impl Snapshot {
             });
         }
         let threads = options.threads.unwrap_or(self.inner.options.threads);
-        Ok(scan::search(
-            &units,
-            config.dim,
-            &prepared,
-            options.k,
-            threads,
-            options.kernel,
-        ))
+        let mut exact = if units.is_empty() && !coded.is_empty() {
+            vec![Vec::new(); prepared.len()]
+        } else {
+            scan::search(
+                &units,
+                config.dim,
+                &prepared,
+                options.k,
+                threads,
+                options.kernel,
+            )
+        };
+        let Some(codebook) = codebook.filter(|_| !coded.is_empty()) else {
+            return Ok(exact);
+        };
+        let first: Vec<PreparedQuery> = prepared
+            .iter()
+            .map(|q| match pass {
+                FirstPass::Binary => {
+                    PreparedQuery::new(q.as_f32(), false, 1.0).with_bits(&codebook.centre)
+                }
+                _ => PreparedQuery::new(&codebook.i8_query(q.as_f32()), true, 1.0),
+            })
+            .collect();
+        let keep = options.k.saturating_mul(oversample).min(coded_rows);
+        let candidates = scan::search(&coded, config.dim, &first, keep, threads, options.kernel);
+        for ((q, cands), exact) in prepared.iter().zip(candidates).zip(&mut exact) {
+            let mut top = TopK::new(options.k);
+            for &(s, rid) in exact.iter() {
+                top.push(s, rid);
+            }
+            let mut score = [0f32];
+            for (_, rid) in cands {
+                let Some((seg, pos)) = self.locate(rid) else {
+                    continue;
+                };
+                let rows = seg.handle.vectors();
+                match options.kernel {
+                    Kernel::Simd => {
+                        scan::simd_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
+                    }
+                    Kernel::Scalar => {
+                        scan::scalar_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
+                    }
+                }
+                top.push(score[0], rid);
+            }
+            *exact = top.into_sorted();
+        }
+        Ok(exact)
+    }
+
+    /// The first pass and oversampling a search runs with: its options, else the index's
+    /// defaults. A first pass over codes the index does not keep is an error.
+    fn first_pass_of(&self, options: &SearchOptions) -> Result<(FirstPass, usize)> {
+        let codes = self.data.config.codes;
+        let pass = options
+            .first_pass
+            .or(codes.map(|c| c.default_first_pass))
+            .unwrap_or_default();
+        if !codes.unwrap_or_default().has(pass) {
+            return Err(Error::InvalidArgument(format!(
+                "this index keeps no {} codes (create it with --codes {})",
+                pass.name(),
+                pass.name()
+            )));
+        }
+        let oversample = match options.oversample {
+            Some(o) => o,
+            None => codes
+                .and_then(|c| c.default_oversample)
+                .map_or(pass.default_oversample(), |o| o as usize),
+        };
+        super::check_oversample(oversample)?;
+        Ok((pass, oversample))
+    }
+
+    /// The segment holding row `rid`, and the row's position in it.
+    fn locate(&self, rid: u64) -> Option<(&SegmentView, usize)> {
+        self.data.segments.iter().find_map(|s| {
+            if rid < s.handle.record.min_rid || rid > s.handle.record.max_rid {
+                return None;
+            }
+            s.handle.rids().binary_search(&rid).ok().map(|i| (s, i))
+        })
     }
 
     /// Row ids (sorted) that pass `filter`.
@@ -692,6 +812,7 @@ impl Snapshot {
                         .iter()
                         .map(|&x| x as f32 / scale)
                         .collect(),
+                    Rows::Bits(_) => unreachable!("segment rows are never codes"),
                 };
                 return Ok(v);
             }

@@ -5,7 +5,12 @@ use super::Inner;
 use super::Snapshot;
 use crate::error::{Error, Result};
 use crate::ingest::{IngestItem, Pipeline, Progress, Row, RowData, RowError, WriteMode};
-use crate::segment::{encode_rows, write_segment, RowSource, SegmentRecord};
+use crate::segment::{
+    decode_row, encode_rows, write_segment, Codebook, RowSource, SegmentCodes, SegmentRecord,
+};
+
+/// Rows of the first coded segment the codebook is fitted on (evenly spaced).
+const CODEBOOK_SAMPLE: usize = 65_536;
 use crate::store::{self, Counters, MetaKey};
 use crate::types::{Dtype, Passage};
 use crate::xqg::Augmentation;
@@ -782,8 +787,8 @@ impl Writer {
         } else {
             1.0
         };
-        let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
         if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
             config.i8_scale = Some(scale);
             store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes())
                 .map_err(|e| cerr(e.into()))?;
@@ -807,7 +812,7 @@ impl Writer {
     fn add_segment(
         &self,
         txn: &WriteTransaction,
-        config: &store::StoreConfig,
+        config: &mut store::StoreConfig,
         counters: &mut Counters,
         rows: &dyn RowSource,
     ) -> Result<(u64, SegmentRecord)> {
@@ -815,13 +820,53 @@ impl Writer {
         let id = counters.next_segment;
         counters.next_segment += 1;
         let dim = config.dim as u32;
-        let rec = write_segment(&*inner.dir, config.uuid, id, dim, config.dtype, rows)?;
+        let codebook = self.codebook_for(txn, config, rows)?;
+        let codes = config
+            .codes
+            .zip(codebook.as_deref())
+            .map(|(c, codebook)| SegmentCodes {
+                flags: c.flags(),
+                codebook,
+            });
+        let rec = write_segment(&*inner.dir, config.uuid, id, dim, config.dtype, rows, codes)?;
         let mut segs = txn
             .open_table(store::SEGMENTS)
             .map_err(|e| inner.catalog_err(e))?;
         segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
             .map_err(|e| inner.catalog_err(e))?;
         Ok((id, rec))
+    }
+
+    /// The codebook for a new segment's codes: the index's, or (for its first segment with
+    /// codes) one fitted on up to [`CODEBOOK_SAMPLE`] of `rows` and stored in `txn`.
+    fn codebook_for(
+        &self,
+        txn: &WriteTransaction,
+        config: &mut store::StoreConfig,
+        rows: &dyn RowSource,
+    ) -> Result<Option<Arc<Codebook>>> {
+        let Some(codes) = config.codes else {
+            return Ok(None);
+        };
+        if let Some(cb) = &config.codebook {
+            return Ok(Some(cb.clone()));
+        }
+        let n = rows.len().min(CODEBOOK_SAMPLE);
+        let step = (rows.len() / n.max(1)).max(1);
+        let mut sample = Vec::with_capacity(n * config.dim);
+        let mut row = Vec::with_capacity(config.dim);
+        for i in (0..rows.len()).step_by(step).take(n) {
+            decode_row(rows.row(i), config.dtype, &mut row);
+            sample.extend_from_slice(&row);
+        }
+        let cb = Arc::new(Codebook::fit(&sample, config.dim, codes.centred));
+        let mut meta = txn
+            .open_table(store::META)
+            .map_err(|e| self.inner.catalog_err(e))?;
+        store::put(&mut meta, MetaKey::Codebook, &cb.encode())
+            .map_err(|e| self.inner.catalog_err(e))?;
+        config.codebook = Some(cb.clone());
+        Ok(Some(cb))
     }
 
     /// Advances the commit sequence and stores the counters in `txn`.
@@ -903,7 +948,7 @@ impl Writer {
         if snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
             return Ok(false);
         }
-        let config = snap.config.clone();
+        let mut config = snap.config.clone();
         let mut counters = snap.counters;
         let width = config.dim * config.dtype.size();
         let mut picks: Vec<(u64, &[u8])> = Vec::new();
@@ -933,7 +978,7 @@ impl Writer {
                 .map_err(|e| cerr(e.into()))?;
         }
         if !picks.is_empty() {
-            self.add_segment(&txn, &config, &mut counters, &MergedRows { picks })?;
+            self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
         }
         self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;
@@ -1069,7 +1114,7 @@ impl Writer {
         }
         config.xqg = Some(profile);
         if !picks.is_empty() {
-            self.add_segment(&txn, &config, &mut counters, &RefusedRows { picks })?;
+            self.add_segment(&txn, &mut config, &mut counters, &RefusedRows { picks })?;
         }
         self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;

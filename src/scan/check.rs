@@ -4,7 +4,7 @@
 //! lie within the worst-case rounding bound of f32 summation in any order,
 //! `(dim + 2) · 2⁻²⁴ · Σ|aᵢbᵢ|`, of the exact (f64) dot product of the same stored values.
 //! Half-precision accumulation misses that bound by two orders of magnitude, so a kernel that
-//! computes in f16 fails here. i8 kernels must return the exact integer.
+//! computes in f16 fails here. i8 and binary kernels must return the exact integer.
 
 use super::batch;
 use super::f16::F16Kernel;
@@ -36,6 +36,9 @@ pub fn kernel_self_check() -> Vec<KernelCheck> {
     }
     out.push(check_f32(report.f32));
     out.push(check_i8(report.i8));
+    for k in super::BitsKernel::ALL.into_iter().filter(|k| k.available()) {
+        out.push(check_bits(k));
+    }
     if batch::available() {
         out.push(check_tile());
     }
@@ -164,6 +167,35 @@ fn check_i8(name: &'static str) -> KernelCheck {
     }
     KernelCheck {
         kernel: name,
+        cases,
+        worst: if exact { 0.0 } else { f64::INFINITY },
+        passed: exact,
+    }
+}
+
+fn check_bits(k: super::BitsKernel) -> KernelCheck {
+    let mut cases = 0;
+    let mut exact = true;
+    let mut rng = Values(0x3c6e_f372_fe94_f82b);
+    for dim in dims() {
+        let words = dim.div_ceil(64);
+        let centre = vec![0f32; dim];
+        let (a, b) = (rng.vec(dim), rng.vec(dim));
+        let (mut ca, mut cb) = (vec![0u64; words], vec![0u64; words]);
+        super::sign_bits(&a, &centre, &mut ca);
+        super::sign_bits(&b, &centre, &mut cb);
+        let want = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
+            .count();
+        let mut got = [0f32];
+        k.scores(&ca, &cb, &mut got);
+        exact &= got[0] == -(want as f32);
+        cases += 1;
+    }
+    KernelCheck {
+        kernel: k.name(),
         cases,
         worst: if exact { 0.0 } else { f64::INFINITY },
         passed: exact,

@@ -11,7 +11,7 @@
 //!   every variant returns the same integer.
 
 use super::f16::F16Kernel;
-use super::Rows;
+use super::{BitsKernel, Rows};
 use simsimd::SpatialSimilarity;
 use std::ops::Range;
 
@@ -24,6 +24,8 @@ pub(crate) struct PreparedQuery {
     i8: Vec<i8>,
     /// Divides an i8·i8 dot product back into the f32 scale.
     i8_divisor: f32,
+    /// 1-bit code of the query (set by [`PreparedQuery::with_bits`]).
+    bits: Vec<u64>,
 }
 
 impl PreparedQuery {
@@ -47,7 +49,15 @@ impl PreparedQuery {
             f16,
             i8,
             i8_divisor,
+            bits: Vec::new(),
         }
+    }
+
+    /// Adds the query's 1-bit code: bit `d` set where component `d` exceeds `centre[d]`.
+    pub fn with_bits(mut self, centre: &[f32]) -> Self {
+        self.bits = vec![0; self.f32.len().div_ceil(64)];
+        super::sign_bits(&self.f32, centre, &mut self.bits);
+        self
     }
 
     /// The query as f32.
@@ -94,6 +104,10 @@ pub(crate) fn simd_scores(
                 *o = (i8::dot(row, &q.i8).unwrap_or(f64::NAN) as f32) / q.i8_divisor;
             }
         }
+        Rows::Bits(r) => {
+            let w = q.bits.len();
+            BitsKernel::best().scores(&r[range.start * w..range.end * w], &q.bits, out)
+        }
     }
 }
 
@@ -138,6 +152,10 @@ pub(crate) fn scalar_scores(
                     .sum();
                 *o = dot as f32 / q.i8_divisor;
             }
+        }
+        Rows::Bits(r) => {
+            let w = q.bits.len();
+            BitsKernel::Portable.scores(&r[range.start * w..range.end * w], &q.bits, out)
         }
     }
 }

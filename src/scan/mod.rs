@@ -3,12 +3,15 @@
 //! tombstones and filters, and the parallel driver.
 
 mod batch;
+mod bits;
 mod check;
 mod f16;
 mod kernels;
 mod report;
 mod topk;
 
+pub(crate) use bits::sign_bits;
+pub use bits::BitsKernel;
 pub use check::{kernel_self_check, KernelCheck};
 pub(crate) use kernels::{scalar_scores, simd_scores, PreparedQuery};
 pub use report::{kernel_report, KernelReport};
@@ -24,6 +27,8 @@ pub(crate) enum Rows<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     I8(&'a [i8]),
+    /// 1-bit codes, `dim.div_ceil(64)` words per row (see [`BitsKernel`]).
+    Bits(&'a [u64]),
 }
 
 impl<'a> Rows<'a> {
@@ -290,7 +295,7 @@ fn scan_unit_widened(
                 let (t, div) = tiles.i8.as_ref().expect("checked by the caller");
                 (t, Some(div.as_slice()))
             }
-            Rows::F32(_) => unreachable!("f32 rows use the tile directly"),
+            Rows::F32(_) | Rows::Bits(_) => unreachable!("only f16 and i8 rows are widened"),
         };
         batch::tile_scores(widened, dim, 0..width, tile, scores, width);
         push_block(unit, start, width, scores, divisors, heaps);

@@ -20,6 +20,8 @@ pub struct KernelReport {
     pub f16: &'static str,
     /// The kernel that scores i8 rows for single queries.
     pub i8: &'static str,
+    /// The kernel that counts Hamming distances of binary codes (the binary first pass).
+    pub binary: &'static str,
     /// How batches of 4 or more queries are scored.
     pub batch: &'static str,
     /// Every f16 variant this CPU can execute (each is tested against the scalar reference).
@@ -61,6 +63,7 @@ pub fn kernel_report() -> KernelReport {
         f32,
         f16: F16Kernel::best().name(),
         i8,
+        binary: super::BitsKernel::best().name(),
         batch,
         f16_runnable: F16Kernel::ALL
             .into_iter()
@@ -120,6 +123,7 @@ impl std::fmt::Display for KernelReport {
         writeln!(f, "f32 rows: {}", self.f32)?;
         writeln!(f, "f16 rows: {}", self.f16)?;
         writeln!(f, "i8 rows: {}", self.i8)?;
+        writeln!(f, "binary codes: {}", self.binary)?;
         writeln!(f, "batches: {}", self.batch)?;
         write!(
             f,

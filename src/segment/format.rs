@@ -1,7 +1,10 @@
 //! Byte layout of segment files (see `format/FORMAT.md`, "Segment files").
 //!
 //! ```text
-//! [header 64][vectors rows*dim*size][pad to 64][row ids rows*8][pad to 64][footer 64]
+//! [header 64][vectors rows*dim*size][pad to 64][row ids rows*8][pad to 64]
+//!   (version 2, when the header lists codes:)
+//!   [binary codes rows*words*8][pad to 64][i8 codes rows*dim][pad to 64]
+//! [footer 64]
 //! ```
 //! Every integer is little-endian. The header and the footer each end with the xxh3-64 of
 //! their first 56 bytes; the footer also holds the xxh3-64 of everything between the
@@ -13,8 +16,13 @@ use crate::types::Dtype;
 pub const HEADER_MAGIC: [u8; 8] = *b"XQDBSEG\0";
 /// Magic at the start of every segment footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"XQDBEND\0";
-/// Segment format version written by this build.
-pub const SEGMENT_VERSION: u32 = 1;
+/// Newest segment format version this build reads and writes (files without codes are
+/// still written as version 1).
+pub const SEGMENT_VERSION: u32 = 2;
+/// Header code flag: the file holds 1-bit codes.
+pub const CODES_BINARY: u8 = 1;
+/// Header code flag: the file holds i8 codes.
+pub const CODES_I8: u8 = 2;
 /// Size of the header and of the footer.
 pub const BLOCK: usize = 64;
 
@@ -35,6 +43,8 @@ pub struct SegmentHeader {
     pub dtype: Dtype,
     /// Number of rows.
     pub rows: u64,
+    /// Which codes follow the row ids ([`CODES_BINARY`], [`CODES_I8`]; version 2).
+    pub codes: u8,
 }
 
 /// Where each part of a segment file lives, derived from its header.
@@ -46,6 +56,14 @@ pub struct Layout {
     pub vectors_len: usize,
     /// Offset of the row-id array.
     pub rids_offset: usize,
+    /// Offset of the binary codes (equal to `i8_offset` when there are none).
+    pub bits_offset: usize,
+    /// Bytes of the binary codes.
+    pub bits_len: usize,
+    /// Offset of the i8 codes (equal to `footer_offset` when there are none).
+    pub i8_offset: usize,
+    /// Bytes of the i8 codes.
+    pub i8_len: usize,
     /// Offset of the footer.
     pub footer_offset: usize,
     /// Total file length.
@@ -57,18 +75,35 @@ fn align64(n: usize) -> usize {
 }
 
 impl Layout {
-    /// Layout of a file with `rows` rows of `dim` components of `dtype`, or `None` on overflow.
-    pub fn new(rows: u64, dim: u32, dtype: Dtype) -> Option<Self> {
+    /// Layout of a file with `rows` rows of `dim` components of `dtype` and the `codes` the
+    /// flags name, or `None` on overflow.
+    pub fn new(rows: u64, dim: u32, dtype: Dtype, codes: u8) -> Option<Self> {
         let rows = usize::try_from(rows).ok()?;
         let vectors_len = rows.checked_mul(dim as usize)?.checked_mul(dtype.size())?;
         let vectors_offset = BLOCK;
         let rids_offset = align64(vectors_offset.checked_add(vectors_len)?);
-        let footer_offset = align64(rids_offset.checked_add(rows.checked_mul(8)?)?);
+        let bits_offset = align64(rids_offset.checked_add(rows.checked_mul(8)?)?);
+        let bits_len = if codes & CODES_BINARY != 0 {
+            rows.checked_mul((dim as usize).div_ceil(64) * 8)?
+        } else {
+            0
+        };
+        let i8_offset = align64(bits_offset.checked_add(bits_len)?);
+        let i8_len = if codes & CODES_I8 != 0 {
+            rows.checked_mul(dim as usize)?
+        } else {
+            0
+        };
+        let footer_offset = align64(i8_offset.checked_add(i8_len)?);
         let file_len = footer_offset.checked_add(BLOCK)?;
         Some(Layout {
             vectors_offset,
             vectors_len,
             rids_offset,
+            bits_offset,
+            bits_len,
+            i8_offset,
+            i8_len,
             footer_offset,
             file_len,
         })
@@ -98,6 +133,7 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.segment_id.to_le_bytes());
         b[40..44].copy_from_slice(&self.dim.to_le_bytes());
         b[44] = self.dtype.code();
+        b[45] = self.codes;
         b[48..56].copy_from_slice(&self.rows.to_le_bytes());
         let h = hash56(&b);
         b[56..64].copy_from_slice(&h.to_le_bytes());
@@ -121,8 +157,15 @@ impl SegmentHeader {
             return Err(HeaderError::Version(version));
         }
         let dtype = Dtype::from_code(b[44]).ok_or(HeaderError::Field("unknown dtype code"))?;
-        if b[45..48] != [0, 0, 0] {
+        let codes = b[45];
+        if b[46..48] != [0, 0] {
             return Err(HeaderError::Field("reserved header bytes are not zero"));
+        }
+        if codes & !(CODES_BINARY | CODES_I8) != 0 {
+            return Err(HeaderError::Field("unknown code flags"));
+        }
+        if codes != 0 && min_reader_version < 2 {
+            return Err(HeaderError::Field("codes in a version 1 segment"));
         }
         Ok(SegmentHeader {
             version,
@@ -132,6 +175,7 @@ impl SegmentHeader {
             dim: u32_at(b, 40),
             dtype,
             rows: u64_at(b, 48),
+            codes,
         })
     }
 }
@@ -147,6 +191,8 @@ pub struct SegmentFooter {
     pub rids_offset: u64,
     /// xxh3-64 of bytes `[64, footer_offset)`.
     pub body_checksum: u64,
+    /// Checksum of the index codebook the codes were made with (0 without codes).
+    pub codebook: u64,
 }
 
 impl SegmentFooter {
@@ -158,6 +204,7 @@ impl SegmentFooter {
         b[16..24].copy_from_slice(&self.vectors_offset.to_le_bytes());
         b[24..32].copy_from_slice(&self.rids_offset.to_le_bytes());
         b[32..40].copy_from_slice(&self.body_checksum.to_le_bytes());
+        b[40..48].copy_from_slice(&self.codebook.to_le_bytes());
         let h = hash56(&b);
         b[56..64].copy_from_slice(&h.to_le_bytes());
         b
@@ -174,7 +221,7 @@ impl SegmentFooter {
         if hash56(b) != u64_at(b, 56) {
             return Err(HeaderError::Checksum);
         }
-        if b[40..56].iter().any(|&x| x != 0) {
+        if b[48..56].iter().any(|&x| x != 0) {
             return Err(HeaderError::Field("reserved footer bytes are not zero"));
         }
         Ok(SegmentFooter {
@@ -182,6 +229,7 @@ impl SegmentFooter {
             vectors_offset: u64_at(b, 16),
             rids_offset: u64_at(b, 24),
             body_checksum: u64_at(b, 32),
+            codebook: u64_at(b, 40),
         })
     }
 }
@@ -228,7 +276,7 @@ pub struct SegmentInfo {
 /// (when `full`) the body checksum and row-id order. Never panics, whatever the bytes.
 pub fn inspect(bytes: &[u8], full: bool) -> Result<SegmentInfo, String> {
     let header = SegmentHeader::decode(bytes).map_err(|e| format!("header: {e}"))?;
-    let layout = Layout::new(header.rows, header.dim, header.dtype)
+    let layout = Layout::new(header.rows, header.dim, header.dtype, header.codes)
         .ok_or_else(|| "header: row count or dimension overflows".to_string())?;
     if header.dim == 0 {
         return Err("header: dimension is zero".into());
@@ -247,6 +295,9 @@ pub fn inspect(bytes: &[u8], full: bool) -> Result<SegmentInfo, String> {
         || footer.rids_offset != layout.rids_offset as u64
     {
         return Err("footer disagrees with header".into());
+    }
+    if (header.codes == 0) != (footer.codebook == 0) {
+        return Err("footer codebook disagrees with the header's codes".into());
     }
     if full {
         let body = &bytes[BLOCK..layout.footer_offset];
@@ -284,6 +335,7 @@ mod tests {
             dim: 384,
             dtype: Dtype::I8,
             rows: 1000,
+            codes: 0,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
@@ -313,7 +365,7 @@ mod tests {
         let fs = crate::segment::FsDir {
             dir: dir.path().to_path_buf(),
         };
-        crate::segment::write_segment(&fs, [9; 16], 7, 3, Dtype::F16, &Src).unwrap();
+        crate::segment::write_segment(&fs, [9; 16], 7, 3, Dtype::F16, &Src, None).unwrap();
         std::fs::read(dir.path().join(crate::segment::file_name(7))).unwrap()
     }
 
@@ -359,11 +411,17 @@ mod tests {
 
     #[test]
     fn layout_is_64_byte_aligned() {
-        let l = Layout::new(3, 5, Dtype::F16).unwrap();
+        let l = Layout::new(3, 5, Dtype::F16, 0).unwrap();
         assert_eq!(l.vectors_offset % 64, 0);
         assert_eq!(l.rids_offset % 64, 0);
         assert_eq!(l.footer_offset % 64, 0);
         assert_eq!(l.rids_offset, 64 + 64);
-        assert!(Layout::new(u64::MAX, u32::MAX, Dtype::F32).is_none());
+        assert!(Layout::new(u64::MAX, u32::MAX, Dtype::F32, 0).is_none());
+        let c = Layout::new(3, 100, Dtype::F32, CODES_BINARY | CODES_I8).unwrap();
+        assert_eq!(c.bits_offset % 64, 0);
+        assert_eq!(c.bits_len, 3 * 2 * 8);
+        assert_eq!(c.i8_offset % 64, 0);
+        assert_eq!(c.i8_len, 300);
+        assert_eq!(c.footer_offset, c.i8_offset + 320);
     }
 }

@@ -1,14 +1,18 @@
 //! Immutable segment files: the format, the durable writer and the checked mmap reader.
 
+pub(crate) mod codes;
 mod dir;
 pub mod format;
 mod reader;
 mod writer;
 
+pub(crate) use codes::Codebook;
 pub(crate) use dir::{FsDir, MemDir, SegmentDir};
 pub use reader::ReadMode;
 pub(crate) use reader::{Bytes, SegmentHandle};
-pub(crate) use writer::{encode_rows, sync_dir, write_segment, RowSource};
+pub(crate) use writer::{
+    decode_row, encode_rows, sync_dir, write_segment, RowSource, SegmentCodes,
+};
 
 /// The folder that holds segment files, inside an index folder.
 pub(crate) const SEGMENTS_DIR: &str = "segments";

@@ -3,7 +3,8 @@
 
 use super::dir::SegmentDir;
 use super::format::{
-    inspect, HeaderError, SegmentHeader, SegmentInfo, HEADER_MAGIC, SEGMENT_VERSION,
+    inspect, HeaderError, SegmentHeader, SegmentInfo, CODES_BINARY, CODES_I8, HEADER_MAGIC,
+    SEGMENT_VERSION,
 };
 use super::{file_name, SegmentRecord};
 use crate::error::{Error, Result};
@@ -162,6 +163,37 @@ impl SegmentHandle {
     /// The rows, typed.
     pub fn vectors(&self) -> Rows<'_> {
         Rows::from_bytes(self.dtype(), self.row_bytes())
+    }
+
+    /// The code flags of the file (0: no codes).
+    pub fn code_flags(&self) -> u8 {
+        self.info.header.codes
+    }
+
+    /// The id of the codebook the codes were made with (0: no codes).
+    pub fn codebook_id(&self) -> u64 {
+        self.info.footer.codebook
+    }
+
+    /// The 1-bit codes, if the file holds them.
+    pub fn bits(&self) -> Option<Rows<'_>> {
+        let l = &self.info.layout;
+        (self.code_flags() & CODES_BINARY != 0).then(|| {
+            // 64-byte offsets in page- or 8-byte-aligned bytes: the cast cannot fail.
+            Rows::Bits(bytemuck::cast_slice(
+                &self.map[l.bits_offset..l.bits_offset + l.bits_len],
+            ))
+        })
+    }
+
+    /// The i8 codes, if the file holds them.
+    pub fn i8_codes(&self) -> Option<Rows<'_>> {
+        let l = &self.info.layout;
+        (self.code_flags() & CODES_I8 != 0).then(|| {
+            Rows::I8(bytemuck::cast_slice(
+                &self.map[l.i8_offset..l.i8_offset + l.i8_len],
+            ))
+        })
     }
 
     pub fn file_len(&self) -> u64 {

@@ -1,7 +1,8 @@
 //! Writes a segment durably: temp file → write → fsync → rename → fsync of the folder.
 
+use super::codes::Codebook;
 use super::dir::SegmentDir;
-use super::format::{Layout, SegmentFooter, SegmentHeader, BLOCK, SEGMENT_VERSION};
+use super::format::{Layout, SegmentFooter, SegmentHeader, BLOCK, CODES_BINARY, CODES_I8};
 use super::{file_name, SegmentRecord};
 use crate::error::{Error, Result};
 use crate::types::Dtype;
@@ -61,9 +62,35 @@ fn pad_to(w: &mut impl Write, written: usize, target: usize) -> std::io::Result<
     w.write_all(&ZEROS[..target - written])
 }
 
+/// Codes to write beside the rows: the code flags and the index's codebook.
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentCodes<'a> {
+    pub flags: u8,
+    pub codebook: &'a Codebook,
+}
+
+/// Decodes one stored row (f32 or f16 bytes) to f32.
+pub(crate) fn decode_row(bytes: &[u8], dtype: Dtype, out: &mut Vec<f32>) {
+    out.clear();
+    match dtype {
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes(c.try_into().expect("2 bytes")).to_f32()),
+        ),
+        Dtype::I8 => out.extend(bytes.iter().map(|&b| b as i8 as f32)),
+    }
+}
+
 /// Writes segment `id` into `dir` and makes it durable (invariant I2): temp file, fsync,
 /// rename, fsync of the folder. Returns the catalog record that a commit may now reference.
-/// On error the temp file is removed.
+/// On error the temp file is removed. With `codes`, the file (version 2) also holds the
+/// codes of every row.
 pub(crate) fn write_segment(
     dir: &dyn SegmentDir,
     store_uuid: [u8; 16],
@@ -71,12 +98,13 @@ pub(crate) fn write_segment(
     dim: u32,
     dtype: Dtype,
     rows: &dyn RowSource,
+    codes: Option<SegmentCodes<'_>>,
 ) -> Result<SegmentRecord> {
     let name = file_name(id);
     let tmp = format!("{name}.tmp");
     let mut record = None;
     let result = dir.create_durable(&tmp, &mut |w| {
-        record = Some(write_body(w, store_uuid, id, dim, dtype, rows)?);
+        record = Some(write_body(w, store_uuid, id, dim, dtype, rows, codes)?);
         Ok(())
     });
     if let Err(e) = result {
@@ -100,9 +128,13 @@ fn write_body(
     dim: u32,
     dtype: Dtype,
     rows: &dyn RowSource,
+    codes: Option<SegmentCodes<'_>>,
 ) -> std::io::Result<SegmentRecord> {
     let n = rows.len();
-    let layout = Layout::new(n as u64, dim, dtype).ok_or_else(|| invalid("segment too large"))?;
+    let flags = codes.map_or(0, |c| c.flags);
+    let layout =
+        Layout::new(n as u64, dim, dtype, flags).ok_or_else(|| invalid("segment too large"))?;
+    let version = if flags == 0 { 1 } else { 2 };
     let row_bytes = dim as usize * dtype.size();
     let mut w = HashingWriter {
         inner: out,
@@ -111,13 +143,14 @@ fn write_body(
         written: 0,
     };
     let header = SegmentHeader {
-        version: SEGMENT_VERSION,
-        min_reader_version: SEGMENT_VERSION,
+        version,
+        min_reader_version: version,
         store_uuid,
         segment_id: id,
         dim,
         dtype,
         rows: n as u64,
+        codes: flags,
     };
     w.write_all(&header.encode())?;
     w.hashing = true;
@@ -139,6 +172,31 @@ fn write_body(
         w.write_all(&rows.rid(i).to_le_bytes())?;
     }
     let at = w.written;
+    pad_to(&mut w, at, layout.bits_offset)?;
+    if let Some(c) = codes {
+        let mut row = Vec::with_capacity(dim as usize);
+        if flags & CODES_BINARY != 0 {
+            let mut bits = Vec::with_capacity(c.codebook.words());
+            for i in 0..n {
+                decode_row(rows.row(i), dtype, &mut row);
+                bits.clear();
+                c.codebook.push_bits(&row, &mut bits);
+                w.write_all(bytemuck::cast_slice(&bits))?;
+            }
+            let at = w.written;
+            pad_to(&mut w, at, layout.i8_offset)?;
+        }
+        if flags & CODES_I8 != 0 {
+            let mut code = Vec::with_capacity(dim as usize);
+            for i in 0..n {
+                decode_row(rows.row(i), dtype, &mut row);
+                code.clear();
+                c.codebook.push_i8(&row, &mut code);
+                w.write_all(&code)?;
+            }
+        }
+    }
+    let at = w.written;
     pad_to(&mut w, at, layout.footer_offset)?;
     w.hashing = false;
     let checksum = w.hasher.digest();
@@ -147,6 +205,7 @@ fn write_body(
         vectors_offset: layout.vectors_offset as u64,
         rids_offset: layout.rids_offset as u64,
         body_checksum: checksum,
+        codebook: codes.map_or(0, |c| c.codebook.id),
     };
     w.write_all(&footer.encode())?;
     w.flush()?;

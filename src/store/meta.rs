@@ -21,6 +21,8 @@ pub(crate) enum MetaKey {
     CleanShutdown,
     XqgProfile,
     QueryAdapter,
+    Codes,
+    Codebook,
 }
 
 impl MetaKey {
@@ -40,6 +42,8 @@ impl MetaKey {
             MetaKey::CleanShutdown => "clean_shutdown",
             MetaKey::XqgProfile => "xqg_profile",
             MetaKey::QueryAdapter => "query_adapter",
+            MetaKey::Codes => "codes",
+            MetaKey::Codebook => "codebook",
         }
     }
 }
@@ -57,6 +61,10 @@ pub(crate) struct StoreConfig {
     pub model_path: Option<String>,
     /// The xQG augmentation profile (JSON in the meta table), if the index has one.
     pub xqg: Option<crate::xqg::XqgProfile>,
+    /// The codes segments keep beside their rows (format version 5).
+    pub codes: Option<crate::types::Codes>,
+    /// The codebook of those codes, fitted with the first segment that has them.
+    pub codebook: Option<std::sync::Arc<crate::segment::Codebook>>,
 }
 
 /// Counters that every commit advances.
@@ -146,6 +154,12 @@ impl StoreConfig {
         if let Some(p) = &self.xqg {
             put_profile(t, p)?;
         }
+        if let Some(c) = &self.codes {
+            put(t, MetaKey::Codes, &c.encode())?;
+        }
+        if let Some(c) = &self.codebook {
+            put(t, MetaKey::Codebook, &c.encode())?;
+        }
         Ok(())
     }
 
@@ -183,6 +197,19 @@ impl StoreConfig {
         if dim == 0 || dim > crate::MAX_DIM as u64 {
             return Err(MetaError::Bad(format!("dimension {dim} out of range")));
         }
+        let codes = get(t, MetaKey::Codes)?
+            .map(|v| {
+                crate::types::Codes::decode(&v)
+                    .ok_or_else(|| MetaError::Bad("the codes record is malformed".into()))
+            })
+            .transpose()?;
+        let codebook = get(t, MetaKey::Codebook)?
+            .map(|v| {
+                crate::segment::Codebook::decode(&v, dim as usize)
+                    .map(std::sync::Arc::new)
+                    .map_err(MetaError::Bad)
+            })
+            .transpose()?;
         Ok(StoreConfig {
             format_version: version,
             uuid: fixed(need(t, MetaKey::StoreUuid)?, MetaKey::StoreUuid)?,
@@ -194,6 +221,8 @@ impl StoreConfig {
             model_fingerprint,
             model_path,
             xqg,
+            codes,
+            codebook,
         })
     }
 }
