@@ -80,6 +80,7 @@ bench-generator: setup export-venv
 bench-peers: setup
 	$(PYTHON) scripts/bench_peers.py
 	$(PYTHON) scripts/bench_peers.py --data model
+	$(PYTHON) scripts/bench_peers.py --data corpus
 
 bench-ingest: setup
 	$(PYTHON) scripts/bench_ingest.py

@@ -1,12 +1,16 @@
 //! xqdb's side of `scripts/bench_peers.py`: loads the raw f32 vectors the script wrote,
 //! builds an index through the public API, times exact top-10 search (single queries and a
 //! batch of 32, one thread and all threads) and writes timings and top-10 row numbers as
-//! JSON for the script to compare with faiss and usearch. Under `cargo test` (no `--bench`
-//! flag, no XQDB_PEERS_DIR) it checks itself on a small generated set.
+//! JSON for the script to compare with faiss and usearch. The index keeps binary and i8
+//! codes too: the two-stage searches (first pass over codes, exact rescoring) are timed the
+//! same way, with recall@10 against the exact top-10 over oversampling factors (on
+//! `recall_queries.f32` when the script wrote one: even-numbered queries are the tuning
+//! half, odd-numbered ones the held-out half). Under `cargo test` (no `--bench` flag, no
+//! XQDB_PEERS_DIR) it checks itself on a small generated set.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use xqdb::{Dtype, Index, Metric, Passage, SearchOptions};
+use xqdb::{Codes, Dtype, FirstPass, Index, Metric, Passage, SearchOptions};
 
 const K: usize = 10;
 
@@ -51,6 +55,7 @@ fn main() {
     let index = Index::builder()
         .dim(dim)
         .metric(Metric::Dot)
+        .codes(Codes::parse("binary,i8").unwrap())
         .create(tmp.path().join("idx"))
         .unwrap();
     let t = Instant::now();
@@ -66,7 +71,7 @@ fn main() {
     let build_s = t.elapsed().as_secs_f64();
     let mut timings = serde_json::Map::new();
     for t in [1, threads] {
-        let opts = SearchOptions::new(K).threads(t);
+        let opts = SearchOptions::new(K).threads(t).first_pass(FirstPass::Exact);
         index.search_with(&queries[0], &opts).unwrap();
         let single: Vec<f64> = queries
             .iter()
@@ -87,9 +92,8 @@ fn main() {
         timings.insert(format!("single_ms_{t}t"), median(single).into());
         timings.insert(format!("batch32_ms_{t}t"), median(batch).into());
     }
-    let hits = index
-        .search_batch(&queries, &SearchOptions::new(K))
-        .unwrap();
+    let exact = SearchOptions::new(K).first_pass(FirstPass::Exact);
+    let hits = index.search_batch(&queries, &exact).unwrap();
     let top: Vec<Vec<usize>> = hits
         .iter()
         .map(|hits| hits.iter().map(|h| h.id.parse().unwrap()).collect())
@@ -101,13 +105,14 @@ fn main() {
     // The batch path and the single-query path must agree.
     for (q, want) in queries.iter().zip(&top).take(4) {
         let single: Vec<usize> = index
-            .search(q, K)
+            .search_with(q, &exact)
             .unwrap()
             .into_iter()
             .map(|h| h.id.parse().unwrap())
             .collect();
         assert_eq!(&single, want, "batch and single-query results differ");
     }
+    let first_pass = two_stage(&index, dir.as_deref(), dim, &queries, threads);
     drop(index);
     // Quantized segment types (XQDB_PEERS_DTYPES, e.g. "f16,i8"): timings and top-10.
     let mut dtypes = serde_json::Map::new();
@@ -169,7 +174,7 @@ fn main() {
             serde_json::json!({ "single_ms_1t": single, format!("batch32_ms_{threads}t"): batch, "top10": top }),
         );
     }
-    let out = serde_json::json!({ "rows": rows, "dim": dim, "threads": threads, "build_s": build_s, "timings": timings, "top10": top, "top10_scores": top_scores, "dtypes": dtypes });
+    let out = serde_json::json!({ "rows": rows, "dim": dim, "threads": threads, "build_s": build_s, "timings": timings, "top10": top, "top10_scores": top_scores, "dtypes": dtypes, "first_pass": first_pass });
     match &dir {
         Some(d) => std::fs::write(d.join("xqdb.json"), out.to_string()).unwrap(),
         None => println!(
@@ -178,4 +183,102 @@ fn main() {
             serde_json::Value::Object(timings)
         ),
     }
+}
+
+/// Medians of 15 single queries and of 3 batches of all `queries`, in ms.
+fn time_search(index: &Index, queries: &[Vec<f32>], opts: &SearchOptions) -> (f64, f64) {
+    index.search_with(&queries[0], opts).unwrap();
+    let single = median(
+        queries
+            .iter()
+            .cycle()
+            .take(15)
+            .map(|q| {
+                let s = Instant::now();
+                index.search_with(q, opts).unwrap();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    let batch = median(
+        (0..3)
+            .map(|_| {
+                let s = Instant::now();
+                index.search_batch(queries, opts).unwrap();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    (single, batch)
+}
+
+/// Share of the exact top-10 ids each answer finds, over queries `pick` selects.
+fn recall(got: &[Vec<xqdb::Hit>], exact: &[Vec<xqdb::Hit>], pick: impl Fn(usize) -> bool) -> f64 {
+    let (mut found, mut total) = (0usize, 0usize);
+    for (i, (g, e)) in got.iter().zip(exact).enumerate().filter(|(i, _)| pick(*i)) {
+        let _ = i;
+        let want: std::collections::HashSet<&str> = e.iter().map(|h| h.id.as_str()).collect();
+        found += g.iter().filter(|h| want.contains(h.id.as_str())).count();
+        total += e.len();
+    }
+    found as f64 / total.max(1) as f64
+}
+
+/// Timings and recall of the binary and i8 first passes with exact rescoring.
+fn two_stage(
+    index: &Index,
+    dir: Option<&Path>,
+    dim: usize,
+    queries: &[Vec<f32>],
+    threads: usize,
+) -> serde_json::Value {
+    let recall_queries: Vec<Vec<f32>> = match dir.map(|d| d.join("recall_queries.f32")) {
+        Some(p) if p.exists() => read_f32(&p).chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+        _ => queries.to_vec(),
+    };
+    let exact_opts = SearchOptions::new(K).first_pass(FirstPass::Exact);
+    let exact = index.search_batch(&recall_queries, &exact_opts).unwrap();
+    let mut out = serde_json::Map::new();
+    for pass in [FirstPass::I8, FirstPass::Binary] {
+        let mut r = serde_json::Map::new();
+        for t in [1, threads] {
+            let opts = SearchOptions::new(K).threads(t).first_pass(pass);
+            let (single, batch) = time_search(index, queries, &opts);
+            r.insert(format!("single_ms_{t}t"), single.into());
+            r.insert(format!("batch32_ms_{t}t"), batch.into());
+        }
+        let opts = SearchOptions::new(K).first_pass(pass);
+        let got = index.search_batch(&recall_queries, &opts).unwrap();
+        r.insert("recall_tune".into(), recall(&got, &exact, |i| i % 2 == 0).into());
+        r.insert("recall_heldout".into(), recall(&got, &exact, |i| i % 2 == 1).into());
+        let timed = index.search_batch(queries, &opts).unwrap();
+        r.insert(
+            "top10".into(),
+            serde_json::json!(timed
+                .iter()
+                .map(|h| h.iter().map(|h| h.id.parse::<usize>().unwrap()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()),
+        );
+        let mut curve = Vec::new();
+        for over in [1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 48, 64] {
+            let opts = SearchOptions::new(K)
+                .threads(threads)
+                .first_pass(pass)
+                .oversample(over);
+            let (single, _) = time_search(index, &queries[..1.min(queries.len())], &opts);
+            let got = index.search_batch(&recall_queries, &opts).unwrap();
+            curve.push(serde_json::json!({
+                "oversample": over,
+                format!("single_ms_{threads}t"): single,
+                "recall_tune": recall(&got, &exact, |i| i % 2 == 0),
+                "recall_heldout": recall(&got, &exact, |i| i % 2 == 1),
+            }));
+        }
+        r.insert("default_oversample".into(), pass.default_oversample().into());
+        r.insert("curve".into(), curve.into());
+        out.insert(pass.name().into(), r.into());
+    }
+    let queries_n = recall_queries.len();
+    out.insert("recall_queries".into(), queries_n.into());
+    out.into()
 }

@@ -11,7 +11,10 @@ against the exact f32 top-10.
 faiss-cpu and usearch come from PyPI into CACHE/peers-venv. `--data random`: seeded random unit
 vectors. `--data model`: multilingual-e5-small embeddings (Python onnxruntime, the set-up's
 bundle) of the 21,000 English questions of ../shared/data/xor-tydi/translations.*.jsonl as
-passages, and 32 of their native-language originals as queries. Vectors go to CACHE/peers/ as
+passages, and 32 of their native-language originals as queries. `--data corpus`: every text in
+../shared/data as passages (translations in both languages, training questions, UI strings
+in eight languages) and the 2,110 held-out dev questions, never indexed, as queries (recall of
+the two-stage searches; 32 of them are timed). Vectors go to CACHE/peers/ as
 raw little-endian f32 for xqdb's side (benches/peers.rs)."""
 import argparse
 import json
@@ -36,7 +39,7 @@ def ensure_venv():
     return py
 
 
-def embed_model_data():
+def embed_model_data(mode):
     """Runs in the set-up's venv: embeds the translation data with the default bundle."""
     import glob
     import numpy as np
@@ -66,16 +69,36 @@ def embed_model_data():
             out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
         return np.concatenate(out).astype(np.float32)
 
+    data = os.path.join(REPO, "..", "shared", "data")
     english, native = [], []
-    for path in sorted(glob.glob(os.path.join(REPO, "..", "shared", "data", "xor-tydi", "translations.*.jsonl"))):
+    translations = sorted(glob.glob(os.path.join(data, "xor-tydi", "translations.*.jsonl")))
+    for path in translations:
         rows = [json.loads(line) for line in open(path, encoding="utf-8")]
         english += [r["en"] for r in rows]
         native += [r["native"] for r in rows[:5]]
-    d = os.path.join(WORK, "model")
+    if mode == "model":
+        d = os.path.join(WORK, "model")
+        os.makedirs(d, exist_ok=True)
+        encode(english, m["passage_prefix"]).astype("<f4").tofile(os.path.join(d, "vectors.f32"))
+        encode(native[:32], m["query_prefix"]).astype("<f4").tofile(os.path.join(d, "queries.f32"))
+        return len(english)
+    # corpus: every text of ../shared/data as a passage (translations in both languages,
+    # the training questions, the UI strings in all eight languages); the held-out dev
+    # questions (never indexed) as queries.
+    texts = list(english)
+    for path in translations:
+        texts += [json.loads(line)["native"] for line in open(path, encoding="utf-8")]
+    texts += [json.loads(line)["question"] for line in open(os.path.join(data, "xor-tydi", "xor_train_retrieve_eng_span.jsonl"), encoding="utf-8")]
+    for line in open(os.path.join(data, "gettext", "ui_strings.all7.jsonl"), encoding="utf-8"):
+        texts += [v for v in json.loads(line).values() if isinstance(v, str) and v.strip()]
+    queries = [json.loads(line)["question"] for line in open(os.path.join(data, "xor-tydi", "xor_dev_retrieve_eng_span_v1_1.jsonl"), encoding="utf-8")]
+    d = os.path.join(WORK, "corpus")
     os.makedirs(d, exist_ok=True)
-    encode(english, m["passage_prefix"]).astype("<f4").tofile(os.path.join(d, "vectors.f32"))
-    encode(native[:32], m["query_prefix"]).astype("<f4").tofile(os.path.join(d, "queries.f32"))
-    return len(english)
+    encode(texts, m["passage_prefix"]).astype("<f4").tofile(os.path.join(d, "vectors.f32"))
+    qv = encode(queries, m["query_prefix"])
+    qv.astype("<f4").tofile(os.path.join(d, "recall_queries.f32"))
+    qv[:32].astype("<f4").tofile(os.path.join(d, "queries.f32"))
+    return len(texts)
 
 
 def quantize_i8(v, scale):
@@ -154,8 +177,70 @@ def peers(rows, dim, work):
         r[f"batch32_ms_{threads}t"] = median(batch)
         r["top10"] = [list(map(int, res.keys[i])) for i in range(len(q))]
         out[f"usearch_{name}"] = r
+    out.update(two_stage_peers(x, q, threads, median))
     out["threads"] = threads
     out["rows"] = int(x.shape[0])
+    return out
+
+
+def two_stage_peers(x, q, threads, median, k=10):
+    """Binary first passes of the peers with the same exact f32 rescoring xqdb does: faiss
+    IndexBinaryFlat and usearch's exact Hamming search over sign bits (centred by the mean
+    of the first 65,536 rows, like xqdb's codebook), keeping k x the oversampling xqdb uses
+    by default; and usearch's i8 exact search with the same rescoring."""
+    import time
+    import numpy as np
+    import faiss
+    from usearch.index import search as usearch_search, MetricKind
+
+    over = {"binary": 20, "i8": 4}
+    centre = x[:65536].mean(0)
+    bits = np.packbits(x > centre, axis=1, bitorder="little")
+    qbits = np.packbits(q > centre, axis=1, bitorder="little")
+    bindex = faiss.IndexBinaryFlat(x.shape[1])
+    bindex.add(bits)
+    scale = 127.0 / float(np.abs(x).max())
+    x8 = quantize_i8(x, scale)
+
+    def rescore(cands, qi):
+        c = np.asarray(cands, dtype=np.int64)
+        c = c[c >= 0]
+        s = x[c] @ q[qi]
+        top = np.argsort(-s, kind="stable")[:k]
+        return c[top].tolist()
+
+    def faiss_bin(qs, t):
+        faiss.omp_set_num_threads(t)
+        _, ids = bindex.search(qbits[qs], k * over["binary"])
+        return [rescore(ids[j], qi) for j, qi in enumerate(qs)]
+
+    def usearch_bin(qs, t):
+        m = usearch_search(bits, qbits[qs], k * over["binary"], MetricKind.Hamming, exact=True, threads=t)
+        keys = m.keys.reshape(len(qs), -1)
+        return [rescore(keys[j], qi) for j, qi in enumerate(qs)]
+
+    def usearch_i8(qs, t):
+        q8 = quantize_i8(q[qs], 127.0 / float(np.abs(q[qs]).max()))
+        m = usearch_search(x8, q8, k * over["i8"], MetricKind.IP, exact=True, threads=t)
+        keys = m.keys.reshape(len(qs), -1)
+        return [rescore(keys[j], qi) for j, qi in enumerate(qs)]
+
+    out = {}
+    for name, fn in [("faiss_binary_rescore", faiss_bin), ("usearch_b1_rescore", usearch_bin), ("usearch_i8_rescore", usearch_i8)]:
+        r = {}
+        for t in sorted({1, threads}):
+            fn([0], t)
+            single = []
+            for i in range(15):
+                s = time.perf_counter(); fn([i % len(q)], t); single.append((time.perf_counter() - s) * 1e3)
+            batch = []
+            for _ in range(3):
+                s = time.perf_counter(); top = fn(list(range(len(q))), t); batch.append((time.perf_counter() - s) * 1e3)
+            r[f"single_ms_{t}t"] = median(single)
+            r[f"batch32_ms_{t}t"] = median(batch)
+        r["top10"] = top
+        out[name] = r
+    faiss.omp_set_num_threads(threads)
     return out
 
 
@@ -167,13 +252,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--data", choices=["random", "model"], default="random")
+    ap.add_argument("--data", choices=["random", "model", "corpus"], default="random")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--embed", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", default=WORK, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.embed:
-        print(embed_model_data())
+        print(embed_model_data(a.data))
         return
     if a.inner:
         print(json.dumps(peers(a.rows, a.dim, a.work)))
@@ -181,12 +266,13 @@ def main():
     py = ensure_venv()
     work = WORK
     what = "random unit vectors"
-    if a.data == "model":
-        work = os.path.join(WORK, "model")
+    if a.data in ("model", "corpus"):
+        work = os.path.join(WORK, a.data)
         if not os.path.exists(os.path.join(work, "queries.f32")):
             setup_py = os.path.join(CACHE, "venv", "bin", "python")
-            subprocess.run([setup_py, __file__, "--embed"], check=True)
-        what = "multilingual-e5-small embeddings of XOR-TyDi English questions (32 native-language queries)"
+            subprocess.run([setup_py, __file__, "--embed", "--data", a.data], check=True)
+        what = {"model": "multilingual-e5-small embeddings of XOR-TyDi English questions (32 native-language queries)",
+                "corpus": "multilingual-e5-small embeddings of every text in ../shared/data (32 of the held-out dev questions as timed queries)"}[a.data]
     res = subprocess.run([py, __file__, "--inner", "--rows", str(a.rows), "--dim", str(a.dim), "--work", work], check=True, capture_output=True, text=True)
     theirs = json.loads(res.stdout)
     env = dict(os.environ, XQDB_PEERS_DIR=work, XQDB_PEERS_DIM=str(a.dim), XQDB_PEERS_DTYPES="f32,f16,i8")
@@ -215,6 +301,29 @@ def main():
         x, u = ours["dtypes"][dt], theirs[f"usearch_{dt}"]
         b = f"batch32_ms_{t}t"
         print(f"| {dt} | {x['single_ms_1t']:.1f} | {u['single_ms_1t']:.1f} | {x[b]:.1f} | {u[b]:.1f} | {u['single_ms_1t'] / x['single_ms_1t']:.2f}x | {recall(x['top10'], exact):.4f} | {recall(u['top10'], exact):.4f} |")
+    fp = ours["first_pass"]
+    print(f"\n# two-stage search: first pass over codes, exact f32 rescoring of k x oversample rows; medians, ms; recall@10 against the exact top-10 of the same {len(exact)} queries")
+    print(f"| method | 1 query, 1 thread | 1 query, {t} threads | batch 32, 1 thread | batch 32, {t} threads | recall@10 | f32 exact / method (1 query, {t} threads) |")
+    print("|---|---|---|---|---|---|---|")
+    base = ours["timings"][f"single_ms_{t}t"]
+    rows = [("xqdb f32 exact", ours["timings"], ours["top10"]),
+            (f"xqdb i8 + rescore (x{fp['i8']['default_oversample']})", fp["i8"], fp["i8"]["top10"]),
+            (f"xqdb binary + rescore (x{fp['binary']['default_oversample']})", fp["binary"], fp["binary"]["top10"]),
+            ("faiss IndexFlatIP", theirs["faiss"], theirs["faiss_top10"]),
+            ("faiss IndexBinaryFlat + rescore (x20)", theirs["faiss_binary_rescore"], theirs["faiss_binary_rescore"]["top10"]),
+            ("usearch b1 exact + rescore (x20)", theirs["usearch_b1_rescore"], theirs["usearch_b1_rescore"]["top10"]),
+            ("usearch i8 exact + rescore (x4)", theirs["usearch_i8_rescore"], theirs["usearch_i8_rescore"]["top10"])]
+    for label, r, top in rows:
+        cells = [r[f"single_ms_1t"], r[f"single_ms_{t}t"], r[f"batch32_ms_1t"], r[f"batch32_ms_{t}t"]]
+        print(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {recall(top, exact):.4f} | {base / r[f'single_ms_{t}t']:.1f}x |")
+    n = fp["recall_queries"]
+    print(f"\n# recall@10 and latency over oversampling ({n} queries: even-numbered tuning half / odd-numbered held-out half)")
+    print(f"| first pass | oversample | 1 query, {t} threads (ms) | recall@10 tuning | recall@10 held-out |")
+    print("|---|---|---|---|---|")
+    for name in ["i8", "binary"]:
+        for c in fp[name]["curve"]:
+            print(f"| {name} | {c['oversample']} | {c[f'single_ms_{t}t']:.2f} | {c['recall_tune']:.4f} | {c['recall_heldout']:.4f} |")
+    json.dump({"xqdb": ours, "peers": {k_: v for k_, v in theirs.items() if not k_.endswith("top10")}}, open(os.path.join(REPO, "target", f"bench-peers-{a.data}.json"), "w"))
     if same_f + tied < 32:
         sys.exit("xqdb and faiss disagree on exact top-10")
 

@@ -278,6 +278,21 @@ pub struct Stats {
     /// Whether a query adapter is stored (applied to text queries).
     #[serde(default)]
     pub query_adapter: bool,
+    /// The codes segments keep beside their rows (`"binary"`, `"i8"`).
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// Whether codes are taken around the index's mean.
+    #[serde(default)]
+    pub codes_centred: Option<bool>,
+    /// The first pass searches use by default.
+    #[serde(default)]
+    pub first_pass: FirstPass,
+    /// The oversampling of that first pass (1 for exact).
+    #[serde(default)]
+    pub oversample: usize,
+    /// Bytes of codes in segment files (included in `segment_bytes`).
+    #[serde(default)]
+    pub code_bytes: u64,
 }
 
 /// How a search finds its candidates (see [`Codes`]).

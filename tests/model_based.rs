@@ -1,7 +1,8 @@
 //! Model-based test of the store: random sequences of insert / upsert / delete / commit /
 //! rollback / seal / compact / reopen / search, checked step by step against an in-memory
 //! oracle of what was committed. Vectors have small integer components so that scores are
-//! exact and ties (broken by insertion order) are common; every search must equal the
+//! exact and ties (broken by insertion order) are common; segments are small and merge
+//! automatically three at a time; every search must equal the
 //! brute-force answer, every reopen the last committed state, and every store must verify
 //! with no orphan file at the end. Stores that keep binary and i8 codes run their searches
 //! through a random first pass with oversampling that covers every row, so that the
@@ -159,6 +160,7 @@ fn open(dir: &std::path::Path, dtype: Dtype, mode: ReadMode, codes: bool) -> Ind
         .dtype(dtype)
         .seal_rows(5)
         .direct_segment_rows(4)
+        .merge_fan_in(3)
         .threads(2)
         .open(dir)
         .expect("open")

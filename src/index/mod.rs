@@ -55,6 +55,7 @@ pub struct IndexBuilder {
     verify: VerifyPolicy,
     seal_rows: usize,
     direct_segment_rows: usize,
+    merge_fan_in: usize,
     threads: usize,
 }
 
@@ -74,6 +75,7 @@ impl Default for IndexBuilder {
             verify: VerifyPolicy::default(),
             seal_rows: 16_384,
             direct_segment_rows: 4_096,
+            merge_fan_in: 8,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -166,6 +168,15 @@ impl IndexBuilder {
     /// f32 and f16 rows; fixed at creation.
     pub fn codes(mut self, codes: crate::types::Codes) -> Self {
         self.codes = codes.any().then_some(codes);
+        self
+    }
+
+    /// Automatic size-tiered merging: once this many segments share a size tier (tier `t`
+    /// holds segments of `seal_rows · fan_in^t` up to `seal_rows · fan_in^(t+1)` live rows),
+    /// a commit merges them into one; at most one merge per commit. `0` turns it off
+    /// ([`Writer::compact`] still merges everything). Default 8.
+    pub fn merge_fan_in(mut self, fan_in: usize) -> Self {
+        self.merge_fan_in = if fan_in == 1 { 2 } else { fan_in };
         self
     }
 

@@ -848,6 +848,8 @@ impl Snapshot {
                 .len()
         };
         let backlog = self.table_len(store::BACKLOG)?;
+        let codes = d.config.codes;
+        let (pass, oversample) = self.first_pass_of(&SearchOptions::new(1))?;
         Ok(Stats {
             passages: d.live,
             tail_rows: d.tail.len() as u64,
@@ -867,6 +869,13 @@ impl Snapshot {
             xqg_alpha: d.config.xqg.as_ref().map(|p| p.alpha),
             format_version: d.config.format_version,
             query_adapter: d.adapter.is_some(),
+            codes: codes
+                .map(|c| c.names().into_iter().map(String::from).collect())
+                .unwrap_or_default(),
+            codes_centred: codes.map(|c| c.centred),
+            first_pass: pass,
+            oversample,
+            code_bytes: d.segments.iter().map(|s| s.handle.code_bytes()).sum(),
         })
     }
 

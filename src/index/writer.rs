@@ -1,6 +1,6 @@
 //! The single writer: buffered changes, the commit protocol, sealing and compaction.
 
-use super::snapshot::{prepare_vector, SnapshotData, Tail};
+use super::snapshot::{prepare_vector, SegmentView, SnapshotData, Tail};
 use super::Inner;
 use super::Snapshot;
 use crate::error::{Error, Result};
@@ -253,6 +253,34 @@ pub struct AugmentReport {
     pub queries: usize,
     /// Passages still waiting.
     pub remaining: u64,
+}
+
+/// Which segments (positions, oldest first) one step of size-tiered merging merges, given
+/// each segment's live rows: the oldest `fan_in` of the smallest tier that has `fan_in`.
+/// Tier `t` holds `[base · fan_in^t, base · fan_in^(t+1))` live rows (tier 0 also smaller).
+pub(crate) fn merge_pick(
+    live: impl Iterator<Item = u64>,
+    base: u64,
+    fan_in: usize,
+) -> Option<Vec<usize>> {
+    let f = fan_in.max(2) as u64;
+    let mut tiers: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (i, rows) in live.enumerate() {
+        let mut tier = 0;
+        let mut bound = base.max(1).saturating_mul(f);
+        while rows >= bound && bound < u64::MAX {
+            tier += 1;
+            bound = bound.saturating_mul(f);
+        }
+        tiers.entry(tier).or_default().push(i);
+    }
+    tiers
+        .into_values()
+        .find(|v| v.len() >= fan_in)
+        .map(|mut v| {
+            v.truncate(fan_in);
+            v
+        })
 }
 
 /// Rows gathered from existing segments for compaction, in row-id order.
@@ -630,6 +658,7 @@ impl Writer {
         if self.inner.snapshot_data().tail.len() >= self.inner.options.seal_rows {
             self.seal()?;
         }
+        self.guard(|w| w.merge_tier())?;
         Ok(info)
     }
 
@@ -938,24 +967,66 @@ impl Writer {
     /// uses them. Returns whether anything was rewritten.
     pub fn compact(&mut self) -> Result<bool> {
         self.seal()?;
-        self.guard(|w| w.merge_segments())
+        self.guard(|w| w.merge_segments(None))
     }
 
-    fn merge_segments(&self) -> Result<bool> {
+    /// One step of automatic merging (see [`IndexBuilder::merge_fan_in`]): merges the
+    /// oldest `fan_in` segments of the smallest size tier that has that many. Returns
+    /// whether it merged.
+    ///
+    /// [`IndexBuilder::merge_fan_in`]: crate::IndexBuilder::merge_fan_in
+    pub fn maintain(&mut self) -> Result<bool> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        self.ids = None;
+        self.guard(|w| w.merge_tier())
+    }
+
+    fn merge_tier(&self) -> Result<bool> {
+        let fan_in = self.inner.options.merge_fan_in;
+        if fan_in == 0 {
+            return Ok(false);
+        }
+        let snap = self.inner.snapshot_data();
+        let pick = merge_pick(
+            snap.segments
+                .iter()
+                .map(|s| (s.handle.rows() - s.dead_count) as u64),
+            self.inner.options.seal_rows as u64,
+            fan_in,
+        );
+        drop(snap);
+        match pick {
+            Some(chosen) => self.merge_segments(Some(&chosen)),
+            None => Ok(false),
+        }
+    }
+
+    /// Merges the segments at positions `only` (every segment when `None`) into one,
+    /// dropping their deleted rows and those rows' tombstones.
+    fn merge_segments(&self, only: Option<&[usize]>) -> Result<bool> {
         let inner = &*self.inner;
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let snap: Arc<SnapshotData> = inner.snapshot_data();
-        if snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
+        if only.is_none() && snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
             return Ok(false);
         }
+        let chosen: Vec<&SegmentView> = match only {
+            Some(p) => p.iter().map(|&i| &snap.segments[i]).collect(),
+            None => snap.segments.iter().collect(),
+        };
         let mut config = snap.config.clone();
         let mut counters = snap.counters;
         let width = config.dim * config.dtype.size();
         let mut picks: Vec<(u64, &[u8])> = Vec::new();
-        for s in &snap.segments {
+        let mut dropped: Vec<u64> = Vec::new();
+        for s in &chosen {
             let bytes = s.handle.row_bytes();
             for (i, &rid) in s.handle.rids().iter().enumerate() {
-                if !s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                if s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                    dropped.push(rid);
+                } else {
                     picks.push((rid, &bytes[i * width..(i + 1) * width]));
                 }
             }
@@ -967,22 +1038,28 @@ impl Writer {
             let mut segs = txn
                 .open_table(store::SEGMENTS)
                 .map_err(|e| cerr(e.into()))?;
-            for s in &snap.segments {
+            for s in &chosen {
                 segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
             }
             let mut tombstones = txn
                 .open_table(store::TOMBSTONES)
                 .map_err(|e| cerr(e.into()))?;
-            tombstones
-                .retain(|_, _| false)
-                .map_err(|e| cerr(e.into()))?;
+            if only.is_none() {
+                tombstones
+                    .retain(|_, _| false)
+                    .map_err(|e| cerr(e.into()))?;
+            } else {
+                for rid in &dropped {
+                    tombstones.remove(*rid).map_err(|e| cerr(e.into()))?;
+                }
+            }
         }
         if !picks.is_empty() {
             self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
         }
         self.write_counters(&txn, &mut counters)?;
         txn.commit().map_err(|e| cerr(e.into()))?;
-        for s in &snap.segments {
+        for s in &chosen {
             inner.retire(&s.handle);
         }
         let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), true, false)?;
@@ -1290,5 +1367,35 @@ impl Writer {
         }
         report.remaining = self.inner.backlog_len()?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_pick;
+
+    #[test]
+    fn merging_picks_the_oldest_fan_in_segments_of_the_smallest_full_tier() {
+        // base 10, fan-in 3: tier 0 < 30 rows, tier 1 < 90, tier 2 < 270.
+        let pick = |rows: &[u64]| merge_pick(rows.iter().copied(), 10, 3);
+        assert_eq!(pick(&[10, 10]), None);
+        assert_eq!(pick(&[10, 50, 10, 20, 5]), Some(vec![0, 2, 3]));
+        assert_eq!(pick(&[40, 50, 10, 60, 200]), Some(vec![0, 1, 3]));
+        assert_eq!(pick(&[100, 300, 10, 200, 260]), Some(vec![0, 3, 4]));
+        assert_eq!(pick(&[]), None);
+        // However many seals arrive, one merge per step keeps every tier below the fan-in.
+        let mut segs: Vec<u64> = Vec::new();
+        for _ in 0..1000 {
+            segs.push(10);
+            while let Some(p) = merge_pick(segs.iter().copied(), 10, 3) {
+                let merged: u64 = p.iter().map(|&i| segs[i]).sum();
+                for &i in p.iter().rev() {
+                    segs.remove(i);
+                }
+                segs.push(merged);
+            }
+        }
+        assert_eq!(segs.iter().sum::<u64>(), 10_000);
+        assert!(segs.len() <= 2 * 7, "{} segments: {segs:?}", segs.len());
     }
 }

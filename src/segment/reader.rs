@@ -175,6 +175,11 @@ impl SegmentHandle {
         self.info.footer.codebook
     }
 
+    /// Bytes of codes in the file.
+    pub fn code_bytes(&self) -> u64 {
+        (self.info.layout.bits_len + self.info.layout.i8_len) as u64
+    }
+
     /// The 1-bit codes, if the file holds them.
     pub fn bits(&self) -> Option<Rows<'_>> {
         let l = &self.info.layout;

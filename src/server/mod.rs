@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter"}` | `{"hits": [..]}` |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "first_pass", "oversample"}` | `{"hits": [..]}` |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
@@ -280,7 +280,32 @@ impl Server {
             }
         }
         let adapter = obj.get("adapter").and_then(Value::as_bool).unwrap_or(true);
-        let options = SearchOptions::new(k).filter(filter).adapter(adapter);
+        let mut options = SearchOptions::new(k).filter(filter).adapter(adapter);
+        match obj.get("first_pass") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) => match p.parse() {
+                Ok(p) => options.first_pass = Some(p),
+                Err(e) => return fail(400, e.to_string()),
+            },
+            Some(_) => return fail(400, "first_pass must be \"exact\", \"i8\" or \"binary\""),
+        }
+        match obj.get("oversample") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(o) if o >= 1 && o <= crate::index::MAX_OVERSAMPLE as u64 => {
+                    options.oversample = Some(o as usize)
+                }
+                _ => {
+                    return fail(
+                        400,
+                        format!(
+                            "oversample must be an integer from 1 to {}",
+                            crate::index::MAX_OVERSAMPLE
+                        ),
+                    )
+                }
+            },
+        }
         let hits = match (obj.get("text"), obj.get("vector")) {
             (Some(Value::String(t)), None) => self.index.search_text_with(t, &options),
             (None, Some(v)) => {

@@ -52,6 +52,12 @@ pub(crate) struct SearchArgs {
     /// Snippet width (characters) for hits of synced documents.
     #[arg(long, default_value_t = 160)]
     width: usize,
+    /// First pass: exact, i8 or binary (codes the index keeps; default: the index's).
+    #[arg(long)]
+    first_pass: Option<xqdb::FirstPass>,
+    /// The first pass keeps k × N candidates, rescored exactly (default: the index's).
+    #[arg(long)]
+    oversample: Option<usize>,
 }
 
 pub(crate) fn search(a: SearchArgs) -> CliResult {
@@ -71,6 +77,8 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         parallel,
         length_normalize,
         width,
+        first_pass,
+        oversample,
     } = a;
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
@@ -85,7 +93,9 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
             serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
         filter = filter.meta_eq(field, value);
     }
-    let options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
+    let mut options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
+    options.first_pass = first_pass;
+    options.oversample = oversample;
     let hits = match (text, vector_file) {
         (_, Some(f)) => {
             if rerank.is_some() {

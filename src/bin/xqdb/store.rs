@@ -36,6 +36,13 @@ pub(crate) struct InitArgs {
     xqg: bool,
     #[command(flatten)]
     profile: ProfileArgs,
+    /// Compact codes kept beside the rows for fast first passes: binary, i8 or binary,i8
+    /// (searches then scan the cheapest by default and rescore exactly).
+    #[arg(long)]
+    codes: Option<String>,
+    /// Default oversampling of the first pass over codes (default: 20 binary, 4 i8).
+    #[arg(long, requires = "codes")]
+    oversample: Option<u32>,
 }
 
 #[derive(Args)]
@@ -88,8 +95,15 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
         generator,
         xqg,
         profile,
+        codes,
+        oversample,
     } = a;
     let mut builder = Index::builder().metric(metric).dtype(dtype);
+    if let Some(list) = codes {
+        let mut c = xqdb::Codes::parse(&list).map_err(err)?;
+        c.default_oversample = oversample;
+        builder = builder.codes(c);
+    }
     if xqg || generator.is_some() {
         builder = builder.xqg(profile.profile()?);
     }
@@ -114,7 +128,7 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
     let s = index.stats().map_err(err)?;
     let profile = index.snapshot().xqg_profile().cloned();
     Ok(
-        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile }),
+        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile, "codes": s.codes, "first_pass": s.first_pass, "oversample": s.oversample }),
     )
 }
 
