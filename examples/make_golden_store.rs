@@ -7,7 +7,9 @@
 //! every other one with an xQG record, an xQG profile and a stored query adapter), and
 //! `expected.json`: the ids, passages, top-3 answers, xQG records and adapter this build
 //! gave, which later builds must reproduce. From format 4 on it also writes `store-docs/`:
-//! `examples/docs` synced with the default model (`make setup` first), with its file records.
+//! `examples/docs` synced with the default model (`make setup` first), with its file records;
+//! from format 5 on `store-codes/`: the xQG store's rows in an index that keeps binary and
+//! i8 codes (version-2 segments, a codebook), answered through its default binary first pass.
 
 use serde_json::json;
 use xqdb::{Dtype, Index, Metric, Passage};
@@ -34,12 +36,20 @@ fn all_passages(snap: &xqdb::Snapshot, ids: &[String]) -> xqdb::Result<Vec<Passa
         .collect()
 }
 
-fn build(dir: &std::path::Path, dtype: Dtype, xqg: bool) -> xqdb::Result<serde_json::Value> {
+fn build(
+    dir: &std::path::Path,
+    dtype: Dtype,
+    xqg: bool,
+    codes: bool,
+) -> xqdb::Result<serde_json::Value> {
     let mut b = Index::builder()
         .dim(4)
         .metric(Metric::Dot)
         .dtype(dtype)
         .direct_segment_rows(8);
+    if codes {
+        b = b.codes(xqdb::Codes::parse("binary,i8")?);
+    }
     if xqg {
         b = b.xqg(xqdb::XqgProfile {
             alpha: 0.25,
@@ -141,12 +151,15 @@ fn main() -> xqdb::Result<()> {
             .expect("usage: make_golden_store OUT_DIR"),
     );
     std::fs::create_dir_all(&out).map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
-    let f32_store = build(&out.join("store"), Dtype::F32, false)?;
-    let f16_store = build(&out.join("store-f16"), Dtype::F16, false)?;
-    let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true)?;
+    let f32_store = build(&out.join("store"), Dtype::F32, false, false)?;
+    let f16_store = build(&out.join("store-f16"), Dtype::F16, false, false)?;
+    let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true, false)?;
     let mut stores = json!({ "store": f32_store, "store-f16": f16_store, "store-xqg": xqg_store });
     if xqdb::FORMAT_VERSION >= 4 {
         stores["store-docs"] = build_docs(&out.join("store-docs"))?;
+    }
+    if xqdb::FORMAT_VERSION >= 5 {
+        stores["store-codes"] = build(&out.join("store-codes"), Dtype::F32, true, true)?;
     }
     let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": stores });
     std::fs::write(

@@ -1,6 +1,7 @@
 //! Golden stores: `tests/golden/v1` was written by format version 1, `tests/golden/v3` by
-//! format version 3 (xQG records and a query adapter too) and `tests/golden/v4` by format
-//! version 4 (a synced folder's file records too; see `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
+//! format version 3 (xQG records and a query adapter too), `tests/golden/v4` by format
+//! version 4 (a synced folder's file records too) and `tests/golden/v5` by format version 5
+//! (a store with binary and i8 codes too; see `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
 //! read every passage, xQG record and adapter, give the same top-3 answers it recorded, and
 //! keep writing to it.
 
@@ -137,12 +138,25 @@ fn format_v4_stores_with_synced_files_open_as_recorded() {
     check_v3_or_later("v4", 4);
 }
 
+#[test]
+fn format_v5_stores_with_codes_open_as_recorded() {
+    check_v3_or_later("v5", 5);
+}
+
 fn check_v3_or_later(version: &str, format: u64) {
     for (name, want, _tmp, index) in open_golden(version, format) {
         index.verify().unwrap();
         if name == "store-docs" {
-            check_docs(&want, &index);
+            check_docs(&want, &index, format);
             continue;
+        }
+        let stats = index.stats().unwrap();
+        if name == "store-codes" {
+            assert_eq!(stats.codes, ["binary", "i8"]);
+            assert_eq!(stats.first_pass, xqdb::FirstPass::Binary);
+            assert!(stats.code_bytes > 0);
+        } else {
+            assert!(stats.codes.is_empty(), "{name}");
         }
         let snap = index.snapshot();
         let passages = assert_passages(&name, &snap, &want);
@@ -189,12 +203,12 @@ fn check_v3_or_later(version: &str, format: u64) {
 
 /// The synced store: the same file records (read through `xqdb::documents`), passages and
 /// answers.
-fn check_docs(want: &serde_json::Value, index: &Index) {
+fn check_docs(want: &serde_json::Value, index: &Index, format: u64) {
     let snap = index.snapshot();
     assert_passages("store-docs", &snap, want);
     assert_answers("store-docs", &snap, want);
     drop(snap);
-    assert_eq!(index.stats().unwrap().format_version, 4);
+    assert_eq!(index.stats().unwrap().format_version as u64, format);
     let files: Vec<(String, xqdb::documents::FileRecord)> =
         serde_json::from_value(want["files"].clone()).unwrap();
     assert_eq!(xqdb::documents::files(index).unwrap(), files);

@@ -18,12 +18,19 @@ fn vector(i: usize) -> Vec<f32> {
 
 /// A store with two sealed segments and a few tail rows.
 fn build(dir: &Path) {
-    let index = Index::builder()
+    build_with(dir, None)
+}
+
+/// The same, keeping `codes` beside the rows.
+fn build_with(dir: &Path, codes: Option<xqdb::Codes>) {
+    let mut b = Index::builder()
         .dim(DIM)
         .metric(Metric::Dot)
-        .direct_segment_rows(100)
-        .create(dir)
-        .unwrap();
+        .direct_segment_rows(100);
+    if let Some(c) = codes {
+        b = b.codes(c);
+    }
+    let index = b.create(dir).unwrap();
     let mut w = index.writer().unwrap();
     for batch in 0..2 {
         for i in 0..100 {
@@ -252,6 +259,54 @@ fn damaged_segments_and_catalogs_give_typed_errors_naming_the_file() {
             "{case}: {e:?}"
         );
     }
+}
+
+/// Damaged codes: a flipped binary or i8 code byte, code flags or codebook id, and a
+/// segment whose codes were made with another store's codebook.
+#[test]
+fn damaged_codes_give_typed_errors_naming_the_file() {
+    use xqdb::segment::format::{inspect, Layout};
+    let base = tempfile::tempdir().unwrap();
+    build_with(base.path(), Some(xqdb::Codes::parse("binary,i8").unwrap()));
+    let seg = segments(base.path()).remove(0);
+    let seg_name = seg.file_name().unwrap().to_str().unwrap().to_string();
+    let info = inspect(&std::fs::read(&seg).unwrap(), true).unwrap();
+    assert_eq!(info.header.version, 2);
+    assert_eq!(info.header.codes, 3);
+    let l: Layout = info.layout;
+    assert!(l.bits_len > 0 && l.i8_len > 0);
+    let cases = [
+        ("binary code byte", l.bits_offset + 5),
+        ("i8 code byte", l.i8_offset + 7),
+        ("code flags", 45),
+        ("codebook id", l.footer_offset + 40),
+    ];
+    for (case, at) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_store(base.path(), dir.path());
+        flip(&dir.path().join("segments").join(&seg_name), at);
+        assert_clean_failure(case, &verify_in_child(dir.path()), &seg_name);
+        let e = Index::builder()
+            .verify_policy(VerifyPolicy::Always)
+            .open(dir.path())
+            .and_then(|i| i.verify())
+            .expect_err(case);
+        assert!(e.is_corruption(), "{case}: {e:?}");
+    }
+    // Codes from a codebook fitted on other rows: same store, footer and checksum rewritten
+    // consistently, so only the codebook id can tell.
+    let dir = tempfile::tempdir().unwrap();
+    copy_store(base.path(), dir.path());
+    let path = dir.path().join("segments").join(&seg_name);
+    let mut b = std::fs::read(&path).unwrap();
+    let f = l.footer_offset;
+    b[f + 40] ^= 0x02;
+    let h = xxhash_rust::xxh3::xxh3_64(&b[f..f + 56]);
+    b[f + 56..f + 64].copy_from_slice(&h.to_le_bytes());
+    std::fs::write(&path, b).unwrap();
+    let e = Index::open(dir.path()).expect_err("codebook id mismatch");
+    assert!(e.to_string().contains("codebook"), "{e}");
+    assert!(e.is_corruption(), "{e:?}");
 }
 
 #[test]

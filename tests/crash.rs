@@ -1,5 +1,6 @@
 //! Durability under SIGKILL: a child process (`xqdb stress-writer`) inserts passages with
-//! xQG records, deletes, commits, seals, re-fuses with a new α and compacts in a loop and
+//! xQG records, deletes, commits (with automatic merges), seals, re-fuses with a new α and
+//! compacts in a loop, in an index that keeps binary and i8 codes, and
 //! prints each batch after `commit()` returns; the parent kills it at random moments (many
 //! of them right as a seal, a re-fusion or a compaction starts), then reopens the store and
 //! checks that it verifies, that every acknowledged batch is there exactly as committed,
@@ -43,8 +44,9 @@ enum Aim {
     AnyTime,
 }
 
-/// Runs the child until it is killed; returns the batches it acknowledged.
-fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64> {
+/// Runs the child until it is killed; returns the batches it acknowledged and how many
+/// automatic merges it reported.
+fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> (Vec<u64>, usize) {
     let mut child = common::stress::command(dir, first)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,6 +66,7 @@ fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64
     let deadline = Instant::now() + Duration::from_millis(rng.random_range(5..400));
     let target = rng.random_range(0..6u64);
     let mut windows_seen = 0;
+    let mut merges = 0;
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());
         let line = match aim {
@@ -76,6 +79,7 @@ fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64
                 Err(_) => break,
             },
         };
+        merges += line.starts_with("merged ") as usize;
         let Some(b) = line
             .strip_prefix("committed ")
             .and_then(|b| b.parse::<u64>().ok())
@@ -101,16 +105,19 @@ fn run_and_kill(dir: &Path, first: u64, aim: Aim, rng: &mut impl Rng) -> Vec<u64
     let status = child.wait().unwrap();
     reader.join().unwrap();
     // Lines already in the pipe were printed after a commit returned: count them too.
-    acked.extend(
-        rx.try_iter()
-            .filter_map(|l| l.strip_prefix("committed ")?.parse::<u64>().ok()),
-    );
+    for l in rx.try_iter() {
+        merges += l.starts_with("merged ") as usize;
+        acked.extend(
+            l.strip_prefix("committed ")
+                .and_then(|b| b.parse::<u64>().ok()),
+        );
+    }
     if status.success() {
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
         panic!("stress writer exited on its own: {err}");
     }
-    acked
+    (acked, merges)
 }
 
 #[test]
@@ -132,6 +139,7 @@ fn kill_rounds(kills: usize, seed: u64) {
     let mut last_durable: Option<u64> = None;
     let mut aims = [0usize; 4];
     let mut killed_mid_write = 0;
+    let mut merges = 0;
     for round in 0..kills {
         let aim = match round % 4 {
             0 => Aim::AfterSealStarts,
@@ -141,7 +149,8 @@ fn kill_rounds(kills: usize, seed: u64) {
         };
         aims[round % 4] += 1;
         let first = last_durable.map_or(0, |b| b + 1);
-        let acked = run_and_kill(dir.path(), first, aim, &mut rng);
+        let (acked, merged) = run_and_kill(dir.path(), first, aim, &mut rng);
+        merges += merged;
         let seg_files = |suffix: &str| {
             std::fs::read_dir(dir.path().join("segments"))
                 .map(|rd| {
@@ -182,6 +191,27 @@ fn kill_rounds(kills: usize, seed: u64) {
                 durable <= Some(max_acked + 1),
                 "round {round}: unacknowledged batches visible"
             );
+        }
+        // Codes survive with their rows: first passes that cover every row answer exactly.
+        let q = common::stress::query();
+        let exact = xqdb::SearchOptions::new(5).first_pass(xqdb::FirstPass::Exact);
+        let want: Vec<(String, f32)> = snap
+            .search_with(&q, &exact)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.id, h.score))
+            .collect();
+        for pass in [xqdb::FirstPass::I8, xqdb::FirstPass::Binary] {
+            let opts = xqdb::SearchOptions::new(5)
+                .first_pass(pass)
+                .oversample(1 << 20);
+            let got: Vec<(String, f32)> = snap
+                .search_with(&q, &opts)
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.id, h.score))
+                .collect();
+            assert_eq!(got, want, "round {round}: {pass:?} first pass");
         }
         let ids: BTreeSet<String> = snap.ids().unwrap().into_iter().collect();
         assert_eq!(
@@ -241,9 +271,11 @@ fn kill_rounds(kills: usize, seed: u64) {
     }
     let stats = Index::open(dir.path()).unwrap().stats().unwrap();
     eprintln!(
-        "{kills} kills ({} aimed at seals, {} at compactions, {} at re-fusions, {} at random times; {killed_mid_write} left a half-written segment); {} batches durable; stats: {stats:?}",
+        "{kills} kills ({} aimed at seals, {} at compactions, {} at re-fusions, {} at random times; {killed_mid_write} left a half-written segment); {merges} automatic merges reported; {} batches durable; stats: {stats:?}",
         aims[0], aims[1], aims[2], aims[3], last_durable.map_or(0, |b| b + 1)
     );
+    assert!(merges > 0, "no automatic merge ran between the kills");
+    assert_eq!(stats.codes, ["binary", "i8"]);
     assert!(
         last_durable.is_some_and(|b| b >= kills as u64),
         "the writer made too little progress to test anything"

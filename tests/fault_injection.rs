@@ -1,7 +1,8 @@
 //! Crash at the N-th I/O call: the store runs on a simulated disk (`xqdb::faults::SimDisk`)
 //! where the catalog (redb's storage backend) and the segment files keep a volatile and a
 //! durable view, and every I/O call from the N-th on fails. Random operation sequences
-//! (insert, upsert, delete, commit, seal, compact, re-fusion with a new α) run until the disk fails; then the disk
+//! (insert, upsert, delete, commit with automatic merges, seal, compact, re-fusion with a new
+//! α; binary and i8 codes in every segment) run until the disk fails; then the disk
 //! "loses power" (only synced state survives), the store is reopened on what is left, and
 //! it must verify, hold exactly the last acknowledged state (or, when the failing call was
 //! a commit, possibly that commit's state), leave no orphan segment, and accept new writes.
@@ -67,6 +68,8 @@ fn builder() -> xqdb::IndexBuilder {
         })
         .seal_rows(6)
         .direct_segment_rows(5)
+        .merge_fan_in(3)
+        .codes(xqdb::Codes::parse("binary,i8").unwrap())
         .threads(1)
 }
 
@@ -177,6 +180,24 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
         fused(&(recovered.0.clone(), alpha)) == got,
         "the recorded α matches the vectors"
     );
+    // Codes came back with their rows: first passes covering every row answer exactly.
+    let snap = index.snapshot();
+    let q = [1.0, 2.0, -1.0, 0.5];
+    let exact = snap
+        .search_with(
+            &q,
+            &xqdb::SearchOptions::new(5).first_pass(xqdb::FirstPass::Exact),
+        )
+        .unwrap();
+    for pass in [xqdb::FirstPass::I8, xqdb::FirstPass::Binary] {
+        let opts = xqdb::SearchOptions::new(5).first_pass(pass).oversample(64);
+        assert_eq!(
+            snap.search_with(&q, &opts).unwrap(),
+            exact,
+            "crash at call {fail_at}: {pass:?}"
+        );
+    }
+    drop(snap);
     // Every file in segments/ is listed (verify checks it) and the store keeps working.
     let mut w = index.writer().unwrap();
     w.upsert(Passage::new("after", "t"), &[1.0, 0.0, 0.0, 0.0])

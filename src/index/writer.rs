@@ -27,6 +27,9 @@ pub struct CommitInfo {
     pub written: usize,
     /// Passages deleted.
     pub deleted: usize,
+    /// Whether an automatic merge ran after the commit (see
+    /// [`IndexBuilder::merge_fan_in`](crate::IndexBuilder::merge_fan_in)).
+    pub merged: bool,
 }
 
 enum Op {
@@ -658,8 +661,8 @@ impl Writer {
         if self.inner.snapshot_data().tail.len() >= self.inner.options.seal_rows {
             self.seal()?;
         }
-        self.guard(|w| w.merge_tier())?;
-        Ok(info)
+        let merged = self.guard(|w| w.merge_tier())?;
+        Ok(CommitInfo { merged, ..info })
     }
 
     fn apply(&mut self, ops: Vec<Op>, files: Vec<(String, Option<Vec<u8>>)>) -> Result<CommitInfo> {
@@ -796,6 +799,7 @@ impl Writer {
             commit_seq: counters.commit_seq,
             written,
             deleted,
+            merged: false,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The hidden `stress-writer` command: the writer process the crash and multi-process tests
-//! SIGKILL (deterministic batches, deletes, seals, re-fusions, compactions, adapter steps).
+//! SIGKILL (deterministic batches, deletes, seals, automatic merges, re-fusions, compactions,
+//! adapter steps; binary and i8 codes in every segment).
 
 use crate::common::CliResult;
 use clap::Args;
@@ -89,6 +90,8 @@ fn stress_writer(
         .metric(Metric::Dot)
         .seal_rows(batch_size * 3)
         .direct_segment_rows(batch_size * 2)
+        .merge_fan_in(3)
+        .codes(xqdb::Codes::parse("binary,i8")?)
         .xqg(xqdb::XqgProfile {
             alpha: 0.5,
             normalize: false,
@@ -123,8 +126,11 @@ fn stress_writer(
                 w.delete(&format!("b{}-{i}", b - 2))?;
             }
         }
-        w.commit()?;
+        let info = w.commit()?;
         writeln!(out, "committed {b}").ok();
+        if info.merged {
+            writeln!(out, "merged {b}").ok();
+        }
         out.flush().ok();
         stress_adapter_step(&mut w, b, dim)?;
         match b % 7 {
