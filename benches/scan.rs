@@ -51,7 +51,13 @@ fn build_with(
     let mut b = Index::builder()
         .dim(DIM)
         .metric(Metric::Cosine)
-        .dtype(dtype);
+        .dtype(dtype)
+        .merge_fan_in(
+            std::env::var("XQDB_BENCH_FAN_IN")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(8),
+        );
     if let Some(c) = codes {
         b = b.codes(c);
     }

@@ -189,8 +189,10 @@ fn check_bits(k: super::BitsKernel) -> KernelCheck {
             .zip(&b)
             .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
             .count();
+        let mut block = Vec::new();
+        super::interleave_block(&ca, words, &mut block);
         let mut got = [0f32];
-        k.scores(&ca, &cb, &mut got);
+        k.scores(&block, 0..1, &cb, &mut got);
         exact &= got[0] == -(want as f32);
         cases += 1;
     }

@@ -104,10 +104,7 @@ pub(crate) fn simd_scores(
                 *o = (i8::dot(row, &q.i8).unwrap_or(f64::NAN) as f32) / q.i8_divisor;
             }
         }
-        Rows::Bits(r) => {
-            let w = q.bits.len();
-            BitsKernel::best().scores(&r[range.start * w..range.end * w], &q.bits, out)
-        }
+        Rows::Bits(r) => BitsKernel::best().scores(r, range, &q.bits, out),
     }
 }
 
@@ -153,10 +150,7 @@ pub(crate) fn scalar_scores(
                 *o = dot as f32 / q.i8_divisor;
             }
         }
-        Rows::Bits(r) => {
-            let w = q.bits.len();
-            BitsKernel::Portable.scores(&r[range.start * w..range.end * w], &q.bits, out)
-        }
+        Rows::Bits(r) => BitsKernel::Portable.scores(r, range, &q.bits, out),
     }
 }
 

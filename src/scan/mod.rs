@@ -10,8 +10,8 @@ mod kernels;
 mod report;
 mod topk;
 
-pub(crate) use bits::sign_bits;
 pub use bits::BitsKernel;
+pub(crate) use bits::{blocked_len, interleave_block, sign_bits, BLOCK as BITS_BLOCK};
 pub use check::{kernel_self_check, KernelCheck};
 pub(crate) use kernels::{scalar_scores, simd_scores, PreparedQuery};
 pub use report::{kernel_report, KernelReport};
@@ -27,7 +27,8 @@ pub(crate) enum Rows<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     I8(&'a [i8]),
-    /// 1-bit codes, `dim.div_ceil(64)` words per row (see [`BitsKernel`]).
+    /// 1-bit codes, `dim.div_ceil(64)` words per row in interleaved blocks of 8 rows (see
+    /// [`BitsKernel`]).
     Bits(&'a [u64]),
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! [header 64][vectors rows*dim*size][pad to 64][row ids rows*8][pad to 64]
 //!   (version 2, when the header lists codes:)
-//!   [binary codes rows*words*8][pad to 64][i8 codes rows*dim][pad to 64]
+//!   [binary codes ceil(rows/8)*8*words*8, blocks of 8 rows][pad to 64][i8 codes rows*dim][pad to 64]
 //! [footer 64]
 //! ```
 //! Every integer is little-endian. The header and the footer each end with the xxh3-64 of
@@ -84,7 +84,7 @@ impl Layout {
         let rids_offset = align64(vectors_offset.checked_add(vectors_len)?);
         let bits_offset = align64(rids_offset.checked_add(rows.checked_mul(8)?)?);
         let bits_len = if codes & CODES_BINARY != 0 {
-            rows.checked_mul((dim as usize).div_ceil(64) * 8)?
+            crate::scan::blocked_len(rows, (dim as usize).div_ceil(64))?.checked_mul(8)?
         } else {
             0
         };
@@ -419,7 +419,7 @@ mod tests {
         assert!(Layout::new(u64::MAX, u32::MAX, Dtype::F32, 0).is_none());
         let c = Layout::new(3, 100, Dtype::F32, CODES_BINARY | CODES_I8).unwrap();
         assert_eq!(c.bits_offset % 64, 0);
-        assert_eq!(c.bits_len, 3 * 2 * 8);
+        assert_eq!(c.bits_len, 8 * 2 * 8);
         assert_eq!(c.i8_offset % 64, 0);
         assert_eq!(c.i8_len, 300);
         assert_eq!(c.footer_offset, c.i8_offset + 320);

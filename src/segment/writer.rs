@@ -176,12 +176,18 @@ fn write_body(
     if let Some(c) = codes {
         let mut row = Vec::with_capacity(dim as usize);
         if flags & CODES_BINARY != 0 {
-            let mut bits = Vec::with_capacity(c.codebook.words());
-            for i in 0..n {
-                decode_row(rows.row(i), dtype, &mut row);
-                bits.clear();
-                c.codebook.push_bits(&row, &mut bits);
-                w.write_all(bytemuck::cast_slice(&bits))?;
+            let words = c.codebook.words();
+            let mut plain = Vec::with_capacity(crate::scan::BITS_BLOCK * words);
+            let mut block = Vec::with_capacity(crate::scan::BITS_BLOCK * words);
+            for start in (0..n).step_by(crate::scan::BITS_BLOCK) {
+                plain.clear();
+                for i in start..(start + crate::scan::BITS_BLOCK).min(n) {
+                    decode_row(rows.row(i), dtype, &mut row);
+                    c.codebook.push_bits(&row, &mut plain);
+                }
+                block.clear();
+                crate::scan::interleave_block(&plain, words, &mut block);
+                w.write_all(bytemuck::cast_slice(&block))?;
             }
             let at = w.written;
             pad_to(&mut w, at, layout.i8_offset)?;
