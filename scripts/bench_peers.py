@@ -193,7 +193,7 @@ def two_stage_peers(x, q, threads, median, k=10):
     import faiss
     from usearch.index import search as usearch_search, MetricKind
 
-    over = {"binary": 20, "i8": 4}
+    over = {"binary": 48, "i8": 4}
     centre = x[:65536].mean(0)
     bits = np.packbits(x > centre, axis=1, bitorder="little")
     qbits = np.packbits(q > centre, axis=1, bitorder="little")
@@ -310,19 +310,20 @@ def main():
             (f"xqdb i8 + rescore (x{fp['i8']['default_oversample']})", fp["i8"], fp["i8"]["top10"]),
             (f"xqdb binary + rescore (x{fp['binary']['default_oversample']})", fp["binary"], fp["binary"]["top10"]),
             ("faiss IndexFlatIP", theirs["faiss"], theirs["faiss_top10"]),
-            ("faiss IndexBinaryFlat + rescore (x20)", theirs["faiss_binary_rescore"], theirs["faiss_binary_rescore"]["top10"]),
-            ("usearch b1 exact + rescore (x20)", theirs["usearch_b1_rescore"], theirs["usearch_b1_rescore"]["top10"]),
+            ("faiss IndexBinaryFlat + rescore (x48)", theirs["faiss_binary_rescore"], theirs["faiss_binary_rescore"]["top10"]),
+            ("usearch b1 exact + rescore (x48)", theirs["usearch_b1_rescore"], theirs["usearch_b1_rescore"]["top10"]),
             ("usearch i8 exact + rescore (x4)", theirs["usearch_i8_rescore"], theirs["usearch_i8_rescore"]["top10"])]
     for label, r, top in rows:
         cells = [r[f"single_ms_1t"], r[f"single_ms_{t}t"], r[f"batch32_ms_1t"], r[f"batch32_ms_{t}t"]]
         print(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {recall(top, exact):.4f} | {base / r[f'single_ms_{t}t']:.1f}x |")
     n = fp["recall_queries"]
-    print(f"\n# recall@10 and latency over oversampling ({n} queries: even-numbered tuning half / odd-numbered held-out half)")
-    print(f"| first pass | oversample | 1 query, {t} threads (ms) | recall@10 tuning | recall@10 held-out |")
-    print("|---|---|---|---|---|")
+    fc = ours["first_pass_compacted"]
+    print(f"\n# recall@10 and latency over oversampling ({n} queries: even-numbered tuning half / odd-numbered held-out half); as built (codebook fitted on the first commit's rows) and after a full compaction (codebook fitted on all rows)")
+    print(f"| first pass | oversample | 1 query, {t} threads (ms) | recall@10 tuning | recall@10 held-out | compacted: ms | compacted: tuning | compacted: held-out |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in ["i8", "binary"]:
-        for c in fp[name]["curve"]:
-            print(f"| {name} | {c['oversample']} | {c[f'single_ms_{t}t']:.2f} | {c['recall_tune']:.4f} | {c['recall_heldout']:.4f} |")
+        for c, d in zip(fp[name]["curve"], fc[name]["curve"]):
+            print(f"| {name} | {c['oversample']} | {c[f'single_ms_{t}t']:.2f} | {c['recall_tune']:.4f} | {c['recall_heldout']:.4f} | {d[f'single_ms_{t}t']:.2f} | {d['recall_tune']:.4f} | {d['recall_heldout']:.4f} |")
     json.dump({"xqdb": ours, "peers": {k_: v for k_, v in theirs.items() if not k_.endswith("top10")}}, open(os.path.join(REPO, "target", f"bench-peers-{a.data}.json"), "w"))
     if same_f + tied < 32:
         sys.exit("xqdb and faiss disagree on exact top-10")

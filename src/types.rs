@@ -324,7 +324,7 @@ impl FirstPass {
         match self {
             FirstPass::Exact => 1,
             FirstPass::I8 => 4,
-            FirstPass::Binary => 20,
+            FirstPass::Binary => 48,
         }
     }
 

@@ -198,6 +198,9 @@ impl SnapshotData {
     }
 }
 
+/// Candidates from which rescoring is split over the search's threads.
+const RESCORE_PARALLEL_FROM: usize = 128;
+
 /// Per-search settings.
 #[derive(Clone, Debug)]
 pub struct SearchOptions {
@@ -524,28 +527,67 @@ impl Snapshot {
             .collect();
         let keep = options.k.saturating_mul(oversample).min(coded_rows);
         let candidates = scan::search(&coded, config.dim, &first, keep, threads, options.kernel);
-        for ((q, cands), exact) in prepared.iter().zip(candidates).zip(&mut exact) {
-            let mut top = TopK::new(options.k);
-            for &(s, rid) in exact.iter() {
-                top.push(s, rid);
-            }
+        // Rescoring: every candidate of every query, scored exactly from its segment's rows
+        // (on several threads when there are many: each row read may fault a page in).
+        let jobs: Vec<(usize, u64)> = candidates
+            .iter()
+            .enumerate()
+            .flat_map(|(qi, c)| c.iter().map(move |&(_, rid)| (qi, rid)))
+            .collect();
+        let score_jobs = |jobs: &[(usize, u64)]| -> Vec<f32> {
             let mut score = [0f32];
-            for (_, rid) in cands {
-                let Some((seg, pos)) = self.locate(rid) else {
-                    continue;
-                };
-                let rows = seg.handle.vectors();
-                match options.kernel {
-                    Kernel::Simd => {
-                        scan::simd_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
+            jobs.iter()
+                .map(|&(qi, rid)| {
+                    let Some((seg, pos)) = self.locate(rid) else {
+                        return f32::NEG_INFINITY;
+                    };
+                    let rows = seg.handle.vectors();
+                    let q = &prepared[qi];
+                    match options.kernel {
+                        Kernel::Simd => {
+                            scan::simd_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
+                        }
+                        Kernel::Scalar => {
+                            scan::scalar_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
+                        }
                     }
-                    Kernel::Scalar => {
-                        scan::scalar_scores(&rows, config.dim, pos..pos + 1, q, &mut score)
-                    }
+                    score[0]
+                })
+                .collect()
+        };
+        let scores: Vec<f32> = if threads > 1 && jobs.len() >= RESCORE_PARALLEL_FROM {
+            let per = jobs.len().div_ceil(threads);
+            crossbeam::scope(|s| {
+                let handles: Vec<_> = jobs
+                    .chunks(per)
+                    .map(|chunk| s.spawn(move |_| score_jobs(chunk)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("rescoring worker panicked"))
+                    .collect()
+            })
+            .expect("rescoring scope panicked")
+        } else {
+            score_jobs(&jobs)
+        };
+        let mut tops: Vec<TopK> = exact
+            .iter()
+            .map(|hits| {
+                let mut top = TopK::new(options.k);
+                for &(s, rid) in hits {
+                    top.push(s, rid);
                 }
-                top.push(score[0], rid);
+                top
+            })
+            .collect();
+        for (&(qi, rid), &s) in jobs.iter().zip(&scores) {
+            if s > f32::NEG_INFINITY {
+                tops[qi].push(s, rid);
             }
-            *exact = top.into_sorted();
+        }
+        for (e, top) in exact.iter_mut().zip(tops) {
+            *e = top.into_sorted();
         }
         Ok(exact)
     }
@@ -812,7 +854,9 @@ impl Snapshot {
                         .iter()
                         .map(|&x| x as f32 / scale)
                         .collect(),
-                    Rows::Bits(_) => unreachable!("segment rows are never codes"),
+                    Rows::Bits(_) | Rows::Codes8(_) => {
+                        unreachable!("segment rows are never codes")
+                    }
                 };
                 return Ok(v);
             }

@@ -1058,6 +1058,11 @@ impl Writer {
                 }
             }
         }
+        if only.is_none() {
+            // A full compaction rewrites every code: the codebook is fitted again on a
+            // sample of all rows (the first one saw only the first segment's).
+            config.codebook = None;
+        }
         if !picks.is_empty() {
             self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
         }
@@ -1389,8 +1394,8 @@ mod tests {
         assert_eq!(pick(&[]), None);
         // However many seals arrive, one merge per step keeps every tier below the fan-in.
         let mut segs: Vec<u64> = Vec::new();
-        for _ in 0..1000 {
-            segs.push(10);
+        for seal in 0..1000u64 {
+            segs.push(8 + seal % 5);
             while let Some(p) = merge_pick(segs.iter().copied(), 10, 3) {
                 let merged: u64 = p.iter().map(|&i| segs[i]).sum();
                 for &i in p.iter().rev() {

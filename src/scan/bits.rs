@@ -112,7 +112,7 @@ fn scores_generic(codes: &[u64], range: Range<usize>, q: &[u64], out: &mut [f32]
     let mut r = range.start;
     let mut o = 0;
     while r < range.end {
-        if r % BLOCK == 0 && range.end - r >= BLOCK {
+        if r.is_multiple_of(BLOCK) && range.end - r >= BLOCK {
             // A whole block: the same word of its 8 rows is contiguous.
             let block = &codes[r * words..(r + BLOCK) * words];
             let mut d = [0u32; BLOCK];
@@ -157,7 +157,7 @@ mod avx512 {
         let mut r = range.start;
         let mut o = 0;
         // A leading partial block row by row.
-        while r % BLOCK != 0 && r < range.end {
+        while !r.is_multiple_of(BLOCK) && r < range.end {
             super::scores_generic(codes, r..r + 1, q, &mut out[o..o + 1]);
             r += 1;
             o += 1;

@@ -104,6 +104,12 @@ pub(crate) fn simd_scores(
                 *o = (i8::dot(row, &q.i8).unwrap_or(f64::NAN) as f32) / q.i8_divisor;
             }
         }
+        Rows::Codes8(r) => super::codes8::scores(
+            &r[range.start * dim..range.end * dim],
+            &q.i8,
+            q.i8_divisor,
+            out,
+        ),
         Rows::Bits(r) => BitsKernel::best().scores(r, range, &q.bits, out),
     }
 }
@@ -150,6 +156,12 @@ pub(crate) fn scalar_scores(
                 *o = dot as f32 / q.i8_divisor;
             }
         }
+        Rows::Codes8(r) => super::codes8::portable(
+            &r[range.start * dim..range.end * dim],
+            &q.i8,
+            q.i8_divisor,
+            out,
+        ),
         Rows::Bits(r) => BitsKernel::Portable.scores(r, range, &q.bits, out),
     }
 }

@@ -5,6 +5,7 @@
 mod batch;
 mod bits;
 mod check;
+mod codes8;
 mod f16;
 mod kernels;
 mod report;
@@ -27,6 +28,8 @@ pub(crate) enum Rows<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     I8(&'a [i8]),
+    /// i8 codes stored offset by 128 (`u = code + 128`), one byte per dimension.
+    Codes8(&'a [u8]),
     /// 1-bit codes, `dim.div_ceil(64)` words per row in interleaved blocks of 8 rows (see
     /// [`BitsKernel`]).
     Bits(&'a [u64]),
@@ -192,7 +195,7 @@ pub(crate) fn search(
                 (Rows::F32(rows), Some(t)) => {
                     scan_unit_tiled(unit, rows, dim, &t.f32, None, &mut heaps, &mut scores)
                 }
-                (Rows::F16(_) | Rows::I8(_), Some(t))
+                (Rows::F16(_) | Rows::I8(_) | Rows::Codes8(_), Some(t))
                     if matches!(unit.rows, Rows::F16(_)) || t.i8.is_some() =>
                 {
                     scan_unit_widened(unit, dim, t, &mut heaps, &mut scores, &mut widened)
@@ -292,6 +295,13 @@ fn scan_unit_widened(
             Rows::I8(r) => {
                 for (d, &s) in widened.iter_mut().zip(&r[start * dim..end * dim]) {
                     *d = s as f32;
+                }
+                let (t, div) = tiles.i8.as_ref().expect("checked by the caller");
+                (t, Some(div.as_slice()))
+            }
+            Rows::Codes8(r) => {
+                for (d, &u) in widened.iter_mut().zip(&r[start * dim..end * dim]) {
+                    *d = (u as i32 - 128) as f32;
                 }
                 let (t, div) = tiles.i8.as_ref().expect("checked by the caller");
                 (t, Some(div.as_slice()))

@@ -1,13 +1,15 @@
 //! The codebook: how an index turns rows into the codes segments keep beside them.
 //!
-//! Fitted once, on the rows of the index's first segment with codes, and stored in the
-//! catalog (meta key `codebook`, FORMAT.md); every later segment's codes use the same one,
-//! so first-pass scores are comparable across segments.
+//! Fitted on the rows of the index's first segment with codes, and again on all rows by a
+//! full compaction (which rewrites every code), and stored in the catalog (meta key
+//! `codebook`, FORMAT.md); every segment's codes use the same one, so first-pass scores are
+//! comparable across segments.
 //!
 //! - centre: the per-dimension mean of those rows (zeros when the index keeps codes
 //!   uncentred);
 //! - binary code: bit `d` set where `x[d] > centre[d]`;
-//! - i8 code: `round(clamp((x[d] - centre[d]) / scale[d], -1, 1) · 127)`, with `scale[d]` the
+//! - i8 code: `round(clamp((x[d] - centre[d]) / scale[d], -1, 1) · 127)`, stored plus 128 as a
+//!   byte (so that VNNI's u8 × i8 products apply directly), with `scale[d]` the
 //!   largest `|x[d] - centre[d]|` of those rows. A query `q` meets i8 codes as `q ∘ scale`:
 //!   `Σ q[d]·(x[d] - centre[d]) ≈ Σ (q[d]·scale[d])·code[d] / 127`, and the missing `q·centre`
 //!   is the same for every row, so the order is kept.
@@ -130,13 +132,15 @@ impl Codebook {
         crate::scan::sign_bits(v, &self.centre, &mut out[at..]);
     }
 
-    /// Appends the i8 code of `v`.
+    /// Appends the i8 code of `v`, stored offset by 128 (`code + 128`, 1..=255).
     pub fn push_i8(&self, v: &[f32], out: &mut Vec<u8>) {
         out.extend(
             v.iter()
                 .zip(&self.centre)
                 .zip(&self.scale)
-                .map(|((&x, &c), &s)| (((x - c) / s).clamp(-1.0, 1.0) * 127.0).round() as i8 as u8),
+                .map(|((&x, &c), &s)| {
+                    ((((x - c) / s).clamp(-1.0, 1.0) * 127.0).round() as i32 + 128) as u8
+                }),
         );
     }
 
@@ -179,11 +183,11 @@ mod tests {
         assert_eq!(bits, vec![0b01]);
         let mut i8s = Vec::new();
         cb.push_i8(&[11.0, -0.25], &mut i8s);
-        assert_eq!(i8s, vec![64u8, (-64i8) as u8]);
+        assert_eq!(i8s, vec![128 + 64, 128 - 64]);
         // Out of range clamps.
         i8s.clear();
         cb.push_i8(&[20.0, -9.0], &mut i8s);
-        assert_eq!(i8s, vec![127u8, (-127i8) as u8]);
+        assert_eq!(i8s, vec![255, 1]);
         let uncentred = Codebook::fit(&rows, 2, false);
         assert_eq!(uncentred.centre, vec![0.0, 0.0]);
         assert_eq!(uncentred.scale, vec![12.0, 0.5]);

@@ -194,11 +194,8 @@ impl SegmentHandle {
     /// The i8 codes, if the file holds them.
     pub fn i8_codes(&self) -> Option<Rows<'_>> {
         let l = &self.info.layout;
-        (self.code_flags() & CODES_I8 != 0).then(|| {
-            Rows::I8(bytemuck::cast_slice(
-                &self.map[l.i8_offset..l.i8_offset + l.i8_len],
-            ))
-        })
+        (self.code_flags() & CODES_I8 != 0)
+            .then(|| Rows::Codes8(&self.map[l.i8_offset..l.i8_offset + l.i8_len]))
     }
 
     pub fn file_len(&self) -> u64 {

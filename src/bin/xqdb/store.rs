@@ -40,7 +40,7 @@ pub(crate) struct InitArgs {
     /// (searches then scan the cheapest by default and rescore exactly).
     #[arg(long)]
     codes: Option<String>,
-    /// Default oversampling of the first pass over codes (default: 20 binary, 4 i8).
+    /// Default oversampling of the first pass over codes (default: 48 binary, 4 i8).
     #[arg(long, requires = "codes")]
     oversample: Option<u32>,
 }
