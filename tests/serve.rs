@@ -506,3 +506,126 @@ fn chunked_bodies_are_read_and_limited() {
     let (_, v) = request(a, "GET", "/stats", None);
     assert_eq!(v["passages"], 1, "{v}");
 }
+
+/// The codes contract scripts use: `init --codes`, `stats --json`, `search --first-pass
+/// --oversample`, and the HTTP `/search` body's `"first_pass"` and `"oversample"`.
+#[test]
+fn codes_and_first_passes_from_the_cli_and_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let xqdb = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let d = dir.to_str().unwrap();
+    let init = xqdb(&[
+        "init",
+        d,
+        "--dim",
+        "4",
+        "--metric",
+        "dot",
+        "--codes",
+        "binary,i8",
+    ]);
+    assert_eq!(init["codes"], json!(["binary", "i8"]), "{init}");
+    assert_eq!(
+        (init["first_pass"].as_str(), init["oversample"].as_u64()),
+        (Some("binary"), Some(48))
+    );
+    let rows: String = (0..40)
+        .map(|i| {
+            let v = [
+                (i % 7) as f32 - 3.0,
+                (i % 5) as f32 - 2.0,
+                (i % 3) as f32,
+                1.0,
+            ];
+            format!("{}\n", row(&format!("r{i}"), v))
+        })
+        .collect();
+    let file = tmp.path().join("rows.jsonl");
+    std::fs::write(&file, rows).unwrap();
+    xqdb(&["add", d, file.to_str().unwrap()]);
+    xqdb(&["compact", d]); // seals the tail: a segment with codes
+    let stats = xqdb(&["stats", d]);
+    assert_eq!(stats["codes"], json!(["binary", "i8"]), "{stats}");
+    assert!(stats["code_bytes"].as_u64().unwrap() > 0, "{stats}");
+    let q = tmp.path().join("q.json");
+    std::fs::write(&q, "[1, -0.5, 0.25, 2]").unwrap();
+    let qs = q.to_str().unwrap();
+    let exact = xqdb(&[
+        "search",
+        d,
+        "--vector-file",
+        qs,
+        "-k",
+        "5",
+        "--first-pass",
+        "exact",
+    ]);
+    assert_eq!(exact["hits"].as_array().unwrap().len(), 5);
+    for pass in ["i8", "binary"] {
+        let got = xqdb(&[
+            "search",
+            d,
+            "--vector-file",
+            qs,
+            "-k",
+            "5",
+            "--first-pass",
+            pass,
+            "--oversample",
+            "8",
+        ]);
+        assert_eq!(
+            got["hits"], exact["hits"],
+            "{pass}: oversampling covers every row"
+        );
+    }
+    let bad = xqdb(&["search", d, "--vector-file", qs, "--oversample", "0"]);
+    assert!(
+        bad["error"].as_str().unwrap().contains("oversampling"),
+        "{bad}"
+    );
+
+    let srv = serve(&dir, &[]);
+    let a = srv.addr.as_str();
+    let body = |pass: &str| json!({ "vector": [1, -0.5, 0.25, 2], "k": 5, "first_pass": pass, "oversample": 8 });
+    let (st, want) = post(a, "/search", &body("exact"));
+    assert_eq!(st, 200, "{want}");
+    assert_eq!(want["hits"], exact["hits"]);
+    for pass in ["i8", "binary"] {
+        let (st, v) = post(a, "/search", &body(pass));
+        assert_eq!((st, &v["hits"]), (200, &want["hits"]), "{pass}");
+    }
+    for bad in [
+        json!({ "vector": [1, 0, 0, 0], "first_pass": "fast" }),
+        json!({ "vector": [1, 0, 0, 0], "first_pass": 3 }),
+        json!({ "vector": [1, 0, 0, 0], "oversample": 0 }),
+        json!({ "vector": [1, 0, 0, 0], "oversample": "many" }),
+    ] {
+        let (st, v) = post(a, "/search", &bad);
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    drop(srv);
+    // An index without codes refuses a first pass over them, naming the fix.
+    let plain = tmp.path().join("plain");
+    vectors_index(&plain);
+    let srv = serve(&plain, &[]);
+    let (st, v) = post(
+        srv.addr.as_str(),
+        "/search",
+        &json!({ "vector": [1, 0, 0, 0], "first_pass": "binary" }),
+    );
+    assert!(
+        st >= 400 && v["error"].as_str().unwrap().contains("--codes binary"),
+        "{st} {v}"
+    );
+}
