@@ -74,25 +74,9 @@ fn main() {
         let opts = SearchOptions::new(K)
             .threads(t)
             .first_pass(FirstPass::Exact);
-        index.search_with(&queries[0], &opts).unwrap();
-        let single: Vec<f64> = queries
-            .iter()
-            .take(15)
-            .map(|q| {
-                let s = Instant::now();
-                index.search_with(q, &opts).unwrap();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        let batch: Vec<f64> = (0..3)
-            .map(|_| {
-                let s = Instant::now();
-                index.search_batch(&queries, &opts).unwrap();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        timings.insert(format!("single_ms_{t}t"), median(single).into());
-        timings.insert(format!("batch32_ms_{t}t"), median(batch).into());
+        let (single, batch) = time_search(&index, &queries, &opts, &opts);
+        timings.insert(format!("single_ms_{t}t"), single.into());
+        timings.insert(format!("batch32_ms_{t}t"), batch.into());
     }
     let exact = SearchOptions::new(K).first_pass(FirstPass::Exact);
     let hits = index.search_batch(&queries, &exact).unwrap();
@@ -148,27 +132,7 @@ fn main() {
         drop(w);
         let one = SearchOptions::new(K).threads(1);
         let all = SearchOptions::new(K).threads(threads);
-        index.search_with(&queries[0], &one).unwrap();
-        let single = median(
-            queries
-                .iter()
-                .take(15)
-                .map(|q| {
-                    let s = Instant::now();
-                    index.search_with(q, &one).unwrap();
-                    s.elapsed().as_secs_f64() * 1e3
-                })
-                .collect(),
-        );
-        let batch = median(
-            (0..3)
-                .map(|_| {
-                    let s = Instant::now();
-                    index.search_batch(&queries, &all).unwrap();
-                    s.elapsed().as_secs_f64() * 1e3
-                })
-                .collect(),
-        );
+        let (single, batch) = time_search(&index, &queries, &one, &all);
         let top: Vec<Vec<usize>> = index
             .search_batch(&queries, &all)
             .unwrap()
@@ -191,9 +155,15 @@ fn main() {
     }
 }
 
-/// Medians of 15 single queries and of 3 batches of all `queries`, in ms.
-fn time_search(index: &Index, queries: &[Vec<f32>], opts: &SearchOptions) -> (f64, f64) {
-    index.search_with(&queries[0], opts).unwrap();
+/// Medians of 15 single queries (with `one`) and of 3 batches of all `queries` (with
+/// `all`), in ms.
+fn time_search(
+    index: &Index,
+    queries: &[Vec<f32>],
+    one: &SearchOptions,
+    all: &SearchOptions,
+) -> (f64, f64) {
+    index.search_with(&queries[0], one).unwrap();
     let single = median(
         queries
             .iter()
@@ -201,7 +171,7 @@ fn time_search(index: &Index, queries: &[Vec<f32>], opts: &SearchOptions) -> (f6
             .take(15)
             .map(|q| {
                 let s = Instant::now();
-                index.search_with(q, opts).unwrap();
+                index.search_with(q, one).unwrap();
                 s.elapsed().as_secs_f64() * 1e3
             })
             .collect(),
@@ -210,7 +180,7 @@ fn time_search(index: &Index, queries: &[Vec<f32>], opts: &SearchOptions) -> (f6
         (0..3)
             .map(|_| {
                 let s = Instant::now();
-                index.search_batch(queries, opts).unwrap();
+                index.search_batch(queries, all).unwrap();
                 s.elapsed().as_secs_f64() * 1e3
             })
             .collect(),
@@ -259,7 +229,7 @@ fn two_stage(
         let mut r = serde_json::Map::new();
         for t in [1, threads] {
             let opts = SearchOptions::new(K).threads(t).first_pass(pass);
-            let (single, batch) = time_search(index, queries, &opts);
+            let (single, batch) = time_search(index, queries, &opts, &opts);
             r.insert(format!("single_ms_{t}t"), single.into());
             r.insert(format!("batch32_ms_{t}t"), batch.into());
         }
@@ -290,7 +260,7 @@ fn two_stage(
                 .threads(threads)
                 .first_pass(pass)
                 .oversample(over);
-            let (single, _) = time_search(index, &queries[..1.min(queries.len())], &opts);
+            let (single, _) = time_search(index, queries, &opts, &opts);
             let got = index.search_batch(&recall_queries, &opts).unwrap();
             curve.push(serde_json::json!({
                 "oversample": over,
