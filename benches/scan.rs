@@ -6,8 +6,9 @@
 //! (10,000 of 100 rows) with automatic merging against the same rows compacted.
 //!
 //! `cargo bench --bench scan` (set `XQDB_BENCH_ROWS` for a smaller run, `XQDB_BENCH_DTYPES`
-//! for a subset of the first table, `XQDB_BENCH_COMMITS` for the small-commit count, 0 to
-//! skip it). Stores are written under `target/bench-data/` and removed afterwards; figures
+//! for a subset of the first table (empty: none), `XQDB_BENCH_TWO_STAGE=0` to skip the
+//! two-stage table, `XQDB_BENCH_COMMITS` for the small-commit count, 0 to skip it,
+//! `XQDB_BENCH_FAN_IN` for the automatic merging of the first table's stores). Stores are written under `target/bench-data/` and removed afterwards; figures
 //! also go to `target/bench-scan.json`.
 
 use rand::rngs::SmallRng;
@@ -136,6 +137,7 @@ fn main() {
     let dtypes: Vec<Dtype> = match std::env::var("XQDB_BENCH_DTYPES") {
         Ok(list) => list
             .split(',')
+            .filter(|d| !d.trim().is_empty())
             .map(|d| d.trim().parse().expect("XQDB_BENCH_DTYPES: f32, f16 or i8"))
             .collect(),
         Err(_) => vec![Dtype::F32, Dtype::F16, Dtype::I8],
@@ -213,7 +215,9 @@ fn main() {
     let mut report = serde_json::Map::new();
     report.insert("rows".into(), rows.into());
     report.insert("threads".into(), threads.into());
-    two_stage(&root, &data, &queries, threads, &mut report);
+    if std::env::var("XQDB_BENCH_TWO_STAGE").as_deref() != Ok("0") {
+        two_stage(&root, &data, &queries, threads, &mut report);
+    }
     let commits: usize = std::env::var("XQDB_BENCH_COMMITS")
         .ok()
         .and_then(|s| s.parse().ok())
