@@ -467,7 +467,6 @@ impl Snapshot {
         // Units scored exactly, and units of codes for the first pass (with their segment).
         let mut units = Vec::new();
         let mut coded = Vec::new();
-        let mut coded_rows = 0usize;
         for (s, mask) in d.segments.iter().zip(&masks) {
             let skip = mask.as_ref().or(s.dead.as_deref());
             let codes = match pass {
@@ -476,9 +475,6 @@ impl Snapshot {
                 FirstPass::Binary => s.handle.bits(),
             }
             .filter(|_| codebook.is_some());
-            if codes.is_some() {
-                coded_rows += s.handle.rows();
-            }
             for range in scan::unit_ranges(s.handle.rows()) {
                 let unit = ScanUnit {
                     rows: codes.unwrap_or_else(|| s.handle.vectors()),
@@ -501,18 +497,14 @@ impl Snapshot {
             });
         }
         let threads = options.threads.unwrap_or(self.inner.options.threads);
-        let mut exact = if units.is_empty() && !coded.is_empty() {
-            vec![Vec::new(); prepared.len()]
-        } else {
-            scan::search(
-                &units,
-                config.dim,
-                &prepared,
-                options.k,
-                threads,
-                options.kernel,
-            )
-        };
+        let mut exact = scan::search(
+            &units,
+            config.dim,
+            &prepared,
+            options.k,
+            threads,
+            options.kernel,
+        );
         let Some(codebook) = codebook.filter(|_| !coded.is_empty()) else {
             return Ok(exact);
         };
@@ -525,6 +517,7 @@ impl Snapshot {
                 _ => PreparedQuery::new(&codebook.i8_query(q.as_f32()), true, 1.0),
             })
             .collect();
+        let coded_rows: usize = coded.iter().map(|u| u.range.len()).sum();
         let keep = options.k.saturating_mul(oversample).min(coded_rows);
         let candidates = scan::search(&coded, config.dim, &first, keep, threads, options.kernel);
         // Rescoring: every candidate of every query, scored exactly from its segment's rows
@@ -841,25 +834,23 @@ impl Snapshot {
         if let Ok(i) = d.tail.rids.binary_search(&rid) {
             return Ok(d.tail.vectors[i * dim..(i + 1) * dim].to_vec());
         }
-        for s in &d.segments {
-            if let Ok(i) = s.handle.rids().binary_search(&rid) {
-                let scale = d.config.i8_scale.unwrap_or(1.0);
-                let v = match s.handle.vectors() {
-                    Rows::F32(r) => r[i * dim..(i + 1) * dim].to_vec(),
-                    Rows::F16(r) => r[i * dim..(i + 1) * dim]
-                        .iter()
-                        .map(|&b| half::f16::from_bits(b).to_f32())
-                        .collect(),
-                    Rows::I8(r) => r[i * dim..(i + 1) * dim]
-                        .iter()
-                        .map(|&x| x as f32 / scale)
-                        .collect(),
-                    Rows::Bits(_) | Rows::Codes8(_) => {
-                        unreachable!("segment rows are never codes")
-                    }
-                };
-                return Ok(v);
-            }
+        if let Some((s, i)) = self.locate(rid) {
+            let scale = d.config.i8_scale.unwrap_or(1.0);
+            let v = match s.handle.vectors() {
+                Rows::F32(r) => r[i * dim..(i + 1) * dim].to_vec(),
+                Rows::F16(r) => r[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&b| half::f16::from_bits(b).to_f32())
+                    .collect(),
+                Rows::I8(r) => r[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&x| x as f32 / scale)
+                    .collect(),
+                Rows::Bits(_) | Rows::Codes8(_) => {
+                    unreachable!("segment rows are never codes")
+                }
+            };
+            return Ok(v);
         }
         Err(Error::corrupt(
             &self.inner.catalog_path,
