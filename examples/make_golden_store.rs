@@ -9,7 +9,8 @@
 //! gave, which later builds must reproduce. From format 4 on it also writes `store-docs/`:
 //! `examples/docs` synced with the default model (`make setup` first), with its file records;
 //! from format 5 on `store-codes/`: the xQG store's rows in an index that keeps binary and
-//! i8 codes (version-2 segments, a codebook), answered through its default binary first pass.
+//! i8 codes (version-2 segments, a codebook), answered through its default binary first pass;
+//! from format 6 on the xQG stores also keep a query adapter for Finnish queries.
 
 use serde_json::json;
 use xqdb::{Dtype, Index, Metric, Passage};
@@ -97,6 +98,24 @@ fn build(
     } else {
         serde_json::Value::Null
     };
+    // From format 6 on, the xQG stores also keep a query adapter for Finnish queries.
+    let lang_adapters = if xqg && xqdb::FORMAT_VERSION >= 6 {
+        let m: Vec<f32> = (0..16)
+            .map(|k| if k % 5 == 0 { 0.5 } else { -0.125 })
+            .collect();
+        let a = xqdb::distill::Adapter::from_matrix(4, m)?;
+        let info = xqdb::distill::AdapterInfo {
+            teacher: "golden".into(),
+            lang: Some("fi".into()),
+            objective: Some("embedding".into()),
+            lambda: Some(3.0),
+            ..Default::default()
+        };
+        w.set_adapter(&a, &info)?;
+        json!({ "fi": a.weights() })
+    } else {
+        serde_json::Value::Null
+    };
     drop(w);
     let snap = index.snapshot();
     let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(q * 3 + 1)).collect();
@@ -112,7 +131,7 @@ fn build(
         })
         .collect();
     Ok(
-        json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages, "augmentations": augmentations, "adapter": adapter }),
+        json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages, "augmentations": augmentations, "adapter": adapter, "lang_adapters": lang_adapters }),
     )
 }
 

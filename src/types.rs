@@ -278,6 +278,9 @@ pub struct Stats {
     /// Whether a query adapter is stored (applied to text queries).
     #[serde(default)]
     pub query_adapter: bool,
+    /// The query languages with a query adapter of their own.
+    #[serde(default)]
+    pub query_adapter_langs: Vec<String>,
     /// The codes segments keep beside their rows (`"binary"`, `"i8"`).
     #[serde(default)]
     pub codes: Vec<String>,

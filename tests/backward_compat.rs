@@ -1,7 +1,9 @@
 //! Golden stores: `tests/golden/v1` was written by format version 1, `tests/golden/v3` by
 //! format version 3 (xQG records and a query adapter too), `tests/golden/v4` by format
 //! version 4 (a synced folder's file records too) and `tests/golden/v5` by format version 5
-//! (a store with binary and i8 codes too; see `examples/make_golden_store.rs`). Every later build must open a copy of each, verify it,
+//! (a store with binary and i8 codes too) and `tests/golden/v6` by format version 6 (a query
+//! adapter for Finnish queries too; see `examples/make_golden_store.rs`). Every later build
+//! must open a copy of each, verify it,
 //! read every passage, xQG record and adapter, give the same top-3 answers it recorded, and
 //! keep writing to it.
 
@@ -143,6 +145,11 @@ fn format_v5_stores_with_codes_open_as_recorded() {
     check_v3_or_later("v5", 5);
 }
 
+#[test]
+fn format_v6_stores_with_per_language_query_adapters_open_as_recorded() {
+    check_v3_or_later("v6", 6);
+}
+
 fn check_v3_or_later(version: &str, format: u64) {
     for (name, want, _tmp, index) in open_golden(version, format) {
         index.verify().unwrap();
@@ -183,6 +190,23 @@ fn check_v3_or_later(version: &str, format: u64) {
                 assert_eq!(stored.info.teacher, "golden");
             }
             None => assert!(snap.adapter().is_none(), "{name}"),
+        }
+        match want["lang_adapters"].as_object() {
+            Some(by_lang) => {
+                let stored: Vec<(&str, Vec<f32>)> = snap
+                    .lang_adapters()
+                    .map(|(l, a)| (l, a.adapter.weights().to_vec()))
+                    .collect();
+                let want: Vec<(&str, Vec<f32>)> = by_lang
+                    .iter()
+                    .map(|(l, w)| (l.as_str(), serde_json::from_value(w.clone()).unwrap()))
+                    .collect();
+                assert_eq!(stored, want, "{name}");
+                let fi = snap.adapter_for(Some("fi")).unwrap();
+                assert_eq!(fi.info.lang.as_deref(), Some("fi"));
+                assert_eq!(fi.info.lambda, Some(3.0));
+            }
+            None => assert_eq!(snap.lang_adapters().count(), 0, "{name}"),
         }
         drop(snap);
         let mut w = index.writer().unwrap();

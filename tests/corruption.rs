@@ -415,3 +415,40 @@ fn in_read_mode_a_segment_truncated_while_open_cannot_crash_searches() {
     let e = Index::open(base.path()).unwrap_err();
     assert!(e.is_corruption(), "{e:?}");
 }
+
+#[test]
+fn a_damaged_per_language_query_adapter_is_a_typed_error_naming_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build(&dir);
+    let index = Index::open(&dir).unwrap();
+    let info = xqdb::distill::AdapterInfo {
+        lang: Some("fi".into()),
+        ..Default::default()
+    };
+    index
+        .writer()
+        .unwrap()
+        .set_adapter(&xqdb::distill::Adapter::identity(DIM), &info)
+        .unwrap();
+    drop(index);
+    assert_eq!(verify_in_child(&dir).code, Some(0));
+    // One weight byte of the record flipped inside an otherwise intact catalog.
+    use redb::ReadableTable;
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    {
+        let db = redb::Database::open(dir.join("catalog.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(meta).unwrap();
+            let mut record = t.get("query_adapter.fi").unwrap().unwrap().value().to_vec();
+            let at = record.len() - 20;
+            record[at] ^= 0x40;
+            t.insert("query_adapter.fi", record.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let o = verify_in_child(&dir);
+    assert_clean_failure("adapter record", &o, "query_adapter.fi");
+    assert!(Index::open(&dir).is_err());
+}

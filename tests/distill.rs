@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use xqdb::distill::{
-    build_set, fit, read_set, write_set, Adapter, Candidate, EncoderTeacher, GeneratorTeacher,
-    SetOptions, SetQuery, Teacher, TeacherQuery, TrainOptions, TranslationTeacher,
+    build_set, fit, fit_adapters, read_set, write_set, Adapter, AdapterInfo, Candidate,
+    EncoderTeacher, GeneratorTeacher, Objective, SetOptions, SetQuery, Teacher, TeacherQuery,
+    TrainOptions, TranslationTeacher,
 };
 use xqdb::{
     Error, Generator, GeneratorOptions, Index, Metric, Passage, Rerank, SearchOptions, XqgProfile,
@@ -124,6 +125,7 @@ fn a_distilled_adapter_is_stored_applied_to_text_searches_and_removable() {
             tau_teacher: 0.02,
             tau_student: 0.02,
             holdout: 0.2,
+            objective: Objective::Scores,
             ..Default::default()
         },
     )
@@ -179,6 +181,136 @@ fn a_distilled_adapter_is_stored_applied_to_text_searches_and_removable() {
     let after = index.search_text(q, 10).unwrap();
     assert_eq!(ids(&after), ids(&without));
     assert_eq!(index.verify().unwrap().passages as usize, rows.len());
+}
+
+#[test]
+fn per_language_embedding_adapters_never_lose_to_the_identity_on_held_out_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(3);
+    let (index, queries) = english_index(&tmp.path().join("idx"), &rows);
+    let teacher = TranslationTeacher::new(index.encoder().unwrap());
+    let set = build_set(
+        &index,
+        &queries,
+        &teacher,
+        &SetOptions::default(),
+        &|_, _| {},
+    )
+    .unwrap();
+    let options = TrainOptions {
+        per_language: true,
+        holdout: 0.25,
+        ..Default::default()
+    };
+    let (adapters, fits) = fit_adapters(&index, &set.rows, &options).unwrap();
+    assert!(adapters.shared.is_none());
+    let langs: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(fits.len(), langs.len());
+    for f in &fits {
+        let lang = f.lang.as_deref().unwrap();
+        assert!(f.skipped.is_none(), "{lang}: {:?}", f.skipped);
+        assert_eq!(f.info.objective.as_deref(), Some("embedding"), "{lang}");
+        let (before, after) = (
+            f.info.initial_holdout_mrr.unwrap(),
+            f.info.holdout_mrr.unwrap(),
+        );
+        if f.info.best_epoch > 0 {
+            // Kept only when it beat the identity on its language's held-out passages.
+            assert!(after > before, "{lang}: {before} -> {after}");
+            assert!(f.info.lambda.is_some());
+            assert!(adapters.by_lang[lang].distance_from_identity() > 0.0);
+        } else {
+            assert_eq!(after, before, "{lang}");
+            assert!(!adapters.by_lang.contains_key(lang), "{lang}");
+        }
+    }
+    // The closed-form fit helps these languages at all: at least one adapter is kept.
+    assert!(!adapters.by_lang.is_empty(), "{fits:?}");
+}
+
+#[test]
+fn text_queries_use_their_languages_adapter_and_the_identity_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = sample(50);
+    let dir = tmp.path().join("idx");
+    let (index, queries) = english_index(&dir, &rows);
+    // A map that visibly changes rankings: the vector reversed.
+    let d = 384;
+    let reverse: Vec<f32> = (0..d * d)
+        .map(|k| if k / d + k % d == d - 1 { 1.0 } else { 0.0 })
+        .collect();
+    let fi = Adapter::from_matrix(d, reverse).unwrap();
+    let info = AdapterInfo {
+        teacher: "test".into(),
+        lang: Some("fi".into()),
+        ..Default::default()
+    };
+    let mut w = index.writer().unwrap();
+    // Two adapters for one slot, or a language that is not a tag, change nothing.
+    let twice = [(fi.clone(), info.clone()), (fi.clone(), info.clone())];
+    assert!(matches!(
+        w.replace_adapters(&twice),
+        Err(Error::InvalidArgument(_))
+    ));
+    let bad = AdapterInfo {
+        lang: Some("f i".into()),
+        ..info.clone()
+    };
+    assert!(matches!(
+        w.set_adapter(&fi, &bad),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(index.snapshot().lang_adapters().count(), 0);
+    w.replace_adapters(&[(fi.clone(), info.clone())]).unwrap();
+    drop(w);
+    drop(index);
+    let index = Index::builder()
+        .encoder(common::default_encoder())
+        .open(&dir)
+        .unwrap();
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.query_adapter_langs, ["fi"]);
+    assert_eq!(stats.format_version, 6);
+    let snap = index.snapshot();
+    assert!(snap.adapter().is_none());
+    assert_eq!(snap.adapter_for(Some("fi")).unwrap().adapter, fi);
+    assert!(snap.adapter_for(Some("ja")).is_none());
+    assert!(snap.adapter_for(None).is_none());
+    let q = &queries[0].query;
+    let plain = index
+        .encoder()
+        .unwrap()
+        .encode_queries(&[q])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let as_fi = index
+        .search_text_with(q, &SearchOptions::new(5).query_lang("fi"))
+        .unwrap();
+    assert_eq!(
+        ids(&as_fi),
+        ids(&index.search(&fi.apply(&plain), 5).unwrap())
+    );
+    for other in [
+        SearchOptions::new(5).query_lang("ja"),
+        SearchOptions::new(5),
+        SearchOptions::new(5).query_lang("fi").adapter(false),
+    ] {
+        let hits = index.search_text_with(q, &other).unwrap();
+        assert_eq!(ids(&hits), ids(&index.search(&plain, 5).unwrap()));
+        assert_ne!(ids(&hits), ids(&as_fi));
+    }
+    // A shared adapter serves the languages without their own.
+    let shared = Adapter::from_matrix(d, fi.matrix()).unwrap();
+    let mut w = index.writer().unwrap();
+    w.set_adapter(&shared, &AdapterInfo::default()).unwrap();
+    let snap = index.snapshot();
+    assert!(snap.adapter_for(Some("ja")).is_some());
+    assert_eq!(snap.lang_adapters().count(), 1);
+    assert!(w.drop_adapter().unwrap());
+    let snap = index.snapshot();
+    assert!(snap.adapter().is_none() && snap.lang_adapters().next().is_none());
+    assert!(index.stats().unwrap().query_adapter_langs.is_empty());
 }
 
 #[test]
@@ -498,6 +630,53 @@ fn the_distill_and_adapter_commands() {
     let dropped = common::xqdb_json(&["adapter", d, "--drop"])["dropped"].clone();
     assert_eq!(dropped, !shown["adapter"].is_null(), "{shown}");
     assert!(common::xqdb_json(&["adapter", d])["adapter"].is_null());
+    // The default objective for the translation teacher, one adapter per query language.
+    let r = common::xqdb_json(&[
+        "distill",
+        d,
+        "--from-set",
+        set.to_str().unwrap(),
+        "--per-language",
+        "--holdout",
+        "0.25",
+    ]);
+    let fits = r["adapters"].as_array().unwrap();
+    assert!(fits.len() > 1, "{r}");
+    let shown = common::xqdb_json(&["adapter", d]);
+    assert!(shown["adapter"].is_null(), "{shown}");
+    for f in fits {
+        assert_eq!(f["objective"], "embedding", "{f}");
+        let lang = f["lang"].as_str().unwrap();
+        let kept = f["kept"] == true;
+        assert_eq!(
+            shown["by_lang"].get(lang).is_some(),
+            kept,
+            "{lang}: {shown}"
+        );
+        if kept {
+            assert_eq!(shown["by_lang"][lang]["info"]["lang"], lang);
+            let lang_hits = common::xqdb_json(&[
+                "search",
+                d,
+                &queries[0].query,
+                "-k",
+                "3",
+                "--query-lang",
+                lang,
+            ]);
+            assert_eq!(lang_hits["hits"].as_array().unwrap().len(), 3);
+        }
+    }
+    assert_eq!(
+        r["stored"] == true,
+        fits.iter().any(|f| f["kept"] == true),
+        "{r}"
+    );
+    common::xqdb_json(&["adapter", d, "--drop"]);
+    assert!(common::xqdb_json(&["adapter", d])["by_lang"]
+        .as_object()
+        .unwrap()
+        .is_empty());
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
         .args(["distill", d, "--teacher", "oracle", "--pseudo", "5"])
         .output()

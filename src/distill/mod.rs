@@ -12,8 +12,8 @@ pub mod set;
 pub mod teacher;
 
 pub use set::{
-    build_set, examples_from_set, fit, pseudo_queries, read_queries, read_set, split_by_positive,
-    write_set, SetOptions, SetQuery, SetReport, SetRow,
+    build_set, examples_from_set, fit, fit_adapters, pseudo_queries, read_queries, read_set,
+    split_by_positive, write_set, FitReport, SetOptions, SetQuery, SetReport, SetRow,
 };
 pub use teacher::{
     Candidate, EncoderTeacher, GeneratorTeacher, Teacher, TeacherQuery, TranslationTeacher,
@@ -21,6 +21,7 @@ pub use teacher::{
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::collections::BTreeMap;
 
 /// One training example: a query vector, its candidates' vectors and the teacher's scores.
 #[derive(Clone, Debug, PartialEq)]
@@ -238,6 +239,19 @@ impl Adapter {
         (loss, grad)
     }
 
+    /// Adds the gradient of λ/2·‖W − I‖² (full) or λ/2·‖(A, B)‖² (low rank) to `g`.
+    fn add_identity_penalty(&self, g: &mut [f32], lambda: f32) {
+        let d = self.dim;
+        for (k, (gk, &w)) in g.iter_mut().zip(&self.w).enumerate() {
+            let target = if self.rank == 0 && k / d == k % d {
+                1.0
+            } else {
+                0.0
+            };
+            *gk += lambda * (w - target);
+        }
+    }
+
     /// Mean KL over `examples`.
     pub fn mean_loss(&self, examples: &[Example], tau_teacher: f32, tau_student: f32) -> f64 {
         let n = examples.len().max(1) as f64;
@@ -311,6 +325,127 @@ impl Adapter {
     }
 }
 
+/// The full adapter minimising Σ‖W qᵢ − tᵢ‖² + λ‖W − I‖² (ridge regression towards the
+/// identity): W = I + (T − Q)Qᵀ(QQᵀ + λI)⁻¹ for queries Q and targets T as columns.
+/// `None` when the pairs are empty, of the wrong dimension, or λ ≤ 0.
+///
+/// ```
+/// use xqdb::distill::ridge;
+/// // Targets are the queries with their axes swapped; with many pairs and a small λ the
+/// // fitted map swaps them too.
+/// let q: Vec<Vec<f32>> = (0..50).map(|i| vec![(i as f32).cos(), (i as f32).sin()]).collect();
+/// let t: Vec<Vec<f32>> = q.iter().map(|v| vec![v[1], v[0]]).collect();
+/// let w = ridge(&q, &t, 1e-3).unwrap();
+/// let out = w.apply(&[1.0, 0.0]);
+/// assert!(out[0].abs() < 1e-3 && (out[1] - 1.0).abs() < 1e-3);
+/// ```
+pub fn ridge(queries: &[Vec<f32>], targets: &[Vec<f32>], lambda: f32) -> Option<Adapter> {
+    let d = queries.first()?.len();
+    if d == 0
+        || lambda <= 0.0
+        || queries.len() != targets.len()
+        || queries.iter().chain(targets).any(|v| v.len() != d)
+    {
+        return None;
+    }
+    // G = QQᵀ + λI and R = (T − Q)Qᵀ, accumulated in f64.
+    let mut g = vec![0f64; d * d];
+    let mut r = vec![0f64; d * d];
+    for (q, t) in queries.iter().zip(targets) {
+        for i in 0..d {
+            let (qi, ei) = (q[i] as f64, (t[i] - q[i]) as f64);
+            let (grow, rrow) = (&mut g[i * d..(i + 1) * d], &mut r[i * d..(i + 1) * d]);
+            for j in 0..d {
+                grow[j] += qi * q[j] as f64;
+                rrow[j] += ei * q[j] as f64;
+            }
+        }
+    }
+    for i in 0..d {
+        g[i * d + i] += lambda as f64;
+    }
+    let l = cholesky(&g, d)?;
+    // X G = R with G symmetric: each row x of X solves G x = r (the row of R).
+    let mut w = Adapter::identity(d).w;
+    for i in 0..d {
+        let x = cholesky_solve(&l, d, &r[i * d..(i + 1) * d]);
+        w[i * d..(i + 1) * d]
+            .iter_mut()
+            .zip(x)
+            .for_each(|(a, b)| *a += b as f32);
+    }
+    let a = Adapter { dim: d, rank: 0, w };
+    a.check_finite().ok()?;
+    Some(a)
+}
+
+/// The lower-triangular L with L Lᵀ = `g` (d × d, symmetric positive definite), row-major.
+fn cholesky(g: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0f64; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
+            if i == j {
+                let v = g[i * d + i] - s;
+                if v <= 0.0 || !v.is_finite() {
+                    return None;
+                }
+                l[i * d + i] = v.sqrt();
+            } else {
+                l[i * d + j] = (g[i * d + j] - s) / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves L Lᵀ x = b.
+fn cholesky_solve(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
+    let mut y = vec![0f64; d];
+    for i in 0..d {
+        let s: f64 = (0..i).map(|k| l[i * d + k] * y[k]).sum();
+        y[i] = (b[i] - s) / l[i * d + i];
+    }
+    let mut x = vec![0f64; d];
+    for i in (0..d).rev() {
+        let s: f64 = (i + 1..d).map(|k| l[k * d + i] * x[k]).sum();
+        x[i] = (y[i] - s) / l[i * d + i];
+    }
+    x
+}
+
+/// The query adapters of an index: one per query language and/or one shared by all queries.
+/// A query uses its language's adapter, else the shared one, else none (the identity).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryAdapters {
+    /// For queries whose language has no adapter of its own, or that name no language.
+    pub shared: Option<Adapter>,
+    /// By query language.
+    pub by_lang: BTreeMap<String, Adapter>,
+}
+
+impl QueryAdapters {
+    /// The adapter a query in `lang` uses, if any.
+    pub fn select(&self, lang: Option<&str>) -> Option<&Adapter> {
+        lang.and_then(|l| self.by_lang.get(l))
+            .or(self.shared.as_ref())
+    }
+
+    /// The query vector as searched: mapped by [`QueryAdapters::select`]'s adapter, or
+    /// unchanged.
+    pub fn apply(&self, lang: Option<&str>, q: &[f32]) -> Vec<f32> {
+        match self.select(lang) {
+            Some(a) => a.apply(q),
+            None => q.to_vec(),
+        }
+    }
+
+    /// True when no adapter is held (every query is searched as encoded).
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_none() && self.by_lang.is_empty()
+    }
+}
+
 /// An adapter as stored in an index, with what was recorded about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredAdapter {
@@ -346,6 +481,16 @@ pub struct AdapterInfo {
     /// Held-out MRR@10 with the stored weights.
     #[serde(default)]
     pub holdout_mrr: Option<f64>,
+    /// `"scores"` (KL over candidates) or `"embedding"` (closed-form fit to the teacher's
+    /// embedding); absent in records written before the choice existed (scores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
+    /// The identity-penalty weight of an embedding fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f32>,
+    /// The query language the adapter serves (`None`: every query without its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     /// Seconds since the Unix epoch when the adapter was stored.
     pub created_unix: u64,
 }
@@ -371,20 +516,50 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Train W = I + A·B of this rank instead of a full matrix.
     pub rank: Option<usize>,
+    /// Weight λ of the penalty λ/2·‖W − I‖² (full matrix) or λ/2·(‖A‖² + ‖B‖²) (low rank),
+    /// which keeps the map near the identity where the examples say little.
+    pub identity_penalty: f32,
+    /// Train one adapter per query language (queries without a language train none);
+    /// otherwise one adapter for all queries.
+    pub per_language: bool,
+    /// What the adapter is fitted to.
+    pub objective: Objective,
+    /// Identity-penalty weights λ tried by the embedding objective (each a closed-form fit,
+    /// the one with the best validation kept).
+    pub ridge_lambdas: Vec<f32>,
+}
+
+/// What an adapter is trained to reproduce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Objective {
+    /// [`Objective::Embedding`] when every query has a parallel version, the teacher is
+    /// the translation teacher and no rank is asked for, else [`Objective::Scores`].
+    #[default]
+    Auto,
+    /// The teacher's distribution over each query's candidates (KL, Adam; any teacher).
+    Scores,
+    /// The encoder's embedding of the query's parallel version: W minimises
+    /// Σ‖W q − t‖² + λ‖W − I‖², solved in closed form (the multilingual
+    /// knowledge-distillation objective for sentence encoders, restricted to a linear map).
+    Embedding,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            learning_rate: 1e-3,
-            epochs: 20,
+            learning_rate: 1e-4,
+            epochs: 15,
             batch_size: 32,
-            tau_teacher: 0.05,
-            tau_student: 0.05,
+            tau_teacher: 0.02,
+            tau_student: 0.02,
             holdout: 0.1,
             patience: 3,
             seed: 0,
             rank: None,
+            identity_penalty: 0.0,
+            per_language: false,
+            objective: Objective::Auto,
+            ridge_lambdas: vec![0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
         }
     }
 }
@@ -404,6 +579,9 @@ pub struct TrainReport {
     pub initial_validation: Option<f64>,
     /// The validation loss after each epoch, when training was validated.
     pub validation: Vec<f64>,
+    /// For the embedding objective: the λ of the kept fit (its "epochs" are the λs tried,
+    /// in [`TrainOptions::ridge_lambdas`] order).
+    pub lambda: Option<f32>,
 }
 
 /// Trains an adapter with Adam on a shuffled split of `examples` (`o.holdout` of them held
@@ -502,6 +680,9 @@ fn train_inner(
                     .zip(gi)
                     .for_each(|(a, b)| *a += b / batch.len() as f32);
             }
+            if o.identity_penalty > 0.0 {
+                adapter.add_identity_penalty(&mut g, o.identity_penalty);
+            }
             step += 1;
             let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
             for k in 0..g.len() {
@@ -533,6 +714,55 @@ fn train_inner(
         best_epoch,
         initial_validation,
         validation,
+        lambda: None,
+    }
+}
+
+/// The embedding objective: a closed-form [`ridge`] fit of W q ≈ t on (`queries`,
+/// `targets`) for each λ of `o.ridge_lambdas`; the fit with the lowest `validate` (lower is
+/// better; else held-out KL on `hold`) is kept when it beats the identity's. The report's
+/// "epochs" are the λs in order.
+pub fn train_embedding(
+    queries: &[Vec<f32>],
+    targets: &[Vec<f32>],
+    hold: &[Example],
+    dim: usize,
+    o: &TrainOptions,
+    mut validate: Option<&mut dyn FnMut(&Adapter) -> f64>,
+) -> TrainReport {
+    let identity = Adapter::identity(dim);
+    let initial = identity.mean_loss(hold, o.tau_teacher, o.tau_student);
+    let initial_validation = validate.as_mut().map(|f| f(&identity));
+    let (mut best, mut best_score, mut best_epoch, mut lambda) =
+        (identity, initial_validation.unwrap_or(initial), 0, None);
+    let (mut curve, mut validation) = (Vec::new(), Vec::new());
+    for (i, &l) in o.ridge_lambdas.iter().enumerate() {
+        let Some(a) = ridge(queries, targets, l) else {
+            curve.push(f64::INFINITY);
+            continue;
+        };
+        let kl = a.mean_loss(hold, o.tau_teacher, o.tau_student);
+        curve.push(kl);
+        let score = match validate.as_mut() {
+            Some(f) => {
+                let v = f(&a);
+                validation.push(v);
+                v
+            }
+            None => kl,
+        };
+        if score < best_score {
+            (best, best_score, best_epoch, lambda) = (a, score, i + 1, Some(l));
+        }
+    }
+    TrainReport {
+        adapter: best,
+        initial_holdout_kl: initial,
+        holdout_kl: curve,
+        best_epoch,
+        initial_validation,
+        validation,
+        lambda,
     }
 }
 

@@ -4,7 +4,8 @@
 
 use super::teacher::{Candidate, Teacher, TeacherQuery};
 use super::{
-    dot, train_split, train_validated, Adapter, AdapterInfo, Example, TrainOptions, TrainReport,
+    dot, train_embedding, train_split, train_validated, Adapter, AdapterInfo, Example, Objective,
+    QueryAdapters, TrainOptions, TrainReport,
 };
 use crate::error::{Error, Result};
 use crate::types::Metric;
@@ -314,42 +315,83 @@ pub fn fit(
         )));
     }
     let snap = index.snapshot();
-    // Early stopping on retrieval: held-out queries with a positive, searched over the whole
+    let embedding = match options.objective {
+        Objective::Embedding => true,
+        Objective::Scores => false,
+        Objective::Auto => {
+            options.rank.is_none()
+                && rows
+                    .iter()
+                    .all(|r| r.parallel.is_some() && r.teacher == "translation")
+        }
+    };
+    // The embedding objective's pairs: each training query and the encoding of its
+    // parallel version (the translation teacher's query), both as searched.
+    let pairs = if embedding {
+        let mut q = Vec::new();
+        let mut t = Vec::new();
+        for chunk in fit_rows.chunks(64) {
+            let texts: Vec<&str> = chunk.iter().map(|r| r.query.as_str()).collect();
+            let parallel = chunk
+                .iter()
+                .map(|r| {
+                    r.parallel.as_deref().ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "the embedding objective needs a parallel version of every query; \
+                             {:?} has none",
+                            r.query
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<&str>>>()?;
+            for v in index.encode_queries_for(&snap, &texts, false)? {
+                q.push(normalised(snap.metric(), v));
+            }
+            for v in index.encode_queries_for(&snap, &parallel, false)? {
+                t.push(normalised(snap.metric(), v));
+            }
+        }
+        Some((q, t))
+    } else {
+        None
+    };
+    // Validation by retrieval: held-out queries with a positive, searched over the whole
     // index with the adapter; the loss is 1 − MRR@10.
     let with_positive: Vec<&SetRow> = hold_rows.iter().filter(|r| r.positive.is_some()).collect();
-    let report = if with_positive.is_empty() {
-        train_split(&examples, &hold, snap.dim(), options)
-    } else {
-        let texts: Vec<&str> = with_positive.iter().map(|r| r.query.as_str()).collect();
-        let vectors = index.encode_queries_for(&snap, &texts, false)?;
-        let mut failure = None;
-        let mut validate = |a: &Adapter| -> f64 {
-            let adapted: Vec<Vec<f32>> = vectors.iter().map(|v| a.apply(v)).collect();
-            match snap.search_batch(&adapted, &SearchOptions::new(10)) {
-                Ok(all) => {
-                    let rr: f64 = all
-                        .iter()
-                        .zip(&with_positive)
-                        .map(|(hits, r)| {
-                            hits.iter()
-                                .position(|h| Some(&h.id) == r.positive.as_ref())
-                                .map_or(0.0, |p| 1.0 / (p + 1) as f64)
-                        })
-                        .sum();
-                    1.0 - rr / with_positive.len() as f64
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                    f64::INFINITY
-                }
+    let texts: Vec<&str> = with_positive.iter().map(|r| r.query.as_str()).collect();
+    let vectors = index.encode_queries_for(&snap, &texts, false)?;
+    let mut failure = None;
+    let mut validate = |a: &Adapter| -> f64 {
+        let adapted: Vec<Vec<f32>> = vectors.iter().map(|v| a.apply(v)).collect();
+        match snap.search_batch(&adapted, &SearchOptions::new(10)) {
+            Ok(all) => {
+                let rr: f64 = all
+                    .iter()
+                    .zip(&with_positive)
+                    .map(|(hits, r)| {
+                        hits.iter()
+                            .position(|h| Some(&h.id) == r.positive.as_ref())
+                            .map_or(0.0, |p| 1.0 / (p + 1) as f64)
+                    })
+                    .sum();
+                1.0 - rr / with_positive.len() as f64
             }
-        };
-        let r = train_validated(&examples, &hold, snap.dim(), options, &mut validate);
-        if let Some(e) = failure {
-            return Err(e);
+            Err(e) => {
+                failure.get_or_insert(e);
+                f64::INFINITY
+            }
         }
-        r
     };
+    let validate: Option<&mut dyn FnMut(&Adapter) -> f64> =
+        (!with_positive.is_empty()).then_some(&mut validate);
+    let report = match (&pairs, validate) {
+        (Some((q, t)), v) => train_embedding(q, t, &hold, snap.dim(), options, v),
+        (None, Some(v)) => train_validated(&examples, &hold, snap.dim(), options, v),
+        (None, None) => train_split(&examples, &hold, snap.dim(), options),
+    };
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let pick = |curve: &[f64], initial: f64| match report.best_epoch {
         0 => initial,
         e => curve[e - 1],
@@ -367,9 +409,82 @@ pub fn fit(
         best_epoch: report.best_epoch,
         initial_holdout_mrr: mrr.map(|m| m.0),
         holdout_mrr: mrr.map(|m| m.1),
+        objective: Some(if embedding { "embedding" } else { "scores" }.into()),
+        lambda: report.lambda,
+        lang: None,
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
     Ok((report, info))
+}
+
+/// What [`fit_adapters`] trained for one group of queries.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    /// The query language of the group (`None`: the shared adapter).
+    pub lang: Option<String>,
+    /// What training recorded (`best_epoch` 0: nothing beat the identity, none kept).
+    pub info: AdapterInfo,
+    /// Why the group trained nothing, when it could not (too few queries).
+    pub skipped: Option<String>,
+}
+
+/// Trains the adapters `options` asks for on set rows: one per query language when
+/// `options.per_language` (rows without a language train none), else one shared by all
+/// queries. Each is validated by retrieval on its own held-out passages (see [`fit`]) and
+/// kept only when it beats the identity there. A language with too few queries to split is
+/// reported as skipped and keeps the identity.
+pub fn fit_adapters(
+    index: &Index,
+    rows: &[SetRow],
+    options: &TrainOptions,
+) -> Result<(QueryAdapters, Vec<FitReport>)> {
+    let mut adapters = QueryAdapters::default();
+    let mut reports = Vec::new();
+    if !options.per_language {
+        let (report, info) = fit(index, rows, options)?;
+        if report.best_epoch > 0 {
+            adapters.shared = Some(report.adapter);
+        }
+        reports.push(FitReport {
+            lang: None,
+            info,
+            skipped: None,
+        });
+        return Ok((adapters, reports));
+    }
+    let mut groups: std::collections::BTreeMap<&str, Vec<SetRow>> = Default::default();
+    for r in rows {
+        if let Some(l) = r.lang.as_deref() {
+            groups.entry(l).or_default().push(r.clone());
+        }
+    }
+    if groups.is_empty() {
+        return Err(Error::InvalidArgument(
+            "per-language adapters need queries with a language (\"lang\")".into(),
+        ));
+    }
+    for (lang, group) in groups {
+        match fit(index, &group, options) {
+            Ok((report, mut info)) => {
+                info.lang = Some(lang.to_string());
+                if report.best_epoch > 0 {
+                    adapters.by_lang.insert(lang.to_string(), report.adapter);
+                }
+                reports.push(FitReport {
+                    lang: Some(lang.to_string()),
+                    info,
+                    skipped: None,
+                });
+            }
+            Err(Error::InvalidArgument(why)) => reports.push(FitReport {
+                lang: Some(lang.to_string()),
+                info: AdapterInfo::default(),
+                skipped: Some(why),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((adapters, reports))
 }

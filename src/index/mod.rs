@@ -369,8 +369,9 @@ impl Inner {
         let meta = txn.open_table(store::META).map_err(|e| err(e.into()))?;
         let config = StoreConfig::read(&meta).map_err(|e| self.meta_err(e))?;
         let counters = Counters::read(&meta).map_err(|e| self.meta_err(e))?;
-        let adapter = store::read_adapter(&meta, prev.and_then(|p| p.adapter.as_ref()))
-            .map_err(|e| self.meta_err(e))?;
+        let prev_adapters = prev.map(|p| (p.adapter.clone(), p.lang_adapters.clone()));
+        let adapters =
+            store::read_adapters(&meta, prev_adapters.as_ref()).map_err(|e| self.meta_err(e))?;
         drop(meta);
         let seg_table = txn.open_table(store::SEGMENTS).map_err(|e| err(e.into()))?;
         let mut records = BTreeMap::new();
@@ -411,7 +412,7 @@ impl Inner {
             tail,
             prev,
             tombstones_changed,
-            adapter,
+            adapters,
         )
     }
 
@@ -912,20 +913,34 @@ impl Index {
         options: &SearchOptions,
     ) -> Result<Vec<Vec<crate::Hit>>> {
         let snap = self.snapshot();
-        let vectors = self.encode_queries_for(&snap, queries, options.use_adapter)?;
+        let lang = options.query_lang.as_deref();
+        let vectors = self.encode_queries_in(&snap, queries, options.use_adapter, lang)?;
         snap.search_batch(&vectors, options)
     }
 
     /// Encodes text queries as searches of `snap` do: with the encoder, then through the
-    /// stored query adapter when `use_adapter` is set and one is stored.
+    /// shared query adapter when `use_adapter` is set and one is stored.
     pub fn encode_queries_for<S: AsRef<str> + Sync>(
         &self,
         snap: &Snapshot,
         queries: &[S],
         use_adapter: bool,
     ) -> Result<Vec<Vec<f32>>> {
+        self.encode_queries_in(snap, queries, use_adapter, None)
+    }
+
+    /// Like [`Index::encode_queries_for`] for queries in `lang`: they go through that
+    /// language's adapter when one is stored, else the shared one
+    /// ([`Snapshot::adapter_for`]).
+    pub fn encode_queries_in<S: AsRef<str> + Sync>(
+        &self,
+        snap: &Snapshot,
+        queries: &[S],
+        use_adapter: bool,
+        lang: Option<&str>,
+    ) -> Result<Vec<Vec<f32>>> {
         let vectors = self.inner.encoder()?.encode_queries(queries)?;
-        Ok(match snap.adapter().filter(|_| use_adapter) {
+        Ok(match snap.adapter_for(lang).filter(|_| use_adapter) {
             Some(a) => vectors.iter().map(|v| a.adapter.apply(v)).collect(),
             None => vectors,
         })

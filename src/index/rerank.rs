@@ -150,7 +150,12 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         let snap = self.snapshot();
         let v = self
-            .encode_queries_for(&snap, &[query.text], options.use_adapter)?
+            .encode_queries_in(
+                &snap,
+                &[query.text],
+                options.use_adapter,
+                options.query_lang.as_deref().or(query.lang),
+            )?
             .pop()
             .unwrap_or_default();
         let mut wide = options.clone();

@@ -8,6 +8,7 @@ use crate::store::{self, Counters, StoreConfig};
 use crate::types::{Dtype, Filter, FirstPass, Hit, Metric, Passage, Stats};
 use crate::xqg::{Augmentation, XqgProfile};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Rows not yet sealed, mirrored in memory from the catalog's tail table, sorted by row id.
@@ -85,8 +86,10 @@ pub(crate) struct SnapshotData {
     pub segments: Vec<SegmentView>,
     pub tail: Arc<Tail>,
     pub live: u64,
-    /// The query adapter applied to encoded text queries, if one is stored.
+    /// The shared query adapter applied to encoded text queries, if one is stored.
     pub adapter: Option<Arc<crate::distill::StoredAdapter>>,
+    /// The query adapters of query languages (format version 6).
+    pub lang_adapters: BTreeMap<String, Arc<crate::distill::StoredAdapter>>,
 }
 
 impl SnapshotData {
@@ -112,6 +115,7 @@ impl SnapshotData {
             tail: Arc::new(Tail::default()),
             live: 0,
             adapter: None,
+            lang_adapters: BTreeMap::new(),
         }
     }
 
@@ -125,7 +129,10 @@ impl SnapshotData {
         tail: Arc<Tail>,
         prev: Option<&SnapshotData>,
         tombstones_changed: bool,
-        adapter: Option<Arc<crate::distill::StoredAdapter>>,
+        (adapter, lang_adapters): (
+            Option<Arc<crate::distill::StoredAdapter>>,
+            BTreeMap<String, Arc<crate::distill::StoredAdapter>>,
+        ),
     ) -> Result<Self> {
         let cerr = |e: redb::Error| inner.catalog_err(e);
         let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
@@ -177,6 +184,7 @@ impl SnapshotData {
             tail,
             live,
             adapter,
+            lang_adapters,
         })
     }
 
@@ -221,6 +229,9 @@ pub struct SearchOptions {
     /// The first pass keeps `k × oversample` candidates, rescored exactly with the rows
     /// (default: the index's setting, else [`FirstPass::default_oversample`]).
     pub oversample: Option<usize>,
+    /// The language of text queries: they use that language's query adapter when one is
+    /// stored (else the shared one). Not a filter on the passages' language.
+    pub query_lang: Option<String>,
 }
 
 impl SearchOptions {
@@ -234,7 +245,14 @@ impl SearchOptions {
             use_adapter: true,
             first_pass: None,
             oversample: None,
+            query_lang: None,
         }
+    }
+
+    /// Sets the language of text queries (selects a per-language query adapter).
+    pub fn query_lang(mut self, lang: impl Into<String>) -> Self {
+        self.query_lang = Some(lang.into());
+        self
     }
 
     /// Sets the first pass (exact, i8 or binary codes).
@@ -791,9 +809,26 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// The query adapter stored in this commit, if any.
+    /// The shared query adapter stored in this commit, if any: the one text queries use
+    /// when their language has none of its own (or they name no language).
     pub fn adapter(&self) -> Option<&crate::distill::StoredAdapter> {
         self.data.adapter.as_deref()
+    }
+
+    /// The query adapters of query languages stored in this commit, by language.
+    pub fn lang_adapters(&self) -> impl Iterator<Item = (&str, &crate::distill::StoredAdapter)> {
+        self.data
+            .lang_adapters
+            .iter()
+            .map(|(l, a)| (l.as_str(), a.as_ref()))
+    }
+
+    /// The adapter a text query in `lang` is mapped by: its language's, else the shared
+    /// one, else none (searched as encoded).
+    pub fn adapter_for(&self, lang: Option<&str>) -> Option<&crate::distill::StoredAdapter> {
+        lang.and_then(|l| self.data.lang_adapters.get(l))
+            .map(|a| a.as_ref())
+            .or(self.adapter())
     }
 
     /// The generated (or imported) queries of a passage, as (language, text).
@@ -904,6 +939,7 @@ impl Snapshot {
             xqg_alpha: d.config.xqg.as_ref().map(|p| p.alpha),
             format_version: d.config.format_version,
             query_adapter: d.adapter.is_some(),
+            query_adapter_langs: d.lang_adapters.keys().cloned().collect(),
             codes: codes
                 .map(|c| c.names().into_iter().map(String::from).collect())
                 .unwrap_or_default(),

@@ -1212,9 +1212,11 @@ impl Writer {
         Ok(report)
     }
 
-    /// Stores a query adapter (replacing any earlier one) in one durable commit; from then on
-    /// text queries are encoded, multiplied by W and searched. Passage vectors are not
-    /// touched. A store of an older catalog version is marked as version 3 in the same
+    /// Stores a query adapter in one durable commit, replacing the one in its slot:
+    /// `info.lang` names the query language it serves (`None`: the shared adapter, used by
+    /// queries whose language has none of its own). From then on text queries are encoded,
+    /// multiplied by W and searched; passage vectors are not touched. A store of an older
+    /// catalog version is marked as version 3 (shared) or 6 (per language) in the same
     /// commit, so that builds that would ignore the adapter refuse it.
     ///
     /// ```
@@ -1233,6 +1235,41 @@ impl Writer {
         adapter: &crate::distill::Adapter,
         info: &crate::distill::AdapterInfo,
     ) -> Result<()> {
+        let record = self.adapter_record(adapter, info)?;
+        self.write_adapters(false, &[(info.lang.as_deref(), Some(&record))])
+    }
+
+    /// Replaces every stored query adapter (shared and per language) with `adapters` in one
+    /// durable commit; each one's `info.lang` names its slot, and no slot may repeat. An
+    /// empty list drops them all.
+    pub fn replace_adapters(
+        &mut self,
+        adapters: &[(crate::distill::Adapter, crate::distill::AdapterInfo)],
+    ) -> Result<()> {
+        let mut records = Vec::with_capacity(adapters.len());
+        for (i, (a, info)) in adapters.iter().enumerate() {
+            if adapters[..i].iter().any(|(_, o)| o.lang == info.lang) {
+                return Err(Error::InvalidArgument(format!(
+                    "two query adapters for {}",
+                    info.lang
+                        .as_deref()
+                        .map_or("the shared slot".to_string(), |l| format!("language {l:?}"))
+                )));
+            }
+            records.push((info.lang.as_deref(), self.adapter_record(a, info)?));
+        }
+        let ops: Vec<(Option<&str>, Option<&[u8]>)> = records
+            .iter()
+            .map(|(l, r)| (*l, Some(r.as_slice())))
+            .collect();
+        self.write_adapters(true, &ops)
+    }
+
+    fn adapter_record(
+        &self,
+        adapter: &crate::distill::Adapter,
+        info: &crate::distill::AdapterInfo,
+    ) -> Result<Vec<u8>> {
         let dim = self.inner.snapshot_data().config.dim;
         if adapter.dim() != dim {
             return Err(Error::DimensionMismatch {
@@ -1241,21 +1278,35 @@ impl Writer {
                 found: adapter.dim(),
             });
         }
-        let record = adapter.to_bytes(info);
-        self.write_adapter(Some(&record))
+        if let Some(l) = &info.lang {
+            let ok = !l.is_empty()
+                && l.len() <= 32
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(Error::InvalidArgument(format!(
+                    "a query adapter's language must be 1 to 32 ASCII letters, digits, '-' or \
+                     '_', not {l:?}"
+                )));
+            }
+        }
+        Ok(adapter.to_bytes(info))
     }
 
-    /// Removes the stored query adapter (searches go back to the plain encoder); returns
-    /// whether there was one.
+    /// Removes every stored query adapter, shared and per language (searches go back to
+    /// the plain encoder); returns whether there was one.
     pub fn drop_adapter(&mut self) -> Result<bool> {
-        if self.inner.snapshot_data().adapter.is_none() {
+        let snap = self.inner.snapshot_data();
+        if snap.adapter.is_none() && snap.lang_adapters.is_empty() {
             return Ok(false);
         }
-        self.write_adapter(None)?;
+        self.write_adapters(true, &[])?;
         Ok(true)
     }
 
-    fn write_adapter(&mut self, record: Option<&[u8]>) -> Result<()> {
+    /// One commit: with `clear`, every stored adapter is removed first; then each (slot,
+    /// record) is written (`None` removes the slot).
+    fn write_adapters(&mut self, clear: bool, ops: &[(Option<&str>, Option<&[u8]>)]) -> Result<()> {
         if !self.ops.is_empty() {
             self.commit()?;
         }
@@ -1268,9 +1319,22 @@ impl Writer {
             let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
             {
                 let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-                store::put_adapter(&mut meta, record).map_err(|e| cerr(e.into()))?;
-                if record.is_some() {
-                    raise_version(&mut meta, snap.config.format_version, 3)
+                if clear {
+                    let langs = snap.lang_adapters.keys().map(|l| Some(l.as_str()));
+                    for lang in std::iter::once(None).chain(langs) {
+                        store::put_adapter(&mut meta, lang, None).map_err(|e| cerr(e.into()))?;
+                    }
+                }
+                for (lang, record) in ops {
+                    store::put_adapter(&mut meta, *lang, *record).map_err(|e| cerr(e.into()))?;
+                }
+                let needs = ops
+                    .iter()
+                    .filter(|(_, r)| r.is_some())
+                    .map(|(l, _)| if l.is_some() { 6 } else { 3 })
+                    .max();
+                if let Some(v) = needs {
+                    raise_version(&mut meta, snap.config.format_version, v)
                         .map_err(|e| cerr(e.into()))?;
                 }
             }

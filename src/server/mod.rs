@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "first_pass", "oversample"}` | `{"hits": [..]}` |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample"}` | `{"hits": [..]}` |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
@@ -281,6 +281,11 @@ impl Server {
         }
         let adapter = obj.get("adapter").and_then(Value::as_bool).unwrap_or(true);
         let mut options = SearchOptions::new(k).filter(filter).adapter(adapter);
+        match obj.get("query_lang") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(l)) => options.query_lang = Some(l.clone()),
+            Some(_) => return fail(400, "query_lang must be a language code (a string)"),
+        }
         match obj.get("first_pass") {
             None | Some(Value::Null) => {}
             Some(Value::String(p)) => match p.parse() {

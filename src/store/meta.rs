@@ -252,42 +252,86 @@ pub(crate) fn put_profile(
     put(t, MetaKey::XqgProfile, &json)
 }
 
-/// Reads the stored query adapter. When its checksum equals `prev`'s, `prev` is reused
-/// without decoding the weights again.
-pub(crate) fn read_adapter(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
+/// The meta key of the query adapter serving `lang` (format version 6), or of the shared
+/// one (`None`).
+pub(crate) fn adapter_key(lang: Option<&str>) -> String {
+    match lang {
+        None => MetaKey::QueryAdapter.name().to_string(),
+        Some(l) => format!("{}.{l}", MetaKey::QueryAdapter.name()),
+    }
+}
+
+type StoredAdapters = (
+    Option<std::sync::Arc<crate::distill::StoredAdapter>>,
+    std::collections::BTreeMap<String, std::sync::Arc<crate::distill::StoredAdapter>>,
+);
+
+/// Decodes one adapter record; when its checksum equals `prev`'s, `prev` is reused without
+/// decoding the weights again.
+fn decode_adapter(
+    bytes: &[u8],
     prev: Option<&std::sync::Arc<crate::distill::StoredAdapter>>,
-) -> Result<Option<std::sync::Arc<crate::distill::StoredAdapter>>, MetaError> {
-    let Some(guard) = t.get(MetaKey::QueryAdapter.name())? else {
-        return Ok(None);
-    };
-    let bytes = guard.value();
+    key: &str,
+) -> Result<std::sync::Arc<crate::distill::StoredAdapter>, MetaError> {
     let sum = bytes
         .len()
         .checked_sub(8)
         .map(|at| u64::from_le_bytes(bytes[at..].try_into().expect("8 bytes")));
     if let (Some(p), Some(sum)) = (prev, sum) {
         if p.checksum == sum && p.len == bytes.len() {
-            return Ok(Some(p.clone()));
+            return Ok(p.clone());
         }
     }
-    let (adapter, info) = crate::distill::Adapter::from_bytes(bytes).map_err(MetaError::Bad)?;
-    Ok(Some(std::sync::Arc::new(crate::distill::StoredAdapter {
+    let (adapter, info) = crate::distill::Adapter::from_bytes(bytes)
+        .map_err(|why| MetaError::Bad(format!("{key}: {why}")))?;
+    Ok(std::sync::Arc::new(crate::distill::StoredAdapter {
         adapter,
         info,
         checksum: sum.unwrap_or(0),
         len: bytes.len(),
-    })))
+    }))
 }
 
-/// Stores (or with `None` removes) the query adapter record.
+/// Reads the stored query adapters: the shared one and those of query languages. Records
+/// whose checksum equals the previous snapshot's are reused.
+pub(crate) fn read_adapters(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prev: Option<&StoredAdapters>,
+) -> Result<StoredAdapters, MetaError> {
+    let shared_key = adapter_key(None);
+    let shared = match t.get(shared_key.as_str())? {
+        Some(guard) => Some(decode_adapter(
+            guard.value(),
+            prev.and_then(|p| p.0.as_ref()),
+            &shared_key,
+        )?),
+        None => None,
+    };
+    let mut by_lang = std::collections::BTreeMap::new();
+    // Keys "query_adapter.<lang>": every key after "query_adapter." and before
+    // "query_adapter/" ('/' follows '.').
+    let (lo, hi) = (format!("{shared_key}."), format!("{shared_key}/"));
+    for row in t.range(lo.as_str()..hi.as_str())? {
+        let (k, v) = row?;
+        let key = k.value();
+        let lang = key[lo.len()..].to_string();
+        let prev = prev.and_then(|p| p.1.get(&lang));
+        by_lang.insert(lang, decode_adapter(v.value(), prev, key)?);
+    }
+    Ok((shared, by_lang))
+}
+
+/// Stores (or with `None` removes) the query adapter record of `lang` (`None`: the shared
+/// one).
 pub(crate) fn put_adapter(
     t: &mut Table<&str, &[u8]>,
+    lang: Option<&str>,
     record: Option<&[u8]>,
 ) -> Result<(), redb::StorageError> {
+    let key = adapter_key(lang);
     match record {
-        Some(bytes) => put(t, MetaKey::QueryAdapter, bytes),
-        None => t.remove(MetaKey::QueryAdapter.name()).map(|_| ()),
+        Some(bytes) => t.insert(key.as_str(), bytes).map(|_| ()),
+        None => t.remove(key.as_str()).map(|_| ()),
     }
 }
 

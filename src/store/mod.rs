@@ -8,7 +8,7 @@ pub(crate) use codec::{
     SegmentRecordCodec,
 };
 pub(crate) use meta::{
-    put, put_adapter, put_profile, read_adapter, read_clean, read_u64, Counters, MetaError,
+    put, put_adapter, put_profile, read_adapters, read_clean, read_u64, Counters, MetaError,
     MetaKey, StoreConfig,
 };
 
@@ -18,7 +18,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 pub(crate) const CATALOG_FILE: &str = "catalog.redb";
 
 /// Catalog format version written by this build (see FORMAT.md, "Version log").
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Store-wide settings and counters.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -33,16 +33,30 @@ pub(crate) struct DistillArgs {
     /// Candidates per query.
     #[arg(long, default_value_t = 20)]
     candidates: usize,
-    /// Train a low-rank adapter W = I + A·B of this rank instead of a full matrix.
+    /// What the adapter learns: `embedding` (the translation teacher's embedding of the
+    /// parallel query, closed form), `scores` (the teacher's scores of the candidates, any
+    /// teacher) or `auto` (embedding for the translation teacher without --rank).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "scores", "embedding"])]
+    objective: String,
+    /// One adapter per query language (queries need `lang`); a search uses its query's
+    /// language's adapter and the identity for a language without one.
+    #[arg(long)]
+    per_language: bool,
+    /// Train a low-rank adapter W = I + A·B of this rank instead of a full matrix (scores).
     #[arg(long)]
     rank: Option<usize>,
-    #[arg(long, default_value_t = 15)]
+    /// Epochs at most (scores).
+    #[arg(long, default_value_t = xqdb::distill::TrainOptions::default().epochs)]
     epochs: usize,
-    /// Adam step size (small sets overfit quickly: the held-out split keeps the best epoch).
-    #[arg(long, default_value_t = 1e-4)]
+    /// Adam step size (scores; small sets overfit quickly: the held-out split keeps the
+    /// best epoch).
+    #[arg(long, default_value_t = xqdb::distill::TrainOptions::default().learning_rate)]
     learning_rate: f32,
+    /// Weight of the penalty that keeps W near the identity (scores).
+    #[arg(long, default_value_t = 0.0)]
+    identity_penalty: f32,
     /// Softmax temperature of both teacher and student scores.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = xqdb::distill::TrainOptions::default().tau_teacher)]
     temperature: f32,
     /// Share of the set held out for early stopping.
     #[arg(long, default_value_t = 0.1)]
@@ -73,17 +87,22 @@ pub(crate) fn adapter(AdapterArgs { dir, drop, .. }: AdapterArgs) -> CliResult {
     }
     let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
     let snap = index.snapshot();
-    Ok(match snap.adapter() {
-        None => json!({ "adapter": null }),
-        Some(a) => json!({
-            "adapter": {
-                "dim": a.adapter.dim(),
-                "rank": a.adapter.rank(),
-                "distance_from_identity": a.adapter.distance_from_identity(),
-                "info": a.info,
-            }
-        }),
-    })
+    let describe = |a: &xqdb::distill::StoredAdapter| {
+        json!({
+            "dim": a.adapter.dim(),
+            "rank": a.adapter.rank(),
+            "distance_from_identity": a.adapter.distance_from_identity(),
+            "info": a.info,
+        })
+    };
+    let by_lang: serde_json::Map<String, Value> = snap
+        .lang_adapters()
+        .map(|(l, a)| (l.to_string(), describe(a)))
+        .collect();
+    Ok(json!({
+        "adapter": snap.adapter().map(describe),
+        "by_lang": by_lang,
+    }))
 }
 
 pub(crate) fn make_teacher(
@@ -134,6 +153,13 @@ pub(crate) fn distill(a: DistillArgs) -> CliResult {
         holdout: a.holdout,
         seed: a.seed,
         rank: a.rank,
+        identity_penalty: a.identity_penalty,
+        per_language: a.per_language,
+        objective: match a.objective.as_str() {
+            "scores" => xqdb::distill::Objective::Scores,
+            "embedding" => xqdb::distill::Objective::Embedding,
+            _ => xqdb::distill::Objective::Auto,
+        },
         ..Default::default()
     };
     run(&a, &train)
@@ -141,7 +167,9 @@ pub(crate) fn distill(a: DistillArgs) -> CliResult {
 
 fn run(a: &DistillArgs, train: &xqdb::distill::TrainOptions) -> CliResult {
     let dir = &a.dir;
-    use xqdb::distill::{build_set, fit, pseudo_queries, read_queries, read_set, write_set};
+    use xqdb::distill::{
+        build_set, fit_adapters, pseudo_queries, read_queries, read_set, write_set,
+    };
     let index = Index::open(dir).map_err(err)?;
     let start = std::time::Instant::now();
     let mut out = serde_json::Map::new();
@@ -188,23 +216,60 @@ fn run(a: &DistillArgs, train: &xqdb::distill::TrainOptions) -> CliResult {
     }
     if !a.no_train {
         let t = std::time::Instant::now();
-        let (report, info) = fit(&index, &rows, train).map_err(err)?;
+        let (adapters, fits) = fit_adapters(&index, &rows, train).map_err(err)?;
         out.insert("train_seconds".into(), json!(t.elapsed().as_secs_f64()));
-        out.insert("holdout_kl_before".into(), json!(info.initial_holdout_kl));
-        out.insert("holdout_kl_after".into(), json!(info.holdout_kl));
-        out.insert("best_epoch".into(), json!(info.best_epoch));
-        out.insert("holdout_mrr_before".into(), json!(info.initial_holdout_mrr));
-        out.insert("holdout_mrr_after".into(), json!(info.holdout_mrr));
-        if report.best_epoch == 0 {
+        let kept: Vec<(xqdb::distill::Adapter, xqdb::distill::AdapterInfo)> = fits
+            .iter()
+            .filter(|f| f.info.best_epoch > 0)
+            .filter_map(|f| {
+                let a = match &f.lang {
+                    Some(l) => adapters.by_lang.get(l),
+                    None => adapters.shared.as_ref(),
+                };
+                a.map(|a| (a.clone(), f.info.clone()))
+            })
+            .collect();
+        let list: Vec<Value> = fits
+            .iter()
+            .map(|f| {
+                json!({
+                    "lang": f.lang,
+                    "kept": f.info.best_epoch > 0,
+                    "skipped": f.skipped,
+                    "objective": f.info.objective,
+                    "lambda": f.info.lambda,
+                    "best_epoch": f.info.best_epoch,
+                    "holdout_kl_before": f.info.initial_holdout_kl,
+                    "holdout_kl_after": f.info.holdout_kl,
+                    "holdout_mrr_before": f.info.initial_holdout_mrr,
+                    "holdout_mrr_after": f.info.holdout_mrr,
+                })
+            })
+            .collect();
+        // One adapter for all queries: its figures at the top level too.
+        if !train.per_language && !list.is_empty() {
+            for key in [
+                "objective",
+                "best_epoch",
+                "holdout_kl_before",
+                "holdout_kl_after",
+                "holdout_mrr_before",
+                "holdout_mrr_after",
+            ] {
+                out.insert(key.into(), list[0][key].clone());
+            }
+        }
+        out.insert("adapters".into(), json!(list));
+        if kept.is_empty() {
             out.insert(
                 "stored".into(),
-                json!("no epoch beat the identity on the held-out queries; nothing stored"),
+                json!("no adapter beat the identity on the held-out queries; nothing stored"),
             );
         } else {
             index
                 .writer()
                 .map_err(err)?
-                .set_adapter(&report.adapter, &info)
+                .replace_adapters(&kept)
                 .map_err(err)?;
             out.insert("stored".into(), json!(true));
         }

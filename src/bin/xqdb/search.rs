@@ -40,7 +40,9 @@ pub(crate) struct SearchArgs {
     /// Teacher weight w: final = (1 - w)·z(dense) + w·z(teacher).
     #[arg(long, default_value_t = 0.5)]
     rerank_weight: f32,
-    /// The query's language code (the generator teacher's prompt names it).
+    /// The query's language code: selects the query adapter of that language, if one is
+    /// stored (without it, a text query's language is detected when the index has
+    /// per-language adapters), and names the language in the generator teacher's prompt.
     #[arg(long)]
     query_lang: Option<String>,
     /// A parallel (e.g. English) version of the query, for the translation teacher.
@@ -96,6 +98,9 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
     let mut options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
     options.first_pass = first_pass;
     options.oversample = oversample;
+    options.query_lang = query_lang
+        .clone()
+        .or_else(|| detect_query_lang(&index, text.as_deref()));
     let hits = match (text, vector_file) {
         (_, Some(f)) => {
             if rerank.is_some() {
@@ -176,4 +181,20 @@ fn read_vectors(path: &Path) -> Result<(Vec<Vec<f32>>, bool), String> {
         })
         .collect::<Result<_, _>>()?;
     Ok((batch, true))
+}
+
+/// The language of a text query, detected when the index has per-language query adapters
+/// (so that the query uses its language's adapter) and the build can detect languages.
+fn detect_query_lang(index: &xqdb::Index, text: Option<&str>) -> Option<String> {
+    let text = text?;
+    index.snapshot().lang_adapters().next()?;
+    #[cfg(feature = "documents")]
+    {
+        xqdb::documents::detect_language(text)
+    }
+    #[cfg(not(feature = "documents"))]
+    {
+        let _ = text;
+        None
+    }
 }
