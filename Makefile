@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -76,6 +76,15 @@ generator: setup export-venv
 bench-generator: setup export-venv
 	$(EXPORT_VENV)/bin/python scripts/make_seq2seq_fixtures.py --big $${XQDB_HOME:-.cache/xqdb}/bench-generator \
 		--tokenizer $${XQDB_HOME:-.cache/xqdb}/models/multilingual-e5-small-fp32/tokenizer.json
+
+# Distillation on questions it never saw (BENCHMARKS.md, "Distillation"): the adapter
+# settings on 600, 300 and 150 native/English pairs per language, the training passages in
+# the searched index; then the encoder-side student on the same split (needs the export venv).
+distill-unseen: setup
+	for n in 600 300 150; do $(CARGO) run --release --example distill_unseen -- --train $$n || exit 1; done
+
+distill-encoder: setup export-venv
+	$(EXPORT_VENV)/bin/python scripts/distill_encoder.py --train 600 --json target/distill-encoder.json
 
 bench-peers: setup
 	$(PYTHON) scripts/bench_peers.py

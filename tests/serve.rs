@@ -604,11 +604,17 @@ fn codes_and_first_passes_from_the_cli_and_over_http() {
         let (st, v) = post(a, "/search", &body(pass));
         assert_eq!((st, &v["hits"]), (200, &want["hits"]), "{pass}");
     }
+    // A query language selects a text query's adapter; vector queries are never mapped.
+    let mut with_lang = body("exact");
+    with_lang["query_lang"] = json!("fi");
+    let (st, v) = post(a, "/search", &with_lang);
+    assert_eq!((st, &v["hits"]), (200, &want["hits"]));
     for bad in [
         json!({ "vector": [1, 0, 0, 0], "first_pass": "fast" }),
         json!({ "vector": [1, 0, 0, 0], "first_pass": 3 }),
         json!({ "vector": [1, 0, 0, 0], "oversample": 0 }),
         json!({ "vector": [1, 0, 0, 0], "oversample": "many" }),
+        json!({ "vector": [1, 0, 0, 0], "query_lang": 5 }),
     ] {
         let (st, v) = post(a, "/search", &bad);
         assert_eq!(st, 400, "{bad}: {v}");

@@ -835,6 +835,71 @@ mod tests {
     }
 
     #[test]
+    fn ridge_recovers_a_linear_map_and_training_keeps_the_identity_unless_beaten() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let d = 6;
+        let m: Vec<f32> = (0..d * d).map(|_| rng.random::<f32>() - 0.5).collect();
+        let target = Adapter::from_matrix(d, m.clone()).unwrap();
+        let q: Vec<Vec<f32>> = (0..200).map(|_| unit(&mut rng, d)).collect();
+        let t: Vec<Vec<f32>> = q.iter().map(|v| target.apply(v)).collect();
+        let w = ridge(&q, &t, 1e-4).unwrap();
+        for (a, b) in w.matrix().iter().zip(&m) {
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+        // A large λ stays near the identity.
+        assert!(ridge(&q, &t, 1e6).unwrap().distance_from_identity() < 1e-3);
+        assert!(ridge(&q, &t[..3], 1.0).is_none());
+        assert!(ridge(&q, &t, 0.0).is_none());
+        let o = TrainOptions {
+            ridge_lambdas: vec![1e-4, 1.0],
+            ..Default::default()
+        };
+        // Validation that prefers the identity keeps it; one that prefers the map keeps the
+        // smallest λ's fit.
+        let off_identity = |a: &Adapter| a.distance_from_identity();
+        let r = train_embedding(&q, &t, &[], d, &o, Some(&mut |a: &Adapter| off_identity(a)));
+        assert_eq!((r.best_epoch, r.lambda), (0, None));
+        assert_eq!(r.adapter, Adapter::identity(d));
+        let to_target = |a: &Adapter| {
+            a.matrix()
+                .iter()
+                .zip(&m)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum::<f64>()
+        };
+        let r = train_embedding(&q, &t, &[], d, &o, Some(&mut |a: &Adapter| to_target(a)));
+        assert_eq!((r.best_epoch, r.lambda), (1, Some(1e-4)));
+        assert_eq!(r.validation.len(), 2);
+    }
+
+    #[test]
+    fn the_identity_penalty_pulls_training_towards_the_identity() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let d = 6;
+        let examples: Vec<Example> = (0..100).map(|_| random_example(&mut rng, d)).collect();
+        let run = |penalty: f32| {
+            let o = TrainOptions {
+                learning_rate: 0.01,
+                epochs: 5,
+                patience: 10,
+                tau_teacher: 0.5,
+                tau_student: 0.5,
+                identity_penalty: penalty,
+                ..Default::default()
+            };
+            let mut last = Adapter::identity(d);
+            let mut keep = |a: &Adapter| {
+                last = a.clone();
+                0.0
+            };
+            train_validated(&examples, &examples, d, &o, &mut keep);
+            last.distance_from_identity()
+        };
+        let (free, held) = (run(0.0), run(1.0));
+        assert!(held < free * 0.5, "{held} vs {free}");
+    }
+
+    #[test]
     fn a_new_low_rank_adapter_is_the_identity() {
         let a = Adapter::low_rank(16, 4, 9);
         assert_eq!(a.distance_from_identity(), 0.0);
