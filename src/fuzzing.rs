@@ -30,6 +30,11 @@ pub fn catalog_values(data: &[u8]) {
         let again = SegmentRecordCodec::decode(&SegmentRecordCodec::encode(&r)).expect("decodes");
         assert_eq!(again, r);
     }
+    if let Ok((a, info)) = crate::distill::Adapter::from_bytes(data) {
+        let again = crate::distill::Adapter::from_bytes(&a.to_bytes(&info))
+            .expect("a re-encoded query adapter record decodes");
+        assert_eq!(again, (a, info));
+    }
     if let Ok(p) = serde_json::from_slice::<XqgProfile>(data) {
         if p.validate().is_ok() {
             let json = serde_json::to_string(&p).expect("serialises");

@@ -254,6 +254,13 @@ fn kill_rounds(kills: usize, seed: u64) {
             );
             b
         });
+        // The Finnish adapter is stored and dropped in the same commits as the shared one.
+        let fi = snap
+            .lang_adapters()
+            .find(|(l, _)| *l == "fi")
+            .map(|(_, a)| a.info.examples as u64);
+        assert_eq!(fi, stored, "round {round}: Finnish adapter");
+        assert_eq!(snap.lang_adapters().count(), stored.is_some() as usize);
         let before = durable.and_then(|d| d.checked_sub(1));
         assert!(
             stored == expected_adapter(durable)

@@ -22,6 +22,22 @@ enum Op {
     Seal,
     Compact,
     Refuse(bool),
+    /// Replace the query adapters (shared and Finnish) with adapter n, or drop them (0).
+    Adapters(u8),
+}
+
+/// The stress adapter n: a diagonal of 1 + n/100, recording n, for `lang`.
+fn adapter(n: u8, lang: Option<&str>) -> (xqdb::distill::Adapter, xqdb::distill::AdapterInfo) {
+    let mut m = vec![0f32; DIM * DIM];
+    for i in 0..DIM {
+        m[i * DIM + i] = 1.0 + n as f32 / 100.0;
+    }
+    let info = xqdb::distill::AdapterInfo {
+        examples: n as usize,
+        lang: lang.map(String::from),
+        ..Default::default()
+    };
+    (xqdb::distill::Adapter::from_matrix(DIM, m).unwrap(), info)
 }
 
 /// Every passage's one "query" vector; with α ∈ {0.5, 0.25} fusion is exact in f32.
@@ -35,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Seal),
         1 => Just(Op::Compact),
         1 => any::<bool>().prop_map(Op::Refuse),
+        1 => (0u8..4).prop_map(Op::Adapters),
     ]
 }
 
@@ -96,6 +113,8 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
     let mut maybe: Vec<Oracle> = Vec::new();
     let mut failed = false;
     let mut in_refuse = false;
+    // The adapter stored (its n), and the one a failed adapter step may have stored.
+    let (mut adapters, mut adapters_maybe) = (None::<u8>, None::<Option<u8>>);
     if let Ok(mut w) = index.writer() {
         for op in ops {
             let r = match &op {
@@ -128,9 +147,20 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
                     pending.1 = alpha;
                     w.refuse(alpha, false).map(|_| ())
                 }
+                Op::Adapters(n) => {
+                    adapters_maybe = Some((*n > 0).then_some(*n));
+                    if *n == 0 {
+                        w.drop_adapter().map(|_| ())
+                    } else {
+                        w.replace_adapters(&[adapter(*n, None), adapter(*n, Some("fi"))])
+                    }
+                }
             };
             match r {
                 Ok(()) => {
+                    if let Some(a) = adapters_maybe.take() {
+                        adapters = a;
+                    }
                     maybe.clear();
                     if !matches!(op, Op::Put(..) | Op::Delete(..)) {
                         committed = pending.clone();
@@ -165,6 +195,23 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
         .verify()
         .unwrap_or_else(|e| panic!("verify after crash at call {fail_at}: {e}"));
     let got = state_of(&index);
+    // The query adapters: the acknowledged ones, or those of the step that failed; the shared
+    // and the Finnish one always together.
+    let snap = index.snapshot();
+    let shared = snap.adapter().map(|a| a.info.examples as u8);
+    let fi = snap
+        .lang_adapters()
+        .find(|(l, _)| *l == "fi")
+        .map(|(_, a)| a.info.examples as u8);
+    assert_eq!(shared, fi, "crash at call {fail_at}: adapters apart");
+    assert!(
+        shared == adapters || adapters_maybe == Some(shared),
+        "crash at call {fail_at}: adapter {shared:?}, acknowledged {adapters:?}"
+    );
+    if let Some(n) = shared {
+        assert_eq!(snap.adapter().unwrap().adapter, adapter(n, None).0);
+    }
+    drop(snap);
     assert!(
         got == fused(&committed) || maybe.iter().any(|m| fused(m) == got),
         "crash at call {fail_at}: store holds {got:?}, acknowledged {committed:?}, in flight {maybe:?}"

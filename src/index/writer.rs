@@ -1212,7 +1212,8 @@ impl Writer {
         Ok(report)
     }
 
-    /// Stores a query adapter in one durable commit, replacing the one in its slot:
+    /// Stores a query adapter in one durable commit (after committing the buffered changes),
+    /// replacing the one in its slot:
     /// `info.lang` names the query language it serves (`None`: the shared adapter, used by
     /// queries whose language has none of its own). From then on text queries are encoded,
     /// multiplied by W and searched; passage vectors are not touched. A store of an older
@@ -1294,8 +1295,12 @@ impl Writer {
     }
 
     /// Removes every stored query adapter, shared and per language (searches go back to
-    /// the plain encoder); returns whether there was one.
+    /// the plain encoder); returns whether there was one. Like every adapter change, it
+    /// commits the buffered changes first.
     pub fn drop_adapter(&mut self) -> Result<bool> {
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
         let snap = self.inner.snapshot_data();
         if snap.adapter.is_none() && snap.lang_adapters.is_empty() {
             return Ok(false);

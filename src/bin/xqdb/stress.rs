@@ -64,10 +64,18 @@ fn stress_adapter_info(b: u64) -> xqdb::distill::AdapterInfo {
     }
 }
 
-/// After batch b: store adapter b when b % 7 == 2, drop it when b % 7 == 0 and b / 7 is odd.
+/// After batch b: store adapter b, shared and for Finnish queries in one commit, when
+/// b % 7 == 2; drop both when b % 7 == 0 and b / 7 is odd.
 fn stress_adapter_step(w: &mut xqdb::Writer, b: u64, dim: usize) -> xqdb::Result<()> {
     if b % 7 == 2 {
-        w.set_adapter(&stress_adapter(b, dim), &stress_adapter_info(b))?;
+        let fi = xqdb::distill::AdapterInfo {
+            lang: Some("fi".into()),
+            ..stress_adapter_info(b)
+        };
+        w.replace_adapters(&[
+            (stress_adapter(b, dim), stress_adapter_info(b)),
+            (stress_adapter(b, dim), fi),
+        ])?;
     } else if b.is_multiple_of(7) && (b / 7) % 2 == 1 {
         w.drop_adapter()?;
     }
