@@ -691,16 +691,14 @@ fn train_inner(
                 adapter.w[k] -= o.learning_rate * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
             }
         }
-        let kl = adapter.mean_loss(hold, o.tau_teacher, o.tau_student);
-        curve.push(kl);
-        let score = match validate.as_mut() {
-            Some(f) => {
-                let v = f(&adapter);
-                validation.push(v);
-                v
-            }
-            None => kl,
-        };
+        let score = measure(
+            &adapter,
+            hold,
+            o,
+            &mut validate,
+            &mut curve,
+            &mut validation,
+        );
         if score < best_score {
             (best, best_score, best_epoch) = (adapter.clone(), score, epoch);
         } else if epoch - best_epoch >= o.patience {
@@ -715,6 +713,28 @@ fn train_inner(
         initial_validation,
         validation,
         lambda: None,
+    }
+}
+
+/// Records `a`'s held-out KL in `curve` and its validation loss in `validation` (when
+/// validated); returns the score training keeps the lowest of (validation, else KL).
+fn measure(
+    a: &Adapter,
+    hold: &[Example],
+    o: &TrainOptions,
+    validate: &mut Option<&mut dyn FnMut(&Adapter) -> f64>,
+    curve: &mut Vec<f64>,
+    validation: &mut Vec<f64>,
+) -> f64 {
+    let kl = a.mean_loss(hold, o.tau_teacher, o.tau_student);
+    curve.push(kl);
+    match validate.as_mut() {
+        Some(f) => {
+            let v = f(a);
+            validation.push(v);
+            v
+        }
+        None => kl,
     }
 }
 
@@ -739,18 +759,12 @@ pub fn train_embedding(
     for (i, &l) in o.ridge_lambdas.iter().enumerate() {
         let Some(a) = ridge(queries, targets, l) else {
             curve.push(f64::INFINITY);
+            if validate.is_some() {
+                validation.push(f64::INFINITY);
+            }
             continue;
         };
-        let kl = a.mean_loss(hold, o.tau_teacher, o.tau_student);
-        curve.push(kl);
-        let score = match validate.as_mut() {
-            Some(f) => {
-                let v = f(&a);
-                validation.push(v);
-                v
-            }
-            None => kl,
-        };
+        let score = measure(&a, hold, o, &mut validate, &mut curve, &mut validation);
         if score < best_score {
             (best, best_score, best_epoch, lambda) = (a, score, i + 1, Some(l));
         }
