@@ -31,11 +31,11 @@ kernels:
 # The core library alone (built and unit-tested), each optional feature alone (checked),
 # and the rule that the core pulls none of the optional features' crates. `make test`
 # builds and tests everything with all features.
-OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|pdf-extract) v
+OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|pdf-extract|rust-stemmers|unicode-normalization) v
 features:
 	$(CARGO) build --release --lib --no-default-features
 	$(CARGO) test --release --lib --no-default-features
-	for f in cli server interchange documents; do \
+	for f in cli server interchange documents lexical; do \
 		$(CARGO) check --no-default-features --features $$f --lib --bins || exit 1; \
 	done
 	if $(CARGO) tree --no-default-features -e normal --prefix none | grep -E '$(OPTIONAL_CRATES)'; then \

@@ -47,6 +47,8 @@ pub mod ingest;
 #[cfg(feature = "interchange")]
 #[cfg_attr(docsrs, doc(cfg(feature = "interchange")))]
 pub mod interchange;
+#[cfg(feature = "lexical")]
+pub mod lexical;
 pub mod model;
 mod scan;
 pub mod segment;
