@@ -304,17 +304,6 @@ pub fn fit(
     options: &TrainOptions,
 ) -> Result<(TrainReport, AdapterInfo)> {
     let (fit_rows, hold_rows) = split_by_positive(rows, options.holdout, options.seed);
-    let (examples, _) = examples_from_set(index, &fit_rows)?;
-    let (hold, _) = examples_from_set(index, &hold_rows)?;
-    if examples.len() < 2 || hold.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{} usable training and {} held-out examples; distillation needs at least 2 and 1 \
-             (give more queries or a larger --holdout)",
-            examples.len(),
-            hold.len()
-        )));
-    }
-    let snap = index.snapshot();
     let embedding = match options.objective {
         Objective::Embedding => true,
         Objective::Scores => false,
@@ -325,6 +314,7 @@ pub fn fit(
                     .all(|r| r.parallel.is_some() && r.teacher == "translation")
         }
     };
+    let snap = index.snapshot();
     // The embedding objective's pairs: each training query and the encoding of its
     // parallel version (the translation teacher's query), both as searched.
     let pairs = if embedding {
@@ -355,6 +345,21 @@ pub fn fit(
     } else {
         None
     };
+    // The scores objective's examples (candidates and teacher scores); the embedding
+    // objective trains on its pairs and needs none.
+    let examples = match pairs {
+        Some(_) => Vec::new(),
+        None => examples_from_set(index, &fit_rows)?.0,
+    };
+    let (hold, _) = examples_from_set(index, &hold_rows)?;
+    let usable = pairs.as_ref().map_or(examples.len(), |(q, _)| q.len());
+    if usable < 2 || hold.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{usable} usable training and {} held-out examples; distillation needs at least 2 \
+             and 1 (give more queries or a larger --holdout)",
+            hold.len()
+        )));
+    }
     // Validation by retrieval: held-out queries with a positive, searched over the whole
     // index with the adapter; the loss is 1 − MRR@10.
     let with_positive: Vec<&SetRow> = hold_rows.iter().filter(|r| r.positive.is_some()).collect();
@@ -403,7 +408,7 @@ pub fn fit(
     let info = AdapterInfo {
         teacher: rows.first().map(|r| r.teacher.clone()).unwrap_or_default(),
         model_fingerprint: index.encoder()?.fingerprint().to_string().into(),
-        examples: examples.len() + hold.len(),
+        examples: usable + hold.len(),
         initial_holdout_kl: report.initial_holdout_kl,
         holdout_kl,
         best_epoch: report.best_epoch,
