@@ -69,7 +69,10 @@ pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundl
 pub use scan::{kernel_report, kernel_self_check, Kernel, KernelCheck, KernelReport};
 pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;
-pub use types::{Codes, Dtype, Filter, FirstPass, Hit, Metric, Passage, Stats};
+pub use types::{
+    Codes, Dtype, Filter, FirstPass, Fusion, Hit, LexicalSettings, Metric, Passage, SearchMode,
+    Stats,
+};
 pub use xqg::{Augmentation, XqgProfile};
 
 /// Largest vector dimension an index accepts.

@@ -165,11 +165,22 @@ impl Passage {
 pub struct Hit {
     /// The passage id.
     pub id: String,
-    /// Similarity score (higher is better).
+    /// Similarity score (higher is better): the dense score, the BM25 score or the fused
+    /// score, by the search's mode.
     pub score: f32,
     /// The stored passage.
     #[serde(flatten)]
     pub passage: Passage,
+    /// The vector similarity, when a hybrid search computed it for this passage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_score: Option<f32>,
+    /// The BM25 score, when a lexical or hybrid search matched this passage's terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexical_score: Option<f32>,
+    /// An excerpt of the text around the matched terms, each marked `<mark>…</mark>`
+    /// (lexical matches only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 /// Restricts a search to rows whose language and metadata match.
@@ -476,5 +487,129 @@ impl Codes {
             default_oversample: (over != 0).then_some(over),
         };
         c.has(c.default_first_pass).then_some(c)
+    }
+}
+
+/// Settings of an index's lexical (keyword) index, fixed when it is enabled (format
+/// version 7). Scoring is Lucene's BM25 per field: the passage's title and text form one
+/// field, its generated (or imported) queries another whose score is multiplied by
+/// `queries_weight`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LexicalSettings {
+    /// Term-frequency saturation (default 1.2).
+    pub k1: f32,
+    /// Length normalisation (default 0.75).
+    pub b: f32,
+    /// Weight of the generated-queries field (default 0.5; 0 leaves it out of scores).
+    pub queries_weight: f32,
+    /// Stem words with the Snowball stemmer of the text's language (passages by their
+    /// `lang`, generated queries by theirs, search queries by
+    /// [`crate::SearchOptions::query_lang`]). Default off: without a query language a
+    /// stemmed index misses inflected forms.
+    pub stem: bool,
+}
+
+impl Default for LexicalSettings {
+    fn default() -> Self {
+        LexicalSettings {
+            k1: 1.2,
+            b: 0.75,
+            queries_weight: 0.5,
+            stem: false,
+        }
+    }
+}
+
+impl LexicalSettings {
+    /// Checks that every value is usable.
+    pub fn validate(&self) -> crate::Result<()> {
+        let ok = self.k1.is_finite()
+            && self.k1 >= 0.0
+            && self.b.is_finite()
+            && (0.0..=1.0).contains(&self.b)
+            && self.queries_weight.is_finite()
+            && self.queries_weight >= 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidArgument(format!(
+                "lexical settings out of range (k1 ≥ 0, b in [0, 1], queries weight ≥ 0): {self:?}"
+            )))
+        }
+    }
+}
+
+/// What a search ranks by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Vector similarity (the default).
+    #[default]
+    Dense,
+    /// BM25 over the lexical index (text queries; the index must keep one).
+    Lexical,
+    /// Both lists, fused.
+    Hybrid,
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dense" => Ok(SearchMode::Dense),
+            "lexical" => Ok(SearchMode::Lexical),
+            "hybrid" => Ok(SearchMode::Hybrid),
+            _ => Err(format!(
+                "unknown search mode {s:?} (dense, lexical, hybrid)"
+            )),
+        }
+    }
+}
+
+/// How a hybrid search merges the dense and lexical lists.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: Σ weight / (k + rank), rank from 1; the lexical list's
+    /// term is multiplied by `lexical_weight`.
+    Rrf {
+        /// The rank constant (default 60).
+        k: f32,
+        /// Weight of the lexical list (default 1).
+        lexical_weight: f32,
+    },
+    /// Weighted sum of scores min-max normalised within each list (a passage missing from
+    /// a list scores 0 there): (1 − w)·dense + w·lexical.
+    Weighted {
+        /// The lexical weight w in [0, 1].
+        lexical_weight: f32,
+    },
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion::Rrf {
+            k: 60.0,
+            lexical_weight: 1.0,
+        }
+    }
+}
+
+impl Fusion {
+    /// Checks the parameters.
+    pub fn validate(&self) -> crate::Result<()> {
+        let ok = match *self {
+            Fusion::Rrf { k, lexical_weight } => {
+                k.is_finite() && k >= 0.0 && lexical_weight.is_finite() && lexical_weight >= 0.0
+            }
+            Fusion::Weighted { lexical_weight } => (0.0..=1.0).contains(&lexical_weight),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidArgument(format!(
+                "fusion parameters out of range: {self:?}"
+            )))
+        }
     }
 }

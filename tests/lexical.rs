@@ -37,3 +37,180 @@ fn bm25_scores_equal_the_reference_implementation() {
     // The fixture exercises real matches, in every script.
     assert!(matched > queries.len() * 3, "{matched} matches");
 }
+
+fn fixture() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bm25.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The stored index (stemming by language) gives the reference's scores too.
+#[test]
+fn the_stored_index_scores_equal_the_reference_implementation() {
+    use xqdb::{Index, LexicalSettings, Passage, SearchOptions};
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = LexicalSettings {
+        stem: true,
+        ..LexicalSettings::default()
+    };
+    let index = Index::builder()
+        .dim(2)
+        .lexical(settings)
+        .create(dir.path())
+        .unwrap();
+    let docs = fixture["docs"].as_array().unwrap();
+    let mut w = index.writer().unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        let mut p = Passage::new(format!("d{i}"), d["text"].as_str().unwrap());
+        if let Some(l) = d["lang"].as_str() {
+            p = p.with_lang(l);
+        }
+        w.insert(p, &[1.0, i as f32]).unwrap();
+    }
+    w.commit().unwrap();
+    let snap = index.snapshot();
+    let report = snap.verify().unwrap();
+    assert!(report.lexical_postings > 1000, "{report:?}");
+    for q in fixture["queries"].as_array().unwrap() {
+        let want: Vec<f64> = serde_json::from_value(q["scores"].clone()).unwrap();
+        let mut options = SearchOptions::new(docs.len());
+        if let Some(l) = q["lang"].as_str() {
+            options = options.query_lang(l);
+        }
+        let hits = snap
+            .search_lexical(q["text"].as_str().unwrap(), &options)
+            .unwrap();
+        assert_eq!(
+            hits.len(),
+            want.iter().filter(|&&w| w > 0.0).count(),
+            "{}",
+            q["text"]
+        );
+        for h in &hits {
+            let d: usize = h.id[1..].parse().unwrap();
+            let got = h.lexical_score.unwrap() as f64;
+            assert!(
+                (got - want[d]).abs() <= 1e-4,
+                "{}: {got} vs {}",
+                h.id,
+                want[d]
+            );
+            assert_eq!(h.score, h.lexical_score.unwrap());
+        }
+        assert!(hits.windows(2).all(|p| p[0].score >= p[1].score));
+    }
+}
+
+/// Deletes, upserts, generated queries, filters, reopening and enabling the index later
+/// all keep the postings equal to the passages (verification recomputes them).
+#[test]
+fn postings_follow_every_change_and_survive_reopening() {
+    use xqdb::xqg::Augmentation;
+    use xqdb::{Filter, Index, LexicalSettings, Passage, SearchOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::builder()
+        .dim(2)
+        .xqg(xqdb::xqg::XqgProfile::default())
+        .create(dir.path())
+        .unwrap();
+    let mut w = index.writer().unwrap();
+    w.insert(
+        Passage::new("a", "Disk full: error E1234 on volume one").with_lang("en"),
+        &[1.0, 0.0],
+    )
+    .unwrap();
+    w.insert(
+        Passage::new("b", "東京タワーは東京にある").with_lang("ja"),
+        &[0.0, 1.0],
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let no_lexical = index
+        .snapshot()
+        .search_lexical("e1234", &SearchOptions::new(3));
+    assert!(
+        matches!(&no_lexical, Err(xqdb::Error::InvalidArgument(m)) if m.contains("enable")),
+        "{no_lexical:?}"
+    );
+    // Enabling indexes what is there, with a buffered insert committed first.
+    w.insert(Passage::new("c", "volume two is fine"), &[0.5, 0.5])
+        .unwrap();
+    assert!(w.enable_lexical(LexicalSettings::default()).unwrap());
+    assert!(!w.enable_lexical(LexicalSettings::default()).unwrap());
+    let ids = |q: &str, o: &SearchOptions| -> Vec<String> {
+        index
+            .snapshot()
+            .search_lexical(q, o)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    let all = SearchOptions::new(10);
+    assert_eq!(ids("E1234", &all), ["a"]);
+    assert_eq!(ids("volume", &all).len(), 2);
+    assert_eq!(ids("タワー", &all), ["b"]);
+    assert_eq!(
+        ids("volume", &all.clone().filter(Filter::new().lang("en"))),
+        ["a"]
+    );
+    let hit = &index.snapshot().search_lexical("東京", &all).unwrap()[0];
+    assert_eq!(
+        hit.snippet.as_deref(),
+        Some("<mark>東京</mark>タワーは<mark>東京</mark>にある")
+    );
+    // Upsert replaces the terms; delete removes them; queries are a field of their own.
+    w.upsert(Passage::new("a", "Printer jam"), &[1.0, 0.0])
+        .unwrap();
+    w.delete("c").unwrap();
+    let aug = Augmentation::new(
+        vec![0.0, 1.0],
+        vec![("fi".into(), "Missä on Tokion torni?".into())],
+        &[vec![0.0, 1.0]],
+        false,
+    );
+    w.upsert_augmented(Passage::new("b", "東京タワーは東京にある"), aug)
+        .unwrap();
+    w.commit().unwrap();
+    assert!(ids("E1234", &all).is_empty());
+    assert!(ids("volume", &all).is_empty());
+    assert_eq!(ids("printer", &all), ["a"]);
+    let by_query = index.snapshot().search_lexical("tokion", &all).unwrap();
+    assert_eq!(by_query.len(), 1);
+    assert_eq!(by_query[0].id, "b");
+    assert_eq!(
+        by_query[0].snippet, None,
+        "matched by its queries, not its text"
+    );
+    let report = index.verify().unwrap();
+    assert_eq!(report.passages, 2);
+    assert!(report.lexical_postings > 5);
+    drop(w);
+    drop(index);
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(
+        index.snapshot().lexical_settings(),
+        Some(LexicalSettings::default())
+    );
+    let hits = index.snapshot().search_lexical("printer", &all).unwrap();
+    assert_eq!(hits[0].id, "a");
+    assert_eq!(index.verify().unwrap(), report);
+    assert_eq!(index.stats().unwrap().format_version, 7);
+}
+
+#[test]
+fn snippets_mark_matches_escape_html_and_cut_long_texts() {
+    let a = Analyzer::new();
+    let q = a.terms("tag");
+    assert_eq!(
+        a.highlight("<b>tag</b> & more", &q, 10).as_deref(),
+        Some("&lt;b&gt;<mark>tag</mark>&lt;/b&gt; &amp; more")
+    );
+    let long: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+    let text = long.join(" ");
+    let q = a.terms("w50 w51");
+    let s = a.highlight(&text, &q, 6).unwrap();
+    assert!(s.starts_with("… ") && s.ends_with(" …"), "{s}");
+    assert!(s.contains("<mark>w50</mark> <mark>w51</mark>"), "{s}");
+    assert_eq!(a.highlight(&text, &a.terms("absent"), 6), None);
+}

@@ -6,16 +6,30 @@
 //! brute-force answer, every reopen the last committed state, and every store must verify
 //! with no orphan file at the end. Stores that keep binary and i8 codes run their searches
 //! through a random first pass with oversampling that covers every row, so that the
-//! rescored answer must equal the brute-force one too.
+//! rescored answer must equal the brute-force one too. Every store keeps a lexical index:
+//! keyword searches (with filters) must equal a brute-force BM25 over the committed texts
+//! (`xqdb::lexical::Postings`), and verification checks the postings against the passages.
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use xqdb::lexical::{Analyzer, Bm25, Postings};
 use xqdb::{
-    Codes, Dtype, Filter, FirstPass, Index, Metric, Passage, ReadMode, SearchOptions, Writer,
+    Codes, Dtype, Filter, FirstPass, Index, LexicalSettings, Metric, Passage, ReadMode,
+    SearchOptions, Writer,
 };
 
 const DIM: usize = 4;
 const LANGS: [&str; 3] = ["en", "ja", "fi"];
+/// Words of passage texts and keyword queries (one component of the vector picks each).
+const WORDS: [&str; 7] = [
+    "alpha",
+    "beta",
+    "東京タワー",
+    "gamma",
+    "beta",
+    "Helsinki",
+    "E1234",
+];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -29,6 +43,7 @@ enum Op {
     Reopen,
     Search([i8; DIM], usize, Option<u8>, Option<u8>, u8),
     SearchBatch(Vec<[i8; DIM]>, usize, u8),
+    Keywords(Vec<u8>, usize, Option<u8>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +61,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(q, k, l, g, p)| Op::Search(q, k, l, g, p)),
         1 => (proptest::collection::vec(v, 1..40), 1usize..12, 0u8..3)
             .prop_map(|(qs, k, p)| Op::SearchBatch(qs, k, p)),
+        3 => (proptest::collection::vec(0u8..9, 1..4), 0usize..12, proptest::option::of(0u8..3))
+            .prop_map(|(w, k, l)| Op::Keywords(w, k, l)),
     ]
 }
 
@@ -55,6 +72,7 @@ struct Row {
     vector: Vec<f32>,
     lang: &'static str,
     group: u8,
+    text: String,
 }
 
 /// A buffered change: the id, and its vector and tag (None for a delete).
@@ -87,10 +105,12 @@ impl Oracle {
                 Some((vector, tag)) => {
                     let order = self.next_order;
                     self.next_order += 1;
+                    let text = text(&id, &vector, tag);
                     self.committed.insert(
                         id,
                         Row {
                             order,
+                            text,
                             vector,
                             lang: LANGS[tag as usize % 3],
                             group: tag / 3,
@@ -126,13 +146,46 @@ impl Oracle {
     }
 }
 
-fn passage(id: &str, tag: u8) -> Passage {
-    Passage::new(
-        id,
-        format!("text of {id} {}", "x".repeat(tag as usize * 40)),
+fn text(id: &str, vector: &[f32], tag: u8) -> String {
+    let words: Vec<&str> = vector
+        .iter()
+        .map(|&x| WORDS[(x + 3.0) as usize % WORDS.len()])
+        .collect();
+    format!(
+        "text of {id} {} {}",
+        words.join(" "),
+        "x".repeat(tag as usize * 40)
     )
-    .with_lang(LANGS[tag as usize % 3])
-    .with_meta(serde_json::json!({ "group": tag / 3 }))
+}
+
+impl Oracle {
+    /// Brute-force BM25 over the committed texts: top `k` (score, then insertion order).
+    fn keywords(&self, query: &str, k: usize, lang: Option<&str>) -> Vec<(String, f32)> {
+        let a = Analyzer::new();
+        let mut postings = Postings::new();
+        let rows: Vec<(&String, &Row)> = self.committed.iter().collect();
+        for (_, r) in &rows {
+            postings.add(&a.terms(&r.text));
+        }
+        let scores = postings.scores(&a.terms(query), &Bm25::default());
+        let mut all: Vec<(f64, u64, String)> = rows
+            .iter()
+            .zip(scores)
+            .filter(|((_, r), s)| *s > 0.0 && lang.is_none_or(|l| r.lang == l))
+            .map(|((id, r), s)| (s, r.order, id.to_string()))
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        all.into_iter()
+            .take(k)
+            .map(|(s, _, id)| (id, s as f32))
+            .collect()
+    }
+}
+
+fn passage(id: &str, vector: &[f32], tag: u8) -> Passage {
+    Passage::new(id, text(id, vector, tag))
+        .with_lang(LANGS[tag as usize % 3])
+        .with_meta(serde_json::json!({ "group": tag / 3 }))
 }
 
 /// Oversampling that covers every row: k ≥ 1 times this exceeds the 24 ids.
@@ -162,6 +215,7 @@ fn open(dir: &std::path::Path, dtype: Dtype, mode: ReadMode, codes: bool) -> Ind
         .direct_segment_rows(4)
         .merge_fan_in(3)
         .threads(2)
+        .lexical(LexicalSettings::default())
         .open(dir)
         .expect("open")
 }
@@ -195,9 +249,9 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode, codes: bool) {
                 let vector: Vec<f32> = v.iter().map(|&x| x as f32).collect();
                 let upsert = matches!(op, Op::Upsert(..));
                 let r = if upsert {
-                    w.upsert(passage(&id, tag), &vector)
+                    w.upsert(passage(&id, &vector, tag), &vector)
                 } else {
-                    w.insert(passage(&id, tag), &vector)
+                    w.insert(passage(&id, &vector, tag), &vector)
                 };
                 if !upsert && oracle.exists(&id) {
                     assert!(matches!(r, Err(xqdb::Error::DuplicateId { .. })), "{r:?}");
@@ -259,6 +313,32 @@ fn run(ops: Vec<Op>, dtype: Dtype, mode: ReadMode, codes: bool) {
                         "batch of {}",
                         qs.len()
                     );
+                }
+            }
+            Op::Keywords(words, k, lang) => {
+                let query: Vec<&str> = words
+                    .iter()
+                    .map(|&w| WORDS.get(w as usize).copied().unwrap_or("absent"))
+                    .collect();
+                let query = query.join(" ");
+                let lang = lang.map(|l| LANGS[l as usize]);
+                let mut options = SearchOptions::new(k);
+                if let Some(l) = lang {
+                    options = options.filter(Filter::new().lang(l));
+                }
+                let hits = index.snapshot().search_lexical(&query, &options).unwrap();
+                let got: Vec<(String, f32)> = hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.lexical_score.unwrap()))
+                    .collect();
+                let want = oracle.keywords(&query, k, lang);
+                assert_eq!(got.len(), want.len(), "{query}: {got:?} vs {want:?}");
+                for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
+                    assert_eq!(gi, wi, "{query}: {got:?} vs {want:?}");
+                    assert!((gs - ws).abs() <= 1e-4, "{query}: {got:?} vs {want:?}");
+                }
+                for h in &hits {
+                    assert!(h.snippet.as_ref().is_some_and(|s| s.contains("<mark>")));
                 }
             }
             Op::Search(q, k, lang, group, pass) => {

@@ -177,6 +177,9 @@ pub fn build_set(
                         id: pos.clone(),
                         score: dot(&qv, &v),
                         passage,
+                        dense_score: None,
+                        lexical_score: None,
+                        snippet: None,
                     };
                     if hits.len() == options.candidates {
                         hits.pop();

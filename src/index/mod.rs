@@ -1,5 +1,6 @@
 //! `Index`: opening and creating a store, the writer lock, and publishing snapshots.
 
+mod lexical;
 mod rerank;
 mod snapshot;
 mod verify;
@@ -50,6 +51,7 @@ pub struct IndexBuilder {
     xqg: Option<XqgProfile>,
     generator: Option<Arc<Generator>>,
     codes: Option<crate::types::Codes>,
+    lexical: Option<crate::types::LexicalSettings>,
     read_only: bool,
     read_mode: ReadMode,
     verify: VerifyPolicy,
@@ -70,6 +72,7 @@ impl Default for IndexBuilder {
             xqg: None,
             generator: None,
             codes: None,
+            lexical: None,
             read_only: false,
             read_mode: ReadMode::default(),
             verify: VerifyPolicy::default(),
@@ -168,6 +171,15 @@ impl IndexBuilder {
     /// f32 and f16 rows; fixed at creation.
     pub fn codes(mut self, codes: crate::types::Codes) -> Self {
         self.codes = codes.any().then_some(codes);
+        self
+    }
+
+    /// Keep a lexical (keyword) index beside the vectors of a new index, for lexical and
+    /// hybrid searches ([`SearchOptions::mode`]); fixed at creation
+    /// ([`Writer::enable_lexical`] adds one to an existing index). Writing to an index that
+    /// keeps one needs the `lexical` feature.
+    pub fn lexical(mut self, settings: crate::types::LexicalSettings) -> Self {
+        self.lexical = Some(settings);
         self
     }
 
@@ -605,6 +617,13 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
             None => None,
         },
         codebook: None,
+        lexical: match options.lexical {
+            Some(l) => {
+                l.validate()?;
+                Some(l)
+            }
+            None => None,
+        },
     };
     let cerr = |e: redb::Error| Error::catalog(catalog, e);
     let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
@@ -627,6 +646,10 @@ fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> 
             .map_err(|e| cerr(e.into()))?;
         txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
         txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
+        if config.lexical.is_some() {
+            txn.open_table(store::LEX_POSTINGS)
+                .map_err(|e| cerr(e.into()))?;
+        }
     }
     txn.commit().map_err(|e| cerr(e.into()))
 }
@@ -913,7 +936,30 @@ impl Index {
         options: &SearchOptions,
     ) -> Result<Vec<Vec<crate::Hit>>> {
         let snap = self.snapshot();
+        if options.mode == crate::types::SearchMode::Lexical {
+            return queries
+                .iter()
+                .map(|q| snap.search_lexical(q.as_ref(), options))
+                .collect();
+        }
         let lang = options.query_lang.as_deref();
+        if options.mode == crate::types::SearchMode::Hybrid {
+            options.fusion.validate()?;
+            snap.lexical_settings().ok_or_else(|| {
+                Error::InvalidArgument("a hybrid search needs a lexical index".into())
+            })?;
+            let vectors = self.encode_queries_in(&snap, queries, options.use_adapter, lang)?;
+            let depth = options.depth.unwrap_or(options.k.max(100)).max(options.k);
+            let mut dense_options = options.clone();
+            dense_options.mode = crate::types::SearchMode::Dense;
+            dense_options.k = depth;
+            let dense = snap.rank(&vectors, &dense_options)?;
+            return queries
+                .iter()
+                .zip(&dense)
+                .map(|(q, d)| snap.hybrid_hits(q.as_ref(), d, options, depth))
+                .collect();
+        }
         let vectors = self.encode_queries_in(&snap, queries, options.use_adapter, lang)?;
         snap.search_batch(&vectors, options)
     }

@@ -109,6 +109,7 @@ impl SnapshotData {
                 xqg: None,
                 codes: None,
                 codebook: None,
+                lexical: None,
             },
             counters: Counters::default(),
             segments: Vec::new(),
@@ -230,8 +231,15 @@ pub struct SearchOptions {
     /// (default: the index's setting, else [`FirstPass::default_oversample`]).
     pub oversample: Option<usize>,
     /// The language of text queries: they use that language's query adapter when one is
-    /// stored (else the shared one). Not a filter on the passages' language.
+    /// stored (else the shared one). Not a filter on the passages' language. Lexical
+    /// searches of an index that stems analyse the query with this language's stemmer.
     pub query_lang: Option<String>,
+    /// Dense, lexical or hybrid (text searches; vector searches are dense only).
+    pub mode: crate::types::SearchMode,
+    /// How hybrid searches merge their two lists (default: reciprocal rank fusion, k 60).
+    pub fusion: crate::types::Fusion,
+    /// Candidates each list contributes to a hybrid search (default: max(k, 100)).
+    pub depth: Option<usize>,
 }
 
 impl SearchOptions {
@@ -246,7 +254,28 @@ impl SearchOptions {
             first_pass: None,
             oversample: None,
             query_lang: None,
+            mode: crate::types::SearchMode::Dense,
+            fusion: crate::types::Fusion::default(),
+            depth: None,
         }
+    }
+
+    /// Sets the search mode (dense, lexical or hybrid).
+    pub fn mode(mut self, mode: crate::types::SearchMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets how hybrid searches fuse their lists.
+    pub fn fusion(mut self, fusion: crate::types::Fusion) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// Sets the candidates each list contributes to a hybrid search.
+    pub fn depth(mut self, depth: usize) -> Self {
+        self.depth = Some(depth.max(1));
+        self
     }
 
     /// Sets the language of text queries (selects a per-language query adapter).
@@ -361,7 +390,7 @@ impl Snapshot {
         Snapshot { inner, data }
     }
 
-    fn cerr(&self, e: impl Into<redb::Error>) -> Error {
+    pub(super) fn cerr(&self, e: impl Into<redb::Error>) -> Error {
         self.inner.catalog_err(e)
     }
 
@@ -441,6 +470,12 @@ impl Snapshot {
         queries: &[Vec<f32>],
         options: &SearchOptions,
     ) -> Result<Vec<Vec<(f32, u64)>>> {
+        if options.mode != crate::types::SearchMode::Dense {
+            return Err(Error::InvalidArgument(format!(
+                "a {:?} search needs a text query (vector searches are dense)",
+                options.mode
+            )));
+        }
         let d = &self.data;
         let config = &d.config;
         let quantized = config.dtype != Dtype::F32;
@@ -639,7 +674,7 @@ impl Snapshot {
     }
 
     /// Row ids (sorted) that pass `filter`.
-    fn allowed_rids(&self, filter: &Filter) -> Result<Vec<u64>> {
+    pub(super) fn allowed_rids(&self, filter: &Filter) -> Result<Vec<u64>> {
         let txn = self.data.txn();
         let mut candidates: Option<Vec<u64>> = None;
         if let Some(langs) = &filter.langs {
@@ -705,7 +740,7 @@ impl Snapshot {
         })
     }
 
-    fn fetch_hits(&self, ranked: &[(f32, u64)]) -> Result<Vec<Hit>> {
+    pub(super) fn fetch_hits(&self, ranked: &[(f32, u64)]) -> Result<Vec<Hit>> {
         ranked
             .iter()
             .map(|&(score, rid)| {
@@ -714,6 +749,9 @@ impl Snapshot {
                     id: passage.id.clone(),
                     score,
                     passage,
+                    dense_score: None,
+                    lexical_score: None,
+                    snippet: None,
                 })
             })
             .collect()

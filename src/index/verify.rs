@@ -25,6 +25,9 @@ pub struct VerifyReport {
     /// Synced files (see `xqdb::documents`), each checked to have exactly its passages.
     #[serde(default)]
     pub files: u64,
+    /// Postings of the lexical index, each checked against its passage (format 7).
+    #[serde(default)]
+    pub lexical_postings: u64,
 }
 
 impl Snapshot {
@@ -121,9 +124,91 @@ impl Snapshot {
             )));
         }
         report.passages = id_count;
+        report.lexical_postings = self.check_lexical()?;
         report.files = self.check_files()?;
         self.check_no_orphans()?;
         Ok(report)
+    }
+
+    /// The lexical index holds exactly the postings of the live passages and their
+    /// queries, and statistics that sum them; returns the number of postings.
+    fn check_lexical(&self) -> Result<u64> {
+        let Some(settings) = self.data().config.lexical else {
+            return Ok(0);
+        };
+        #[cfg(feature = "lexical")]
+        {
+            use crate::lexical::store as lex;
+            let inner = self.inner();
+            let corrupt = |reason: String| Error::corrupt(&inner.catalog_path, reason);
+            let cerr = |e: redb::Error| inner.catalog_err(e);
+            let lerr = |e: lex::LexError| match e {
+                lex::LexError::Storage(e) => cerr(e),
+                lex::LexError::Corrupt(r) => corrupt(r),
+            };
+            let txn = self.data().txn();
+            let mut stored = lex::all_by_row(txn).map_err(lerr)?;
+            let passages = txn
+                .open_table(store::PASSAGES)
+                .map_err(|e| cerr(e.into()))?;
+            let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
+            let mut stats = store::LexicalStats::default();
+            let mut count = 0u64;
+            for row in passages.iter().map_err(|e| cerr(e.into()))? {
+                let (rid, bytes) = row.map_err(|e| cerr(e.into()))?;
+                let rid = rid.value();
+                let p = store::decode_passage(bytes.value())
+                    .map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
+                let queries = match augment.get(rid).map_err(|e| cerr(e.into()))? {
+                    Some(a) => {
+                        store::decode_augmentation(a.value())
+                            .map_err(|r| corrupt(format!("xQG record of row {rid}: {r}")))?
+                            .queries
+                    }
+                    None => Vec::new(),
+                };
+                let doc = lex::analyze(
+                    &settings,
+                    p.title.as_deref(),
+                    &p.text,
+                    p.lang.as_deref(),
+                    &queries,
+                );
+                let want = lex::expected_postings(&doc);
+                let have = stored.remove(&rid).unwrap_or_default();
+                if want != have {
+                    return Err(corrupt(format!(
+                        "the lexical postings of row {rid} ({} terms) do not match its passage                          ({} terms)",
+                        have.len(),
+                        want.len()
+                    )));
+                }
+                if !want.is_empty() {
+                    stats.docs += 1;
+                    stats.text_len += doc.text_len as u64;
+                    stats.queries_len += doc.queries_len as u64;
+                }
+                count += want.len() as u64;
+            }
+            if let Some(rid) = stored.keys().next() {
+                return Err(corrupt(format!(
+                    "lexical postings for row {rid}, which holds no passage"
+                )));
+            }
+            let meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            let have = store::LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?;
+            if have != stats {
+                return Err(corrupt(format!(
+                    "lexical statistics {have:?} do not sum the postings ({stats:?})"
+                )));
+            }
+            Ok(count)
+        }
+        #[cfg(not(feature = "lexical"))]
+        {
+            let _ = settings;
+            Ok(0)
+        }
     }
 
     /// Each synced file's record is readable; returns the number of files. (Whether its

@@ -693,6 +693,12 @@ impl Writer {
                 .map_err(|e| cerr(e.into()))?;
             let mut augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
             let mut backlog = txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
+            let mut lex = match config.lexical {
+                Some(settings) if !ops.is_empty() => {
+                    Some(super::lexical::LexWriter::open(inner, &txn, settings)?)
+                }
+                _ => None,
+            };
             for op in ops {
                 let id = match &op {
                     Op::Put { passage, .. } => passage.id.clone(),
@@ -703,9 +709,28 @@ impl Writer {
                     .map_err(|e| cerr(e.into()))?
                     .map(|g| g.value());
                 if let Some(rid) = old {
-                    augment.remove(rid).map_err(|e| cerr(e.into()))?;
+                    let old_aug = augment.remove(rid).map_err(|e| cerr(e.into()))?;
                     backlog.remove(rid).map_err(|e| cerr(e.into()))?;
                     let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
+                    if let Some(lex) = &mut lex {
+                        let corrupt = |r: String| {
+                            Error::corrupt(&inner.catalog_path, format!("row {rid}: {r}"))
+                        };
+                        let passage = record
+                            .as_ref()
+                            .ok_or_else(|| corrupt("id without a passage".into()))
+                            .and_then(|r| store::decode_passage(r.value()).map_err(corrupt))?;
+                        let queries = match &old_aug {
+                            Some(a) => {
+                                store::decode_augmentation(a.value())
+                                    .map_err(corrupt)?
+                                    .queries
+                            }
+                            None => Vec::new(),
+                        };
+                        lex.update(false, rid, &passage, &queries)?;
+                    }
+                    drop(old_aug);
                     if let Some(lang) = record
                         .as_ref()
                         .and_then(|r| store::decode_passage_meta(r.value()).ok())
@@ -744,6 +769,10 @@ impl Writer {
                                 .insert(lang.as_str(), rid)
                                 .map_err(|e| cerr(e.into()))?;
                         }
+                        if let Some(lex) = &mut lex {
+                            let queries = aug.as_ref().map_or(&[][..], |a| &a.queries[..]);
+                            lex.update(true, rid, &passage, queries)?;
+                        }
                         if let Some(a) = &aug {
                             augment
                                 .insert(rid, store::encode_augmentation(a).as_slice())
@@ -770,6 +799,9 @@ impl Writer {
                 let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
                 raise_version(&mut meta, config.format_version, 4).map_err(|e| cerr(e.into()))?;
                 config.format_version = config.format_version.max(4);
+            }
+            if let Some(lex) = lex {
+                lex.finish(&txn)?;
             }
             new_rows.retain(|(rid, _)| !dead_new.contains(rid));
             if new_rows.len() < inner.options.direct_segment_rows {
@@ -1307,6 +1339,62 @@ impl Writer {
         }
         self.write_adapters(true, &[])?;
         Ok(true)
+    }
+
+    /// Adds a lexical (keyword) index to an index that has none, indexing every stored
+    /// passage (with its generated queries) in one commit; buffered changes are committed
+    /// first. Returns false (and changes nothing) when the index already keeps one.
+    pub fn enable_lexical(&mut self, settings: crate::types::LexicalSettings) -> Result<bool> {
+        settings.validate()?;
+        if !self.ops.is_empty() {
+            self.commit()?;
+        }
+        if self.inner.snapshot_data().config.lexical.is_some() {
+            return Ok(false);
+        }
+        self.guard(|w| {
+            let inner = &*w.inner;
+            let cerr = |e: redb::Error| inner.catalog_err(e);
+            let snap = inner.snapshot_data();
+            let mut counters = snap.counters;
+            let db = inner.database()?;
+            let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+            {
+                super::lexical::write_settings(inner, &txn, &settings)?;
+                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+                raise_version(&mut meta, snap.config.format_version, 7)
+                    .map_err(|e| cerr(e.into()))?;
+            }
+            {
+                let mut lex = super::lexical::LexWriter::open(inner, &txn, settings)?;
+                let passages = txn
+                    .open_table(store::PASSAGES)
+                    .map_err(|e| cerr(e.into()))?;
+                let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
+                for row in passages.iter().map_err(|e| cerr(e.into()))? {
+                    let (rid, record) = row.map_err(|e| cerr(e.into()))?;
+                    let rid = rid.value();
+                    let corrupt =
+                        |r: String| Error::corrupt(&inner.catalog_path, format!("row {rid}: {r}"));
+                    let passage = store::decode_passage(record.value()).map_err(corrupt)?;
+                    let queries = match augment.get(rid).map_err(|e| cerr(e.into()))? {
+                        Some(a) => {
+                            store::decode_augmentation(a.value())
+                                .map_err(corrupt)?
+                                .queries
+                        }
+                        None => Vec::new(),
+                    };
+                    lex.update(true, rid, &passage, &queries)?;
+                }
+                lex.finish(&txn)?;
+            }
+            w.write_counters(&txn, &mut counters)?;
+            txn.commit().map_err(|e| cerr(e.into()))?;
+            let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
+            inner.publish(next);
+            Ok(true)
+        })
     }
 
     /// One commit: with `clear`, every stored adapter is removed first; then each (slot,

@@ -7,8 +7,11 @@
 //! unigram), as Lucene's CJK bigram filter does; other words can be stemmed with a Snowball
 //! stemmer chosen by the text's language.
 
+#[cfg(feature = "lexical")]
+pub(crate) mod store;
+
 use rust_stemmers::{Algorithm, Stemmer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -117,6 +120,123 @@ impl Analyzer {
         }
         flush(&mut run, &mut out);
         out
+    }
+}
+
+impl Analyzer {
+    /// An excerpt of `text` of at most `max_words` words (Han, kana and Hangul count one a
+    /// character) where the most words match `query` terms, HTML-escaped, each matching
+    /// word (or pair of characters matched as a bigram) marked `<mark>…</mark>`, with `…`
+    /// where text was cut. `None` when nothing matches.
+    ///
+    /// ```
+    /// use xqdb::lexical::Analyzer;
+    /// let a = Analyzer::new();
+    /// let q = a.terms("capital");
+    /// assert_eq!(a.highlight("Helsinki is the capital of Finland", &q, 3).as_deref(),
+    ///            Some("… the <mark>capital</mark> of …"));
+    /// ```
+    pub fn highlight(&self, text: &str, query: &[String], max_words: usize) -> Option<String> {
+        let query: HashSet<&str> = query.iter().map(String::as_str).collect();
+        // Units: (start byte, end byte, matched).
+        let mut units: Vec<(usize, usize, bool)> = Vec::new();
+        let mut run: Vec<(usize, usize)> = Vec::new();
+        let flush_run = |run: &mut Vec<(usize, usize)>, units: &mut Vec<(usize, usize, bool)>| {
+            if run.is_empty() {
+                return;
+            }
+            let chars: Vec<String> = run
+                .iter()
+                .map(|&(a, b)| text[a..b].nfkc().collect::<String>().to_lowercase())
+                .collect();
+            let mut hit = vec![false; run.len()];
+            if run.len() == 1 {
+                hit[0] = query.contains(chars[0].as_str());
+            }
+            for i in 1..run.len() {
+                if query.contains(format!("{}{}", chars[i - 1], chars[i]).as_str()) {
+                    hit[i - 1] = true;
+                    hit[i] = true;
+                }
+            }
+            units.extend(run.iter().zip(hit).map(|(&(a, b), h)| (a, b, h)));
+            run.clear();
+        };
+        for (at, word) in text.unicode_word_indices() {
+            if word.chars().all(is_bigram_script) {
+                if run.last().is_some_and(|&(_, end)| end != at) {
+                    flush_run(&mut run, &mut units);
+                }
+                run.extend(
+                    word.char_indices()
+                        .map(|(i, c)| (at + i, at + i + c.len_utf8())),
+                );
+                continue;
+            }
+            flush_run(&mut run, &mut units);
+            let hit = self.terms(word).iter().any(|t| query.contains(t.as_str()));
+            units.push((at, at + word.len(), hit));
+        }
+        flush_run(&mut run, &mut units);
+        let width = max_words.max(1).min(units.len());
+        let (mut best, mut best_hits, mut hits) = (0, 0, 0);
+        for i in 0..units.len() {
+            hits += units[i].2 as usize;
+            if i >= width {
+                hits -= units[i - width].2 as usize;
+            }
+            if i + 1 >= width && hits > best_hits {
+                (best, best_hits) = (i + 1 - width, hits);
+            }
+        }
+        if best_hits == 0 {
+            return None;
+        }
+        let window = &units[best..best + width];
+        let from = if best == 0 { 0 } else { window[0].0 };
+        let to = if best + width == units.len() {
+            text.len()
+        } else {
+            window[width - 1].1
+        };
+        let mut out = String::new();
+        if from > 0 {
+            out.push_str("… ");
+        }
+        let mut at = from;
+        let mut open = false;
+        for &(a, b, hit) in window {
+            if open && (!hit || a != at) {
+                out.push_str("</mark>");
+                open = false;
+            }
+            escape_into(&mut out, &text[at..a]);
+            if hit && !open {
+                out.push_str("<mark>");
+                open = true;
+            }
+            escape_into(&mut out, &text[a..b]);
+            at = b;
+        }
+        if open {
+            out.push_str("</mark>");
+        }
+        escape_into(&mut out, &text[at..to]);
+        if to < text.len() {
+            out.push_str(" …");
+        }
+        Some(out)
+    }
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            _ => out.push(c),
+        }
     }
 }
 

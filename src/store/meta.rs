@@ -23,6 +23,8 @@ pub(crate) enum MetaKey {
     QueryAdapter,
     Codes,
     Codebook,
+    Lexical,
+    LexicalStats,
 }
 
 impl MetaKey {
@@ -44,6 +46,8 @@ impl MetaKey {
             MetaKey::QueryAdapter => "query_adapter",
             MetaKey::Codes => "codes",
             MetaKey::Codebook => "codebook",
+            MetaKey::Lexical => "lexical",
+            MetaKey::LexicalStats => "lexical_stats",
         }
     }
 }
@@ -65,6 +69,8 @@ pub(crate) struct StoreConfig {
     pub codes: Option<crate::types::Codes>,
     /// The codebook of those codes, fitted with the first segment that has them.
     pub codebook: Option<std::sync::Arc<crate::segment::Codebook>>,
+    /// The lexical index's settings, when the index keeps one (format version 7).
+    pub lexical: Option<crate::types::LexicalSettings>,
 }
 
 /// Counters that every commit advances.
@@ -160,6 +166,9 @@ impl StoreConfig {
         if let Some(c) = &self.codebook {
             put(t, MetaKey::Codebook, &c.encode())?;
         }
+        if let Some(l) = &self.lexical {
+            put_lexical(t, l)?;
+        }
         Ok(())
     }
 
@@ -210,6 +219,16 @@ impl StoreConfig {
                     .map_err(MetaError::Bad)
             })
             .transpose()?;
+        let lexical = get(t, MetaKey::Lexical)?
+            .map(|v| {
+                serde_json::from_slice::<crate::types::LexicalSettings>(&v)
+                    .map_err(|e| MetaError::Bad(format!("lexical settings: {e}")))
+                    .and_then(|l| match l.validate() {
+                        Ok(()) => Ok(l),
+                        Err(e) => Err(MetaError::Bad(e.to_string())),
+                    })
+            })
+            .transpose()?;
         Ok(StoreConfig {
             format_version: version,
             uuid: fixed(need(t, MetaKey::StoreUuid)?, MetaKey::StoreUuid)?,
@@ -223,6 +242,7 @@ impl StoreConfig {
             xqg,
             codes,
             codebook,
+            lexical,
         })
     }
 }
@@ -240,6 +260,50 @@ impl Counters {
             next_segment: read_u64(t, MetaKey::NextSegment)?,
             commit_seq: read_u64(t, MetaKey::CommitSeq)?,
         })
+    }
+}
+
+/// Stores the lexical index's settings (JSON).
+pub(crate) fn put_lexical(
+    t: &mut Table<&str, &[u8]>,
+    l: &crate::types::LexicalSettings,
+) -> Result<(), redb::StorageError> {
+    let json = serde_json::to_vec(l).expect("settings serialise");
+    put(t, MetaKey::Lexical, &json)
+}
+
+/// Collection statistics of the lexical index (format version 7): documents (passages
+/// with at least one term) and the summed lengths of each field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LexicalStats {
+    pub docs: u64,
+    pub text_len: u64,
+    pub queries_len: u64,
+}
+
+impl LexicalStats {
+    pub fn read(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, MetaError> {
+        let Some(v) = get(t, MetaKey::LexicalStats)? else {
+            return Ok(LexicalStats::default());
+        };
+        let b: [u8; 24] = fixed(v, MetaKey::LexicalStats)?;
+        let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(LexicalStats {
+            docs: word(0),
+            text_len: word(1),
+            queries_len: word(2),
+        })
+    }
+
+    pub fn write(&self, t: &mut Table<&str, &[u8]>) -> Result<(), redb::StorageError> {
+        let mut b = [0u8; 24];
+        for (i, w) in [self.docs, self.text_len, self.queries_len]
+            .iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        put(t, MetaKey::LexicalStats, &b)
     }
 }
 

@@ -8,8 +8,8 @@ pub(crate) use codec::{
     SegmentRecordCodec,
 };
 pub(crate) use meta::{
-    put, put_adapter, put_profile, read_adapters, read_clean, read_u64, Counters, MetaError,
-    MetaKey, StoreConfig,
+    put, put_adapter, put_lexical, put_profile, read_adapters, read_clean, read_u64, Counters,
+    LexicalStats, MetaError, MetaKey, StoreConfig,
 };
 
 use redb::{MultimapTableDefinition, TableDefinition};
@@ -18,7 +18,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 pub(crate) const CATALOG_FILE: &str = "catalog.redb";
 
 /// Catalog format version written by this build (see FORMAT.md, "Version log").
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Store-wide settings and counters.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -41,3 +41,8 @@ pub(crate) const AUGMENT: TableDefinition<u64, &[u8]> = TableDefinition::new("au
 pub(crate) const BACKLOG: TableDefinition<u64, ()> = TableDefinition::new("backlog");
 /// Synced file path (relative, `/`-separated) → file record (format version 4).
 pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+/// Lexical postings (format version 7): (term, row id) → the term's frequency in the text
+/// field (bits 0–31) and in the queries field (32–63), and the row's length in terms of
+/// the text field (64–95) and of the queries field (96–127).
+pub(crate) const LEX_POSTINGS: TableDefinition<(&str, u64), u128> =
+    TableDefinition::new("lex_postings");

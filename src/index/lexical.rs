@@ -1,0 +1,369 @@
+//! The lexical index inside a commit and a snapshot: keeping postings in step with the
+//! rows (feature `lexical`; without it an index that keeps postings can be searched by
+//! vector and read, not written).
+
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::store::{self, LexicalStats};
+use crate::types::{LexicalSettings, Passage};
+use redb::{Table, WriteTransaction};
+
+/// Why a build without the `lexical` feature cannot change an index that keeps postings.
+#[cfg_attr(feature = "lexical", allow(dead_code))]
+pub(crate) fn missing_feature() -> Error {
+    Error::InvalidArgument(
+        "this index keeps a lexical index, which this build of xqdb cannot update (built \
+         without the `lexical` feature)"
+            .into(),
+    )
+}
+
+/// The postings table and statistics of one write transaction.
+pub(crate) struct LexWriter<'t> {
+    #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
+    table: Table<'t, (&'static str, u64), u128>,
+    #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
+    settings: LexicalSettings,
+    stats: LexicalStats,
+    inner: &'t Inner,
+}
+
+impl<'t> LexWriter<'t> {
+    /// Opens the postings of `txn` (created when absent).
+    pub fn open(
+        inner: &'t Inner,
+        txn: &'t WriteTransaction,
+        settings: LexicalSettings,
+    ) -> Result<Self> {
+        if !cfg!(feature = "lexical") {
+            return Err(missing_feature());
+        }
+        let stats = {
+            let meta = txn
+                .open_table(store::META)
+                .map_err(|e| inner.catalog_err(e))?;
+            LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?
+        };
+        let table = txn
+            .open_table(store::LEX_POSTINGS)
+            .map_err(|e| inner.catalog_err(e))?;
+        Ok(LexWriter {
+            table,
+            settings,
+            stats,
+            inner,
+        })
+    }
+
+    #[cfg(feature = "lexical")]
+    fn err(&self, e: crate::lexical::store::LexError) -> Error {
+        match e {
+            crate::lexical::store::LexError::Storage(e) => self.inner.catalog_err(e),
+            crate::lexical::store::LexError::Corrupt(r) => {
+                Error::corrupt(&self.inner.catalog_path, r)
+            }
+        }
+    }
+
+    /// Adds (`add`) or removes a row's postings.
+    pub fn update(
+        &mut self,
+        add: bool,
+        rid: u64,
+        passage: &Passage,
+        queries: &[(String, String)],
+    ) -> Result<()> {
+        #[cfg(feature = "lexical")]
+        {
+            use crate::lexical::store as lex;
+            let doc = lex::analyze(
+                &self.settings,
+                passage.title.as_deref(),
+                &passage.text,
+                passage.lang.as_deref(),
+                queries,
+            );
+            let r = if add {
+                lex::add(&mut self.table, &mut self.stats, rid, &doc)
+            } else {
+                lex::remove(&mut self.table, &mut self.stats, rid, &doc)
+            };
+            r.map_err(|e| self.err(e))
+        }
+        #[cfg(not(feature = "lexical"))]
+        {
+            let _ = (add, rid, passage, queries);
+            Err(missing_feature())
+        }
+    }
+
+    /// Writes the statistics into `txn`'s meta table.
+    pub fn finish(self, txn: &WriteTransaction) -> Result<()> {
+        let inner = self.inner;
+        drop(self.table);
+        let mut meta = txn
+            .open_table(store::META)
+            .map_err(|e| inner.catalog_err(e))?;
+        self.stats
+            .write(&mut meta)
+            .map_err(|e| inner.catalog_err(e))
+    }
+}
+
+/// Stores the settings (and zero statistics) of a newly enabled lexical index.
+pub(crate) fn write_settings(
+    inner: &Inner,
+    txn: &WriteTransaction,
+    settings: &LexicalSettings,
+) -> Result<()> {
+    let mut meta = txn
+        .open_table(store::META)
+        .map_err(|e| inner.catalog_err(e))?;
+    store::put_lexical(&mut meta, settings).map_err(|e| inner.catalog_err(e))?;
+    LexicalStats::default()
+        .write(&mut meta)
+        .map_err(|e| inner.catalog_err(e))?;
+    Ok(())
+}
+
+use super::snapshot::{SearchOptions, Snapshot};
+use crate::types::{Fusion, Hit};
+
+/// Words a snippet shows at most.
+const SNIPPET_WORDS: usize = 30;
+
+impl Snapshot {
+    /// The lexical index's settings, when the index keeps one.
+    pub fn lexical_settings(&self) -> Option<LexicalSettings> {
+        self.data().config.lexical
+    }
+
+    fn need_lexical(&self) -> Result<LexicalSettings> {
+        self.lexical_settings().ok_or_else(|| {
+            Error::InvalidArgument(
+                "this index keeps no lexical index: create it with one (`xqdb init --lexical`, \
+                 `IndexBuilder::lexical`) or add one (`xqdb lexical enable`, \
+                 `Writer::enable_lexical`)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Top hits by BM25 for a text query (whatever `options.mode` says), with their
+    /// `lexical_score` and a snippet. The index must keep a lexical index.
+    ///
+    /// ```
+    /// use xqdb::{Index, LexicalSettings, Passage, SearchOptions};
+    /// # fn main() -> xqdb::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let index = Index::builder().dim(2).lexical(LexicalSettings::default()).create(dir.path())?;
+    /// let mut w = index.writer()?;
+    /// w.insert(Passage::new("a", "Error E1234: disk full"), &[1.0, 0.0])?;
+    /// w.insert(Passage::new("b", "All good"), &[0.0, 1.0])?;
+    /// w.commit()?;
+    /// let hits = index.snapshot().search_lexical("e1234", &SearchOptions::new(5))?;
+    /// assert_eq!(hits.len(), 1);
+    /// assert_eq!(hits[0].snippet.as_deref(), Some("Error <mark>E1234</mark>: disk full"));
+    /// # Ok(()) }
+    /// ```
+    pub fn search_lexical(&self, query: &str, options: &SearchOptions) -> Result<Vec<Hit>> {
+        let (ranked, terms) = self.rank_lexical(query, options, options.k)?;
+        ranked
+            .into_iter()
+            .map(|(score, rid)| {
+                let mut hit = self.fetch_hits(&[(score, rid)])?.remove(0);
+                hit.lexical_score = Some(score);
+                hit.snippet = self.snippet(&hit, &terms);
+                Ok(hit)
+            })
+            .collect()
+    }
+
+    /// Row ids and BM25 scores of the top `n` rows for `query`, and the query's terms.
+    pub(crate) fn rank_lexical(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+        n: usize,
+    ) -> Result<(Vec<(f32, u64)>, Vec<String>)> {
+        let settings = self.need_lexical()?;
+        #[cfg(feature = "lexical")]
+        {
+            use crate::lexical::store as lex;
+            let terms = lex::query_terms(&settings, query, options.query_lang.as_deref());
+            let allowed = match &options.filter {
+                Some(f) if !f.is_empty() => Some(self.allowed_rids(f)?),
+                _ => None,
+            };
+            let txn = self.data().txn();
+            let stats = {
+                let meta = txn.open_table(store::META).map_err(|e| self.cerr(e))?;
+                LexicalStats::read(&meta).map_err(|e| self.inner().meta_err(e))?
+            };
+            let ranked = lex::search(txn, &settings, &stats, &terms, allowed.as_deref(), n)
+                .map_err(|e| match e {
+                    lex::LexError::Storage(e) => self.cerr(e),
+                    lex::LexError::Corrupt(r) => Error::corrupt(&self.inner().catalog_path, r),
+                })?;
+            Ok((ranked, terms))
+        }
+        #[cfg(not(feature = "lexical"))]
+        {
+            let _ = (settings, query, options, n);
+            Err(Error::InvalidArgument(
+                "lexical search needs the `lexical` feature of xqdb".into(),
+            ))
+        }
+    }
+
+    fn snippet(&self, hit: &Hit, terms: &[String]) -> Option<String> {
+        #[cfg(feature = "lexical")]
+        {
+            let stem = self.lexical_settings().is_some_and(|s| s.stem);
+            let analyzer = if stem {
+                crate::lexical::Analyzer::for_lang(hit.passage.lang.as_deref())
+            } else {
+                crate::lexical::Analyzer::new()
+            };
+            analyzer.highlight(&hit.passage.text, terms, SNIPPET_WORDS)
+        }
+        #[cfg(not(feature = "lexical"))]
+        {
+            let _ = (hit, terms, SNIPPET_WORDS);
+            None
+        }
+    }
+
+    /// A hybrid search's hits: `dense` (the dense list, best first) fused with the lexical
+    /// list of `query`.
+    pub(crate) fn hybrid_hits(
+        &self,
+        query: &str,
+        dense: &[(f32, u64)],
+        options: &SearchOptions,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let (lexical, terms) = self.rank_lexical(query, options, depth)?;
+        fuse(dense, &lexical, options.fusion, options.k)
+            .into_iter()
+            .map(|f| {
+                let mut hit = self.fetch_hits(&[(f.score, f.rid)])?.remove(0);
+                hit.dense_score = f.dense;
+                hit.lexical_score = f.lexical;
+                if f.lexical.is_some() {
+                    hit.snippet = self.snippet(&hit, &terms);
+                }
+                Ok(hit)
+            })
+            .collect()
+    }
+}
+
+/// One fused candidate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Fused {
+    pub rid: u64,
+    pub score: f32,
+    pub dense: Option<f32>,
+    pub lexical: Option<f32>,
+}
+
+/// Min-max normalised scores of a list (all 1 when they are equal).
+fn normalised(list: &[(f32, u64)]) -> Vec<f32> {
+    let max = list.iter().map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
+    let min = list.iter().map(|x| x.0).fold(f32::INFINITY, f32::min);
+    list.iter()
+        .map(|x| {
+            if max > min {
+                (x.0 - min) / (max - min)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// Fuses two ranked lists (best first) into the top `k`, ties by row id.
+pub(crate) fn fuse(
+    dense: &[(f32, u64)],
+    lexical: &[(f32, u64)],
+    fusion: Fusion,
+    k: usize,
+) -> Vec<Fused> {
+    let mut all: std::collections::HashMap<u64, Fused> = std::collections::HashMap::new();
+    let (dense_part, lexical_part): (Vec<f32>, Vec<f32>) = match fusion {
+        Fusion::Rrf { k, lexical_weight } => (
+            (0..dense.len())
+                .map(|r| 1.0 / (k + r as f32 + 1.0))
+                .collect(),
+            (0..lexical.len())
+                .map(|r| lexical_weight / (k + r as f32 + 1.0))
+                .collect(),
+        ),
+        Fusion::Weighted { lexical_weight } => (
+            normalised(dense)
+                .into_iter()
+                .map(|x| (1.0 - lexical_weight) * x)
+                .collect(),
+            normalised(lexical)
+                .into_iter()
+                .map(|x| lexical_weight * x)
+                .collect(),
+        ),
+    };
+    for (&(s, rid), part) in dense.iter().zip(dense_part) {
+        let f = all.entry(rid).or_insert(Fused {
+            rid,
+            score: 0.0,
+            dense: None,
+            lexical: None,
+        });
+        f.dense = Some(s);
+        f.score += part;
+    }
+    for (&(s, rid), part) in lexical.iter().zip(lexical_part) {
+        let f = all.entry(rid).or_insert(Fused {
+            rid,
+            score: 0.0,
+            dense: None,
+            lexical: None,
+        });
+        f.lexical = Some(s);
+        f.score += part;
+    }
+    let mut out: Vec<Fused> = all.into_values().collect();
+    out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.rid.cmp(&b.rid)));
+    out.truncate(k);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrf_adds_reciprocal_ranks_and_weighted_adds_normalised_scores() {
+        let dense = [(0.9, 1), (0.5, 2), (0.1, 3)];
+        let lexical = [(7.0, 3), (2.0, 4)];
+        let rrf = fuse(&dense, &lexical, Fusion::default(), 10);
+        let score = |v: &[Fused], rid| v.iter().find(|f| f.rid == rid).unwrap().score;
+        assert!((score(&rrf, 3) - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-7);
+        assert!((score(&rrf, 1) - 1.0 / 61.0).abs() < 1e-7);
+        assert_eq!(rrf[0].rid, 3, "in both lists beats first in one");
+        assert_eq!(rrf[0].dense, Some(0.1));
+        assert_eq!(rrf[0].lexical, Some(7.0));
+        assert_eq!(rrf.iter().find(|f| f.rid == 4).unwrap().dense, None);
+        let w = fuse(
+            &dense,
+            &lexical,
+            Fusion::Weighted {
+                lexical_weight: 0.25,
+            },
+            2,
+        );
+        assert_eq!(w.len(), 2);
+        // rid 1: 0.75 · 1; rid 3: 0.75 · 0 + 0.25 · 1; rid 2: 0.75 · 0.5.
+        assert_eq!((w[0].rid, w[1].rid), (1, 2));
+        assert!((w[0].score - 0.75).abs() < 1e-6 && (w[1].score - 0.375).abs() < 1e-6);
+    }
+}

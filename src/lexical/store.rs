@@ -1,0 +1,252 @@
+//! The stored lexical index: postings in the catalog, written in the same transaction as
+//! the rows they describe (FORMAT.md, "Lexical index").
+
+use super::{Analyzer, Bm25};
+use crate::store::{LexicalStats, LEX_POSTINGS};
+use crate::types::LexicalSettings;
+use redb::{ReadTransaction, ReadableTable, Table};
+use std::collections::{BTreeMap, HashMap};
+
+/// Why a lexical operation failed.
+pub(crate) enum LexError {
+    Storage(redb::Error),
+    Corrupt(String),
+}
+
+impl<E: Into<redb::Error>> From<E> for LexError {
+    fn from(e: E) -> Self {
+        LexError::Storage(e.into())
+    }
+}
+
+/// The analysed fields of one passage: each term with its frequency in the text field
+/// (title and text) and in the queries field, and the two fields' lengths.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DocTerms {
+    pub terms: BTreeMap<String, (u32, u32)>,
+    pub text_len: u32,
+    pub queries_len: u32,
+}
+
+fn analyzer(settings: &LexicalSettings, lang: Option<&str>) -> Analyzer {
+    if settings.stem {
+        Analyzer::for_lang(lang)
+    } else {
+        Analyzer::new()
+    }
+}
+
+/// The terms a search query is matched with.
+pub(crate) fn query_terms(
+    settings: &LexicalSettings,
+    text: &str,
+    lang: Option<&str>,
+) -> Vec<String> {
+    analyzer(settings, lang).terms(text)
+}
+
+/// Analyses a passage: title and text in its language, each query in its own.
+pub(crate) fn analyze(
+    settings: &LexicalSettings,
+    title: Option<&str>,
+    text: &str,
+    lang: Option<&str>,
+    queries: &[(String, String)],
+) -> DocTerms {
+    let mut doc = DocTerms::default();
+    let a = analyzer(settings, lang);
+    for field in title.into_iter().chain([text]) {
+        for t in a.terms(field) {
+            doc.terms.entry(t).or_default().0 += 1;
+            doc.text_len = doc.text_len.saturating_add(1);
+        }
+    }
+    for (qlang, q) in queries {
+        for t in analyzer(settings, Some(qlang)).terms(q) {
+            doc.terms.entry(t).or_default().1 += 1;
+            doc.queries_len = doc.queries_len.saturating_add(1);
+        }
+    }
+    doc
+}
+
+fn pack(tf: (u32, u32), doc: &DocTerms) -> u128 {
+    tf.0 as u128
+        | (tf.1 as u128) << 32
+        | (doc.text_len as u128) << 64
+        | (doc.queries_len as u128) << 96
+}
+
+/// (text tf, queries tf, text length, queries length) of a stored posting.
+pub(crate) fn unpack(v: u128) -> [u32; 4] {
+    [
+        v as u32,
+        (v >> 32) as u32,
+        (v >> 64) as u32,
+        (v >> 96) as u32,
+    ]
+}
+
+/// Adds a passage's postings (nothing for a passage without terms).
+pub(crate) fn add(
+    postings: &mut Table<(&str, u64), u128>,
+    stats: &mut LexicalStats,
+    rid: u64,
+    doc: &DocTerms,
+) -> Result<(), LexError> {
+    if doc.terms.is_empty() {
+        return Ok(());
+    }
+    for (term, &tf) in &doc.terms {
+        if postings
+            .insert((term.as_str(), rid), pack(tf, doc))?
+            .is_some()
+        {
+            return Err(LexError::Corrupt(format!(
+                "lexical posting ({term:?}, row {rid}) already exists"
+            )));
+        }
+    }
+    stats.docs += 1;
+    stats.text_len += doc.text_len as u64;
+    stats.queries_len += doc.queries_len as u64;
+    Ok(())
+}
+
+/// Removes a passage's postings; each must be there as [`add`] wrote it.
+pub(crate) fn remove(
+    postings: &mut Table<(&str, u64), u128>,
+    stats: &mut LexicalStats,
+    rid: u64,
+    doc: &DocTerms,
+) -> Result<(), LexError> {
+    if doc.terms.is_empty() {
+        return Ok(());
+    }
+    for (term, &tf) in &doc.terms {
+        let old = postings.remove((term.as_str(), rid))?.map(|g| g.value());
+        if old != Some(pack(tf, doc)) {
+            return Err(LexError::Corrupt(format!(
+                "lexical posting ({term:?}, row {rid}) does not match the stored passage"
+            )));
+        }
+    }
+    let (Some(docs), Some(text_len), Some(queries_len)) = (
+        stats.docs.checked_sub(1),
+        stats.text_len.checked_sub(doc.text_len as u64),
+        stats.queries_len.checked_sub(doc.queries_len as u64),
+    ) else {
+        return Err(LexError::Corrupt(
+            "lexical statistics are smaller than the passages they count".into(),
+        ));
+    };
+    *stats = LexicalStats {
+        docs,
+        text_len,
+        queries_len,
+    };
+    Ok(())
+}
+
+/// Top `k` rows by BM25 (text field plus `queries_weight` × queries field) for the query
+/// `terms`; with `allowed` (sorted row ids) only those rows. Best first, ties by row id.
+pub(crate) fn search(
+    txn: &ReadTransaction,
+    settings: &LexicalSettings,
+    stats: &LexicalStats,
+    terms: &[String],
+    allowed: Option<&[u64]>,
+    k: usize,
+) -> Result<Vec<(f32, u64)>, LexError> {
+    if stats.docs == 0 || terms.is_empty() || k == 0 {
+        return Ok(Vec::new());
+    }
+    let table = match txn.open_table(LEX_POSTINGS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let bm25 = Bm25 {
+        k1: settings.k1,
+        b: settings.b,
+    };
+    let n = stats.docs;
+    let avg_text = stats.text_len as f64 / n as f64;
+    let avg_queries = stats.queries_len as f64 / n as f64;
+    let weight_q = settings.queries_weight as f64;
+    let mut scores: HashMap<u64, f64> = HashMap::new();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in terms {
+        *counts.entry(t.as_str()).or_default() += 1;
+    }
+    let mut list: Vec<(u64, [u32; 4])> = Vec::new();
+    for (term, times) in counts {
+        list.clear();
+        // Document frequencies count every live row, filtered or not.
+        let (mut df_text, mut df_queries) = (0u64, 0u64);
+        for row in table.range((term, 0u64)..=(term, u64::MAX))? {
+            let (key, v) = row?;
+            let p = unpack(v.value());
+            df_text += (p[0] > 0) as u64;
+            df_queries += (p[1] > 0) as u64;
+            let rid = key.value().1;
+            if allowed.is_none_or(|a| a.binary_search(&rid).is_ok()) {
+                list.push((rid, p));
+            }
+        }
+        if list.is_empty() {
+            continue;
+        }
+        let idf_text = bm25.idf(n, df_text);
+        let idf_queries = bm25.idf(n, df_queries);
+        for &(rid, [tt, tq, lt, lq]) in &list {
+            let mut s = 0.0;
+            if tt > 0 {
+                s += bm25.weight(idf_text, tt, lt, avg_text);
+            }
+            if tq > 0 && weight_q > 0.0 {
+                s += weight_q * bm25.weight(idf_queries, tq, lq, avg_queries);
+            }
+            if s > 0.0 {
+                *scores.entry(rid).or_default() += s * times as f64;
+            }
+        }
+    }
+    let mut ranked: Vec<(f64, u64)> = scores.into_iter().map(|(r, s)| (s, r)).collect();
+    let by_score = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if ranked.len() > k {
+        ranked.select_nth_unstable_by(k - 1, by_score);
+        ranked.truncate(k);
+    }
+    ranked.sort_unstable_by(by_score);
+    Ok(ranked.into_iter().map(|(s, r)| (s as f32, r)).collect())
+}
+
+/// Every posting of the index, grouped by row: what [`crate::Snapshot::verify`] compares
+/// with the passages.
+pub(crate) fn all_by_row(
+    txn: &ReadTransaction,
+) -> Result<BTreeMap<u64, BTreeMap<String, u128>>, LexError> {
+    let mut out: BTreeMap<u64, BTreeMap<String, u128>> = BTreeMap::new();
+    let table = match txn.open_table(LEX_POSTINGS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.iter()? {
+        let (key, v) = row?;
+        let (term, rid) = key.value();
+        out.entry(rid)
+            .or_default()
+            .insert(term.to_string(), v.value());
+    }
+    Ok(out)
+}
+
+/// The postings [`add`] writes for `doc`, as [`all_by_row`] returns them.
+pub(crate) fn expected_postings(doc: &DocTerms) -> BTreeMap<String, u128> {
+    doc.terms
+        .iter()
+        .map(|(t, &tf)| (t.clone(), pack(tf, doc)))
+        .collect()
+}
