@@ -307,6 +307,9 @@ pub struct Stats {
     /// Bytes of codes in segment files (included in `segment_bytes`).
     #[serde(default)]
     pub code_bytes: u64,
+    /// The lexical index's settings, when the index keeps one.
+    #[serde(default)]
+    pub lexical: Option<LexicalSettings>,
 }
 
 /// How a search finds its candidates (see [`Codes`]).
@@ -596,6 +599,13 @@ impl Default for Fusion {
 }
 
 impl Fusion {
+    /// Weighted fusion with the default lexical weight.
+    pub fn weighted() -> Self {
+        Fusion::Weighted {
+            lexical_weight: 0.5,
+        }
+    }
+
     /// Checks the parameters.
     pub fn validate(&self) -> crate::Result<()> {
         let ok = match *self {

@@ -129,6 +129,9 @@ pub(crate) fn write_settings(
 use super::snapshot::{SearchOptions, Snapshot};
 use crate::types::{Fusion, Hit};
 
+/// (score, row id), best first.
+type Ranked = Vec<(f32, u64)>;
+
 /// Words a snippet shows at most.
 const SNIPPET_WORDS: usize = 30;
 
@@ -185,7 +188,7 @@ impl Snapshot {
         query: &str,
         options: &SearchOptions,
         n: usize,
-    ) -> Result<(Vec<(f32, u64)>, Vec<String>)> {
+    ) -> Result<(Ranked, Vec<String>)> {
         let settings = self.need_lexical()?;
         #[cfg(feature = "lexical")]
         {
@@ -234,9 +237,51 @@ impl Snapshot {
         }
     }
 
+    /// Hybrid search with a query's text and its vector (encoded by the caller, adapter
+    /// applied if wanted): the top `options.depth` of the dense and of the lexical list,
+    /// fused by `options.fusion`; hits carry both scores where computed.
+    pub fn search_hybrid(
+        &self,
+        text: &str,
+        vector: &[f32],
+        options: &SearchOptions,
+    ) -> Result<Vec<Hit>> {
+        let mut all = self.search_hybrid_batch(&[text], &[vector.to_vec()], options)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Snapshot::search_hybrid`] for a batch of (text, vector) queries; the dense lists
+    /// come from one scan.
+    pub fn search_hybrid_batch(
+        &self,
+        texts: &[&str],
+        vectors: &[Vec<f32>],
+        options: &SearchOptions,
+    ) -> Result<Vec<Vec<Hit>>> {
+        if texts.len() != vectors.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} query texts but {} vectors",
+                texts.len(),
+                vectors.len()
+            )));
+        }
+        options.fusion.validate()?;
+        self.need_lexical()?;
+        let depth = options.depth.unwrap_or(options.k.max(100)).max(options.k);
+        let mut dense_options = options.clone();
+        dense_options.mode = crate::types::SearchMode::Dense;
+        dense_options.k = depth;
+        let dense = self.rank(vectors, &dense_options)?;
+        texts
+            .iter()
+            .zip(&dense)
+            .map(|(q, d)| self.hybrid_hits(q, d, options, depth))
+            .collect()
+    }
+
     /// A hybrid search's hits: `dense` (the dense list, best first) fused with the lexical
     /// list of `query`.
-    pub(crate) fn hybrid_hits(
+    fn hybrid_hits(
         &self,
         query: &str,
         dense: &[(f32, u64)],

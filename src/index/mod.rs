@@ -949,16 +949,8 @@ impl Index {
                 Error::InvalidArgument("a hybrid search needs a lexical index".into())
             })?;
             let vectors = self.encode_queries_in(&snap, queries, options.use_adapter, lang)?;
-            let depth = options.depth.unwrap_or(options.k.max(100)).max(options.k);
-            let mut dense_options = options.clone();
-            dense_options.mode = crate::types::SearchMode::Dense;
-            dense_options.k = depth;
-            let dense = snap.rank(&vectors, &dense_options)?;
-            return queries
-                .iter()
-                .zip(&dense)
-                .map(|(q, d)| snap.hybrid_hits(q.as_ref(), d, options, depth))
-                .collect();
+            let texts: Vec<&str> = queries.iter().map(|q| q.as_ref()).collect();
+            return snap.search_hybrid_batch(&texts, &vectors, options);
         }
         let vectors = self.encode_queries_in(&snap, queries, options.use_adapter, lang)?;
         snap.search_batch(&vectors, options)

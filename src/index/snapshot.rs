@@ -985,6 +985,7 @@ impl Snapshot {
             first_pass: pass,
             oversample,
             code_bytes: d.segments.iter().map(|s| s.handle.code_bytes()).sum(),
+            lexical: d.config.lexical,
         })
     }
 

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample"}` | `{"hits": [..]}` |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth"}` | `{"hits": [..]}` |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
@@ -309,6 +309,36 @@ impl Server {
                         ),
                     )
                 }
+            },
+        }
+        match obj.get("mode") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(m)) => match m.parse() {
+                Ok(m) => options.mode = m,
+                Err(e) => return fail(400, e),
+            },
+            Some(_) => return fail(400, "mode must be \"dense\", \"lexical\" or \"hybrid\""),
+        }
+        match obj.get("fusion") {
+            None | Some(Value::Null) => {}
+            Some(f) => match serde_json::from_value::<crate::types::Fusion>(f.clone()) {
+                Ok(f) if f.validate().is_ok() => options.fusion = f,
+                _ => {
+                    return fail(
+                        400,
+                        "fusion must be {\"kind\": \"rrf\", \"k\", \"lexical_weight\"} or \
+                         {\"kind\": \"weighted\", \"lexical_weight\" in [0, 1]}",
+                    )
+                }
+            },
+        }
+        match obj.get("depth") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(d) if d >= 1 && d as usize <= self.options.max_k.max(1000) => {
+                    options.depth = Some(d as usize)
+                }
+                _ => return fail(400, "depth must be a positive integer (at most max_k or 1000)"),
             },
         }
         let hits = match (obj.get("text"), obj.get("vector")) {

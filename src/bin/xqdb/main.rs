@@ -66,6 +66,9 @@ enum Command {
     /// Create an empty index: for text with a model (default: the default bundle), or
     /// for vectors only with --dim.
     Init(store::InitArgs),
+    /// Add a lexical (keyword) index to an index, indexing every passage and its queries
+    /// in one commit (nothing changes when it has one); prints the settings in force.
+    Lexical(store::EnableLexicalArgs),
     /// Show the queries generated (or imported) for passages.
     Queries(xqg::QueriesArgs),
     /// Recompute every fused vector with a new alpha, without generating again.
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
     let json = cli.out.json;
     let result = match cli.command {
         Command::Init(a) => store::init(a),
+        Command::Lexical(a) => store::enable_lexical(a),
         Command::Queries(a) => xqg::queries(a),
         Command::Refuse(a) => xqg::refuse(a),
         Command::Augment(a) => xqg::augment(a),

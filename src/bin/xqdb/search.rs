@@ -60,6 +60,39 @@ pub(crate) struct SearchArgs {
     /// The first pass keeps k × N candidates, rescored exactly (default: the index's).
     #[arg(long)]
     oversample: Option<usize>,
+    /// dense (vectors), lexical (BM25 keywords) or hybrid (both, fused); lexical and
+    /// hybrid need an index with a lexical index (`init --lexical`, `xqdb lexical`).
+    #[arg(long, default_value = "dense")]
+    mode: xqdb::SearchMode,
+    /// Hybrid fusion: rrf (reciprocal rank fusion) or weighted (normalised scores).
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
+    /// Weight of the lexical list (rrf: default 1; weighted: w in [0, 1], default `Fusion::weighted`'s).
+    #[arg(long)]
+    lexical_weight: Option<f32>,
+    /// The rank constant of reciprocal rank fusion.
+    #[arg(long, default_value_t = 60.0)]
+    rrf_k: f32,
+    /// Candidates each list contributes to a hybrid search (default: max(k, 100)).
+    #[arg(long)]
+    depth: Option<usize>,
+}
+
+/// The fusion the search flags describe.
+pub(crate) fn fusion_of(kind: &str, lexical_weight: Option<f32>, rrf_k: f32) -> Result<xqdb::Fusion, String> {
+    let fusion = match kind {
+        "rrf" => xqdb::Fusion::Rrf {
+            k: rrf_k,
+            lexical_weight: lexical_weight.unwrap_or(1.0),
+        },
+        "weighted" => match lexical_weight {
+            Some(w) => xqdb::Fusion::Weighted { lexical_weight: w },
+            None => xqdb::Fusion::weighted(),
+        },
+        _ => return Err(format!("unknown fusion {kind:?} (rrf, weighted)")),
+    };
+    fusion.validate().map_err(err)?;
+    Ok(fusion)
 }
 
 pub(crate) fn search(a: SearchArgs) -> CliResult {
@@ -81,6 +114,11 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         width,
         first_pass,
         oversample,
+        mode,
+        fusion,
+        lexical_weight,
+        rrf_k,
+        depth,
     } = a;
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
@@ -98,6 +136,12 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
     let mut options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
     options.first_pass = first_pass;
     options.oversample = oversample;
+    options.mode = mode;
+    options.fusion = fusion_of(&fusion, lexical_weight, rrf_k)?;
+    options.depth = depth;
+    if mode != xqdb::SearchMode::Dense && rerank.is_some() {
+        return Err("--rerank works on dense searches".into());
+    }
     options.query_lang = query_lang
         .clone()
         .or_else(|| detect_query_lang(&index, text.as_deref()));

@@ -43,6 +43,62 @@ pub(crate) struct InitArgs {
     /// Default oversampling of the first pass over codes (default: 48 binary, 4 i8).
     #[arg(long, requires = "codes")]
     oversample: Option<u32>,
+    /// Keep a lexical (keyword) index for `search --mode lexical|hybrid`.
+    #[arg(long)]
+    lexical: bool,
+    #[command(flatten)]
+    lexical_settings: LexicalArgs,
+}
+
+/// Settings of a lexical (keyword) index.
+#[derive(Args)]
+pub(crate) struct LexicalArgs {
+    /// BM25 term-frequency saturation.
+    #[arg(long, default_value_t = 1.2)]
+    k1: f32,
+    /// BM25 length normalisation.
+    #[arg(long, default_value_t = 0.75)]
+    b: f32,
+    /// Weight of the generated-queries field.
+    #[arg(long, default_value_t = 0.5)]
+    queries_weight: f32,
+    /// Stem words by language (Snowball; passages by their lang, queries by --query-lang).
+    #[arg(long)]
+    stem: bool,
+}
+
+impl LexicalArgs {
+    pub(crate) fn settings(&self) -> xqdb::LexicalSettings {
+        xqdb::LexicalSettings {
+            k1: self.k1,
+            b: self.b,
+            queries_weight: self.queries_weight,
+            stem: self.stem,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct EnableLexicalArgs {
+    dir: PathBuf,
+    #[command(flatten)]
+    settings: LexicalArgs,
+}
+
+/// Adds a lexical index to an index (indexing what it holds) unless it has one; prints
+/// the settings in force.
+pub(crate) fn enable_lexical(a: EnableLexicalArgs) -> CliResult {
+    let index = Index::open(&a.dir).map_err(err)?;
+    let mut w = index.writer().map_err(err)?;
+    let added = w.enable_lexical(a.settings.settings()).map_err(err)?;
+    drop(w);
+    let report = index.verify().map_err(err)?;
+    Ok(json!({
+        "enabled": added,
+        "lexical": index.snapshot().lexical_settings(),
+        "passages": report.passages,
+        "postings": report.lexical_postings,
+    }))
 }
 
 #[derive(Args)]
@@ -97,8 +153,13 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
         profile,
         codes,
         oversample,
+        lexical,
+        lexical_settings,
     } = a;
     let mut builder = Index::builder().metric(metric).dtype(dtype);
+    if lexical {
+        builder = builder.lexical(lexical_settings.settings());
+    }
     if let Some(list) = codes {
         let mut c = xqdb::Codes::parse(&list).map_err(err)?;
         c.default_oversample = oversample;
@@ -128,7 +189,7 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
     let s = index.stats().map_err(err)?;
     let profile = index.snapshot().xqg_profile().cloned();
     Ok(
-        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile, "codes": s.codes, "first_pass": s.first_pass, "oversample": s.oversample }),
+        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile, "codes": s.codes, "first_pass": s.first_pass, "oversample": s.oversample, "lexical": s.lexical }),
     )
 }
 

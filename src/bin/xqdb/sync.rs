@@ -148,10 +148,12 @@ pub(crate) fn add_snippets(
         );
         let o = out[i].as_object_mut().expect("a hit is an object");
         o.insert("location".into(), json!(location));
-        o.insert(
-            "snippet".into(),
-            json!(xqdb::documents::snippet(&h.passage.text, best, width)),
-        );
+        if h.snippet.is_none() {
+            o.insert(
+                "snippet".into(),
+                json!(xqdb::documents::snippet(&h.passage.text, best, width)),
+            );
+        }
     }
     Ok(out)
 }
