@@ -15,11 +15,12 @@
 use std::collections::BTreeMap;
 use xqdb::eval::RankMetrics;
 use xqdb::xqg::{Augmentation, XqgProfile};
-use xqdb::{
-    Encoder, Fusion, Index, LexicalSettings, Metric, Passage, SearchMode, SearchOptions,
-};
+use xqdb::{Encoder, Fusion, Index, LexicalSettings, Metric, Passage, SearchMode, SearchOptions};
 
 const SHARED: &str = "../shared/data";
+
+/// A generated query: language, text, vector.
+type Generated = (String, String, Vec<f32>);
 
 /// One query: its text, vector and the passage it should find.
 struct Query {
@@ -68,7 +69,7 @@ fn build(
     dim: usize,
     lexical: LexicalSettings,
     passages: &[(String, String, Vec<f32>)],
-    generated: Option<&[Vec<(String, String, Vec<f32>)>]>,
+    generated: Option<&[Vec<Generated>]>,
 ) -> xqdb::Result<Index> {
     let index = Index::builder()
         .dim(dim)
@@ -85,7 +86,10 @@ fn build(
         match generated {
             None => w.insert(p, v)?,
             Some(g) => {
-                let queries = g[i].iter().map(|(l, t, _)| (l.clone(), t.clone())).collect();
+                let queries = g[i]
+                    .iter()
+                    .map(|(l, t, _)| (l.clone(), t.clone()))
+                    .collect();
                 let vectors: Vec<Vec<f32>> = g[i].iter().map(|(_, _, v)| v.clone()).collect();
                 w.insert_augmented(p, Augmentation::new(v.clone(), queries, &vectors, false))?
             }
@@ -112,7 +116,11 @@ fn evaluate(index: &Index, queries: &[Query], modes: &[Mode], lang: &str, out: &
 
 fn print(title: &str, table: &Table) {
     println!("\n{title}");
-    let langs: Vec<&String> = table.values().next().map(|m| m.keys().collect()).unwrap_or_default();
+    let langs: Vec<&String> = table
+        .values()
+        .next()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     print!("| mode | avg R@1 | avg MRR@10 |");
     for l in &langs {
         print!(" {l} R@1 |");
@@ -154,17 +162,16 @@ fn main() -> xqdb::Result<()> {
         vec![
             Mode::Dense,
             Mode::Lexical,
+            Mode::Hybrid(Fusion::rrf()),
             Mode::Hybrid(Fusion::default()),
-            Mode::Hybrid(Fusion::weighted()),
         ]
     };
     let mut report = serde_json::Map::new();
 
     // (a) UI strings, generated queries from the other languages.
-    let rows: Vec<BTreeMap<String, String>> =
-        xqdb::eval::read_parallel(std::path::Path::new(&format!(
-            "{SHARED}/gettext/ui_strings.all7.jsonl"
-        )))?;
+    let rows: Vec<BTreeMap<String, String>> = xqdb::eval::read_parallel(std::path::Path::new(
+        &format!("{SHARED}/gettext/ui_strings.all7.jsonl"),
+    ))?;
     let langs: Vec<String> = rows[0].keys().filter(|k| *k != "en").cloned().collect();
     let en: Vec<&str> = rows.iter().map(|r| r["en"].as_str()).collect();
     let e_p = encoder.encode_passages(&en)?;
@@ -179,12 +186,16 @@ fn main() -> xqdb::Result<()> {
         .enumerate()
         .map(|(i, (r, v))| (format!("u{i}"), r["en"].clone(), v.clone()))
         .collect();
-    let weights: &[f32] = if tune { &[0.25, 0.5, 1.0] } else { &[defaults.queries_weight] };
+    let weights: &[f32] = if tune {
+        &[0.25, 0.5, 1.0]
+    } else {
+        &[defaults.queries_weight]
+    };
     for with_queries in [false, true] {
         for &qw in if with_queries { weights } else { &weights[..1] } {
             let mut table = Table::new();
             for l in &langs {
-                let generated: Option<Vec<Vec<(String, String, Vec<f32>)>>> = with_queries.then(|| {
+                let generated: Option<Vec<Vec<Generated>>> = with_queries.then(|| {
                     rows.iter()
                         .enumerate()
                         .map(|(i, r)| {
@@ -217,7 +228,11 @@ fn main() -> xqdb::Result<()> {
             let title = format!(
                 "(a) UI strings, {} generated queries{} ({} split)",
                 if with_queries { "with" } else { "without" },
-                if with_queries { format!(", queries weight {qw}") } else { String::new() },
+                if with_queries {
+                    format!(", queries weight {qw}")
+                } else {
+                    String::new()
+                },
                 if tune { "tuning" } else { "test" }
             );
             print(&title, &table);
@@ -261,7 +276,11 @@ fn main() -> xqdb::Result<()> {
             })
             .collect();
         evaluate(&index, &queries, &modes, l, &mut table);
-        eprintln!("xor-tydi {l}: {} passages, {} queries", pairs.len(), queries.len());
+        eprintln!(
+            "xor-tydi {l}: {} passages, {} queries",
+            pairs.len(),
+            queries.len()
+        );
     }
     let title = format!(
         "(b) XOR-TyDi translations, no generated queries ({} split)",

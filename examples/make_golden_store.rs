@@ -10,7 +10,9 @@
 //! `examples/docs` synced with the default model (`make setup` first), with its file records;
 //! from format 5 on `store-codes/`: the xQG store's rows in an index that keeps binary and
 //! i8 codes (version-2 segments, a codebook), answered through its default binary first pass;
-//! from format 6 on the xQG stores also keep a query adapter for Finnish queries.
+//! from format 6 on the xQG stores also keep a query adapter for Finnish queries; from format
+//! 7 on `store-lexical/`: the xQG store's rows in an index with a lexical index (stemming on),
+//! with the top-3 keyword answers to four queries.
 
 use serde_json::json;
 use xqdb::{Dtype, Index, Metric, Passage};
@@ -42,6 +44,7 @@ fn build(
     dtype: Dtype,
     xqg: bool,
     codes: bool,
+    lexical: bool,
 ) -> xqdb::Result<serde_json::Value> {
     let mut b = Index::builder()
         .dim(4)
@@ -50,6 +53,12 @@ fn build(
         .direct_segment_rows(8);
     if codes {
         b = b.codes(xqdb::Codes::parse("binary,i8")?);
+    }
+    if lexical {
+        b = b.lexical(xqdb::LexicalSettings {
+            stem: true,
+            ..Default::default()
+        });
     }
     if xqg {
         b = b.xqg(xqdb::XqgProfile {
@@ -130,8 +139,18 @@ fn build(
             })
         })
         .collect();
+    let lexical_answers = if lexical {
+        let mut out = Vec::new();
+        for q in ["sealed passages", "封印", "kysymys 4", "tail"] {
+            let hits = snap.search_lexical(q, &xqdb::SearchOptions::new(3).query_lang("en"))?;
+            out.push(json!({ "query": q, "hits": hits.iter().map(|h| json!([h.id, h.score])).collect::<Vec<_>>() }));
+        }
+        serde_json::Value::Array(out)
+    } else {
+        serde_json::Value::Null
+    };
     Ok(
-        json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages, "augmentations": augmentations, "adapter": adapter, "lang_adapters": lang_adapters }),
+        json!({ "dtype": dtype, "queries": queries, "answers": answers, "passages": passages, "augmentations": augmentations, "adapter": adapter, "lang_adapters": lang_adapters, "lexical_answers": lexical_answers }),
     )
 }
 
@@ -170,15 +189,18 @@ fn main() -> xqdb::Result<()> {
             .expect("usage: make_golden_store OUT_DIR"),
     );
     std::fs::create_dir_all(&out).map_err(|e| xqdb::Error::InvalidArgument(e.to_string()))?;
-    let f32_store = build(&out.join("store"), Dtype::F32, false, false)?;
-    let f16_store = build(&out.join("store-f16"), Dtype::F16, false, false)?;
-    let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true, false)?;
+    let f32_store = build(&out.join("store"), Dtype::F32, false, false, false)?;
+    let f16_store = build(&out.join("store-f16"), Dtype::F16, false, false, false)?;
+    let xqg_store = build(&out.join("store-xqg"), Dtype::F32, true, false, false)?;
     let mut stores = json!({ "store": f32_store, "store-f16": f16_store, "store-xqg": xqg_store });
     if xqdb::FORMAT_VERSION >= 4 {
         stores["store-docs"] = build_docs(&out.join("store-docs"))?;
     }
     if xqdb::FORMAT_VERSION >= 5 {
-        stores["store-codes"] = build(&out.join("store-codes"), Dtype::F32, true, true)?;
+        stores["store-codes"] = build(&out.join("store-codes"), Dtype::F32, true, true, false)?;
+    }
+    if xqdb::FORMAT_VERSION >= 7 {
+        stores["store-lexical"] = build(&out.join("store-lexical"), Dtype::F32, true, false, true)?;
     }
     let expected = json!({ "format_version": xqdb::FORMAT_VERSION, "stores": stores });
     std::fs::write(

@@ -2,7 +2,8 @@
 //! format version 3 (xQG records and a query adapter too), `tests/golden/v4` by format
 //! version 4 (a synced folder's file records too) and `tests/golden/v5` by format version 5
 //! (a store with binary and i8 codes too) and `tests/golden/v6` by format version 6 (a query
-//! adapter for Finnish queries too; see `examples/make_golden_store.rs`). Every later build
+//! adapter for Finnish queries too) and `tests/golden/v7` by format version 7 (a store with
+//! a lexical index too; see `examples/make_golden_store.rs`). Every later build
 //! must open a copy of each, verify it,
 //! read every passage, xQG record and adapter, give the same top-3 answers it recorded, and
 //! keep writing to it.
@@ -92,6 +93,25 @@ fn format_v1_stores_open_verify_and_answer_as_recorded() {
         let snap = index.snapshot();
         let passages = assert_passages(&name, &snap, &want);
         assert_answers(&name, &snap, &want);
+        match want["lexical_answers"].as_array() {
+            Some(answers) => {
+                assert!(index.verify().unwrap().lexical_postings > 0, "{name}");
+                for a in answers {
+                    let hits = snap
+                        .search_lexical(
+                            a["query"].as_str().unwrap(),
+                            &xqdb::SearchOptions::new(3).query_lang("en"),
+                        )
+                        .unwrap();
+                    let got: Vec<(String, f32)> =
+                        hits.into_iter().map(|h| (h.id, h.score)).collect();
+                    let want: Vec<(String, f32)> =
+                        serde_json::from_value(a["hits"].clone()).unwrap();
+                    assert_eq!(got, want, "{name}: {}", a["query"]);
+                }
+            }
+            None => assert_eq!(snap.lexical_settings(), None, "{name}"),
+        }
         drop(snap);
         let mut w = index.writer().unwrap();
         w.insert(
@@ -148,6 +168,11 @@ fn format_v5_stores_with_codes_open_as_recorded() {
 #[test]
 fn format_v6_stores_with_per_language_query_adapters_open_as_recorded() {
     check_v3_or_later("v6", 6);
+}
+
+#[test]
+fn format_v7_stores_with_a_lexical_index_open_as_recorded() {
+    check_v3_or_later("v7", 7);
 }
 
 fn check_v3_or_later(version: &str, format: u64) {

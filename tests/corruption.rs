@@ -452,3 +452,70 @@ fn a_damaged_per_language_query_adapter_is_a_typed_error_naming_its_key() {
     assert_clean_failure("adapter record", &o, "query_adapter.fi");
     assert!(Index::open(&dir).is_err());
 }
+
+/// Postings or statistics that disagree with the passages, and settings that do not parse,
+/// are typed errors: verify names the row, a write that meets a missing posting refuses to
+/// commit (nothing is lost), a malformed `lexical` record fails the open.
+#[test]
+fn damaged_lexical_index_entries_are_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build(&dir);
+    let index = Index::open(&dir).unwrap();
+    index
+        .writer()
+        .unwrap()
+        .enable_lexical(xqdb::LexicalSettings::default())
+        .unwrap();
+    drop(index);
+    assert_eq!(verify_in_child(&dir).code, Some(0));
+    let postings: redb::TableDefinition<(&str, u64), u128> =
+        redb::TableDefinition::new("lex_postings");
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let db = redb::Database::open(dir.join("catalog.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+    };
+    // The posting of "text" for the first row of batch 0 removed.
+    let index = Index::open(&dir).unwrap();
+    let rid = 0u64;
+    drop(index);
+    let removed = std::cell::Cell::new(0u128);
+    edit(&|txn| {
+        let mut t = txn.open_table(postings).unwrap();
+        removed.set(t.remove(("text", rid)).unwrap().unwrap().value());
+    });
+    let o = verify_in_child(&dir);
+    assert_clean_failure("missing posting", &o, "lexical postings of row 0");
+    let index = Index::open(&dir).unwrap();
+    let before = index.stats().unwrap().passages;
+    let mut w = index.writer().unwrap();
+    w.delete("0-0").unwrap();
+    let e = w.commit().unwrap_err();
+    assert!(
+        matches!(&e, xqdb::Error::Corrupt { reason, .. } if reason.contains("\"text\", row 0")),
+        "{e}"
+    );
+    drop(w);
+    assert_eq!(index.stats().unwrap().passages, before, "nothing was lost");
+    drop(index);
+    // Restored, then the statistics damaged.
+    edit(&|txn| {
+        let mut t = txn.open_table(postings).unwrap();
+        t.insert(("text", rid), removed.get()).unwrap();
+    });
+    assert_eq!(verify_in_child(&dir).code, Some(0));
+    edit(&|txn| {
+        let mut t = txn.open_table(meta).unwrap();
+        t.insert("lexical_stats", [0u8; 24].as_slice()).unwrap();
+    });
+    assert_clean_failure("statistics", &verify_in_child(&dir), "lexical statistics");
+    edit(&|txn| {
+        let mut t = txn.open_table(meta).unwrap();
+        t.insert("lexical", b"{\"k1\": -1}".as_slice()).unwrap();
+    });
+    assert_clean_failure("settings", &verify_in_child(&dir), "lexical settings");
+    assert!(Index::open(&dir).is_err());
+}

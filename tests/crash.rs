@@ -220,6 +220,12 @@ fn kill_rounds(kills: usize, seed: u64) {
             "round {round}: store differs from the committed state"
         );
         assert_eq!(report.passages as usize, ids.len());
+        // Verification recomputed the lexical postings of every passage (same commits).
+        assert_eq!(
+            report.lexical_postings == 0,
+            ids.is_empty(),
+            "round {round}"
+        );
         for id in ids
             .iter()
             .filter(|id| id.ends_with("-1") || id.ends_with("-3"))

@@ -87,6 +87,7 @@ fn builder() -> xqdb::IndexBuilder {
         .direct_segment_rows(5)
         .merge_fan_in(3)
         .codes(xqdb::Codes::parse("binary,i8").unwrap())
+        .lexical(xqdb::LexicalSettings::default())
         .threads(1)
 }
 

@@ -170,7 +170,7 @@ impl Snapshot {
     /// # Ok(()) }
     /// ```
     pub fn search_lexical(&self, query: &str, options: &SearchOptions) -> Result<Vec<Hit>> {
-        let (ranked, terms) = self.rank_lexical(query, options, options.k)?;
+        let (ranked, terms, _) = self.rank_lexical(query, options, options.k)?;
         ranked
             .into_iter()
             .map(|(score, rid)| {
@@ -182,13 +182,14 @@ impl Snapshot {
             .collect()
     }
 
-    /// Row ids and BM25 scores of the top `n` rows for `query`, and the query's terms.
+    /// Row ids and BM25 scores of the top `n` rows for `query`, the query's terms and the
+    /// bound of its scores.
     pub(crate) fn rank_lexical(
         &self,
         query: &str,
         options: &SearchOptions,
         n: usize,
-    ) -> Result<(Ranked, Vec<String>)> {
+    ) -> Result<(Ranked, Vec<String>, f64)> {
         let settings = self.need_lexical()?;
         #[cfg(feature = "lexical")]
         {
@@ -203,12 +204,14 @@ impl Snapshot {
                 let meta = txn.open_table(store::META).map_err(|e| self.cerr(e))?;
                 LexicalStats::read(&meta).map_err(|e| self.inner().meta_err(e))?
             };
-            let ranked = lex::search(txn, &settings, &stats, &terms, allowed.as_deref(), n)
-                .map_err(|e| match e {
-                    lex::LexError::Storage(e) => self.cerr(e),
-                    lex::LexError::Corrupt(r) => Error::corrupt(&self.inner().catalog_path, r),
-                })?;
-            Ok((ranked, terms))
+            let (ranked, bound) =
+                lex::search(txn, &settings, &stats, &terms, allowed.as_deref(), n).map_err(
+                    |e| match e {
+                        lex::LexError::Storage(e) => self.cerr(e),
+                        lex::LexError::Corrupt(r) => Error::corrupt(&self.inner().catalog_path, r),
+                    },
+                )?;
+            Ok((ranked, terms, bound))
         }
         #[cfg(not(feature = "lexical"))]
         {
@@ -288,8 +291,8 @@ impl Snapshot {
         options: &SearchOptions,
         depth: usize,
     ) -> Result<Vec<Hit>> {
-        let (lexical, terms) = self.rank_lexical(query, options, depth)?;
-        fuse(dense, &lexical, options.fusion, options.k)
+        let (lexical, terms, bound) = self.rank_lexical(query, options, depth)?;
+        fuse(dense, &lexical, bound as f32, options.fusion, options.k)
             .into_iter()
             .map(|f| {
                 let mut hit = self.fetch_hits(&[(f.score, f.rid)])?.remove(0);
@@ -328,10 +331,12 @@ fn normalised(list: &[(f32, u64)]) -> Vec<f32> {
         .collect()
 }
 
-/// Fuses two ranked lists (best first) into the top `k`, ties by row id.
+/// Fuses two ranked lists (best first) into the top `k`, ties by row id; `bound` is the
+/// score no lexical hit reaches.
 pub(crate) fn fuse(
     dense: &[(f32, u64)],
     lexical: &[(f32, u64)],
+    bound: f32,
     fusion: Fusion,
     k: usize,
 ) -> Vec<Fused> {
@@ -350,9 +355,9 @@ pub(crate) fn fuse(
                 .into_iter()
                 .map(|x| (1.0 - lexical_weight) * x)
                 .collect(),
-            normalised(lexical)
-                .into_iter()
-                .map(|x| lexical_weight * x)
+            lexical
+                .iter()
+                .map(|x| lexical_weight * (x.0 / bound).min(1.0))
                 .collect(),
         ),
     };
@@ -390,7 +395,7 @@ mod tests {
     fn rrf_adds_reciprocal_ranks_and_weighted_adds_normalised_scores() {
         let dense = [(0.9, 1), (0.5, 2), (0.1, 3)];
         let lexical = [(7.0, 3), (2.0, 4)];
-        let rrf = fuse(&dense, &lexical, Fusion::default(), 10);
+        let rrf = fuse(&dense, &lexical, 14.0, Fusion::rrf(), 10);
         let score = |v: &[Fused], rid| v.iter().find(|f| f.rid == rid).unwrap().score;
         assert!((score(&rrf, 3) - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-7);
         assert!((score(&rrf, 1) - 1.0 / 61.0).abs() < 1e-7);
@@ -401,14 +406,16 @@ mod tests {
         let w = fuse(
             &dense,
             &lexical,
+            14.0,
             Fusion::Weighted {
-                lexical_weight: 0.25,
+                lexical_weight: 0.5,
             },
-            2,
+            3,
         );
-        assert_eq!(w.len(), 2);
-        // rid 1: 0.75 · 1; rid 3: 0.75 · 0 + 0.25 · 1; rid 2: 0.75 · 0.5.
-        assert_eq!((w[0].rid, w[1].rid), (1, 2));
-        assert!((w[0].score - 0.75).abs() < 1e-6 && (w[1].score - 0.375).abs() < 1e-6);
+        assert_eq!(w.len(), 3);
+        // rid 1: 0.5 · 1; rid 2: 0.5 · 0.5; rid 3: 0.5 · 0 + 0.5 · 7/14; rid 4: 0.5 · 2/14.
+        assert_eq!((w[0].rid, w[1].rid, w[2].rid), (1, 2, 3));
+        assert!((w[0].score - 0.5).abs() < 1e-6 && (w[2].score - 0.25).abs() < 1e-6);
+        assert!(w.iter().all(|f| f.rid != 4));
     }
 }

@@ -150,6 +150,10 @@ pub(crate) fn remove(
 
 /// Top `k` rows by BM25 (text field plus `queries_weight` × queries field) for the query
 /// `terms`; with `allowed` (sorted row ids) only those rows. Best first, ties by row id.
+/// Also returns the score no row can reach: Σ over query terms of their idf in each field
+/// (a term's weight tends to its idf as its frequency grows), terms absent from the index
+/// counted at the largest idf, so that a score over the bound measures how much of the
+/// query a row matches.
 pub(crate) fn search(
     txn: &ReadTransaction,
     settings: &LexicalSettings,
@@ -157,13 +161,13 @@ pub(crate) fn search(
     terms: &[String],
     allowed: Option<&[u64]>,
     k: usize,
-) -> Result<Vec<(f32, u64)>, LexError> {
+) -> Result<(Vec<(f32, u64)>, f64), LexError> {
     if stats.docs == 0 || terms.is_empty() || k == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0.0));
     }
     let table = match txn.open_table(LEX_POSTINGS) {
         Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), 0.0)),
         Err(e) => return Err(e.into()),
     };
     let bm25 = Bm25 {
@@ -180,6 +184,8 @@ pub(crate) fn search(
         *counts.entry(t.as_str()).or_default() += 1;
     }
     let mut list: Vec<(u64, [u32; 4])> = Vec::new();
+    let mut bound = 0.0;
+    let with_queries = stats.queries_len > 0 && weight_q > 0.0;
     for (term, times) in counts {
         list.clear();
         // Document frequencies count every live row, filtered or not.
@@ -194,11 +200,18 @@ pub(crate) fn search(
                 list.push((rid, p));
             }
         }
+        let idf_text = bm25.idf(n, df_text);
+        let idf_queries = bm25.idf(n, df_queries);
+        bound += times as f64
+            * (idf_text
+                + if with_queries {
+                    weight_q * idf_queries
+                } else {
+                    0.0
+                });
         if list.is_empty() {
             continue;
         }
-        let idf_text = bm25.idf(n, df_text);
-        let idf_queries = bm25.idf(n, df_queries);
         for &(rid, [tt, tq, lt, lq]) in &list {
             let mut s = 0.0;
             if tt > 0 {
@@ -219,7 +232,10 @@ pub(crate) fn search(
         ranked.truncate(k);
     }
     ranked.sort_unstable_by(by_score);
-    Ok(ranked.into_iter().map(|(s, r)| (s as f32, r)).collect())
+    Ok((
+        ranked.into_iter().map(|(s, r)| (s as f32, r)).collect(),
+        bound,
+    ))
 }
 
 /// Every posting of the index, grouped by row: what [`crate::Snapshot::verify`] compares

@@ -338,7 +338,12 @@ impl Server {
                 Some(d) if d >= 1 && d as usize <= self.options.max_k.max(1000) => {
                     options.depth = Some(d as usize)
                 }
-                _ => return fail(400, "depth must be a positive integer (at most max_k or 1000)"),
+                _ => {
+                    return fail(
+                        400,
+                        "depth must be a positive integer (at most max_k or 1000)",
+                    )
+                }
             },
         }
         let hits = match (obj.get("text"), obj.get("vector")) {

@@ -64,8 +64,8 @@ pub(crate) struct SearchArgs {
     /// hybrid need an index with a lexical index (`init --lexical`, `xqdb lexical`).
     #[arg(long, default_value = "dense")]
     mode: xqdb::SearchMode,
-    /// Hybrid fusion: rrf (reciprocal rank fusion) or weighted (normalised scores).
-    #[arg(long, default_value = "rrf")]
+    /// Hybrid fusion: weighted (normalised scores) or rrf (reciprocal rank fusion).
+    #[arg(long, default_value = "weighted")]
     fusion: String,
     /// Weight of the lexical list (rrf: default 1; weighted: w in [0, 1], default `Fusion::weighted`'s).
     #[arg(long)]
@@ -79,7 +79,11 @@ pub(crate) struct SearchArgs {
 }
 
 /// The fusion the search flags describe.
-pub(crate) fn fusion_of(kind: &str, lexical_weight: Option<f32>, rrf_k: f32) -> Result<xqdb::Fusion, String> {
+pub(crate) fn fusion_of(
+    kind: &str,
+    lexical_weight: Option<f32>,
+    rrf_k: f32,
+) -> Result<xqdb::Fusion, String> {
     let fusion = match kind {
         "rrf" => xqdb::Fusion::Rrf {
             k: rrf_k,

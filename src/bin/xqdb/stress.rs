@@ -100,6 +100,7 @@ fn stress_writer(
         .direct_segment_rows(batch_size * 2)
         .merge_fan_in(3)
         .codes(xqdb::Codes::parse("binary,i8")?)
+        .lexical(xqdb::LexicalSettings::default())
         .xqg(xqdb::XqgProfile {
             alpha: 0.5,
             normalize: false,
