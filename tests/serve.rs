@@ -635,3 +635,119 @@ fn codes_and_first_passes_from_the_cli_and_over_http() {
         "{st} {v}"
     );
 }
+
+/// Keyword and hybrid search with the default model: the CLI's modes and fusions, `xqdb
+/// lexical` on an index made without one, and the HTTP API's `mode`, `fusion`, `depth`.
+#[test]
+fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| -> (bool, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.success(), v)
+    };
+    common::xqdb_json(&["init", d]);
+    let rows = [
+        json!({ "id": "helsinki", "text": "Helsinki is the capital of Finland.", "lang": "en" }),
+        json!({ "id": "tokyo", "text": "Tokyo is the capital of Japan.", "lang": "en" }),
+        json!({ "id": "disk", "text": "Error E1234: the disk is full.", "lang": "en" }),
+    ];
+    let file = tmp.path().join("rows.jsonl");
+    let lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    common::xqdb_json(&["add", d, file.to_str().unwrap()]);
+    let (ok, v) = run(&["search", d, "E1234", "--mode", "lexical"]);
+    assert!(
+        !ok && v["error"].as_str().unwrap().contains("no lexical index"),
+        "{v}"
+    );
+    let (ok, v) = run(&["lexical", d]);
+    assert!(ok, "{v}");
+    assert_eq!(
+        (v["enabled"].as_bool(), v["passages"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert!(v["postings"].as_u64().unwrap() >= 12, "{v}");
+    let (ok, v) = run(&["search", d, "e1234 full", "--mode", "lexical"]);
+    assert!(ok, "{v}");
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{v}");
+    assert_eq!(hits[0]["id"], "disk");
+    assert!(hits[0]["lexical_score"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        hits[0]["snippet"],
+        "Error <mark>E1234</mark>: the disk is <mark>full</mark>."
+    );
+    assert!(hits[0].get("dense_score").is_none());
+    for fusion in ["weighted", "rrf"] {
+        let (ok, v) = run(&[
+            "search",
+            d,
+            "Mikä on Suomen pääkaupunki?",
+            "--mode",
+            "hybrid",
+            "--fusion",
+            fusion,
+        ]);
+        assert!(ok, "{v}");
+        assert_eq!(v["hits"][0]["id"], "helsinki", "{fusion}: {v}");
+        assert!(v["hits"][0]["dense_score"].as_f64().unwrap() > 0.5, "{v}");
+    }
+    // An exact code wins a hybrid search even where the dense list is unsure.
+    let (ok, v) = run(&["search", d, "E1234", "--mode", "hybrid", "-k", "1"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["hits"][0]["id"], "disk", "{v}");
+    assert!(v["hits"][0]["lexical_score"].as_f64().is_some(), "{v}");
+    let (ok, v) = run(&["search", d, "x", "--mode", "fuzzy"]);
+    assert!(!ok, "{v}");
+    let (ok, v) = run(&[
+        "search",
+        d,
+        "x",
+        "--mode",
+        "hybrid",
+        "--fusion",
+        "weighted",
+        "--lexical-weight",
+        "2",
+    ]);
+    assert!(
+        !ok && v["error"].as_str().unwrap().contains("fusion"),
+        "{v}"
+    );
+
+    let srv = serve(&dir, &[]);
+    let a = srv.addr.as_str();
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "text": "capital Japan", "mode": "lexical", "k": 5 }),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["hits"][0]["id"], "tokyo", "{v}");
+    assert_eq!(v["hits"].as_array().unwrap().len(), 3, "{v}");
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "text": "東京はどの国の首都?", "mode": "hybrid", "fusion": { "kind": "rrf", "k": 60, "lexical_weight": 1 }, "depth": 3 }),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["hits"][0]["id"], "tokyo", "{v}");
+    for bad in [
+        json!({ "text": "x", "mode": "fuzzy" }),
+        json!({ "text": "x", "mode": 3 }),
+        json!({ "text": "x", "mode": "hybrid", "fusion": { "kind": "weighted", "lexical_weight": 2 } }),
+        json!({ "text": "x", "mode": "hybrid", "depth": 0 }),
+        json!({ "vector": [0.0; 384], "mode": "lexical" }),
+    ] {
+        let (st, v) = post(a, "/search", &bad);
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+}

@@ -25,6 +25,8 @@ pub(crate) struct LexWriter<'t> {
     #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
     settings: LexicalSettings,
     stats: LexicalStats,
+    #[cfg(feature = "lexical")]
+    pending: crate::lexical::store::Pending,
     inner: &'t Inner,
 }
 
@@ -51,6 +53,8 @@ impl<'t> LexWriter<'t> {
             table,
             settings,
             stats,
+            #[cfg(feature = "lexical")]
+            pending: Default::default(),
             inner,
         })
     }
@@ -83,12 +87,13 @@ impl<'t> LexWriter<'t> {
                 passage.lang.as_deref(),
                 queries,
             );
-            let r = if add {
-                lex::add(&mut self.table, &mut self.stats, rid, &doc)
+            if add {
+                self.pending.add(&mut self.stats, rid, &doc);
+                Ok(())
             } else {
-                lex::remove(&mut self.table, &mut self.stats, rid, &doc)
-            };
-            r.map_err(|e| self.err(e))
+                let r = self.pending.remove(&mut self.stats, rid, &doc);
+                r.map_err(|e| self.err(e))
+            }
         }
         #[cfg(not(feature = "lexical"))]
         {
@@ -97,9 +102,17 @@ impl<'t> LexWriter<'t> {
         }
     }
 
-    /// Writes the statistics into `txn`'s meta table.
-    pub fn finish(self, txn: &WriteTransaction) -> Result<()> {
+    /// Writes the postings, then the statistics into `txn`'s meta table.
+    #[cfg_attr(not(feature = "lexical"), allow(unused_mut))]
+    pub fn finish(mut self, txn: &WriteTransaction) -> Result<()> {
         let inner = self.inner;
+        #[cfg(feature = "lexical")]
+        {
+            let pending = std::mem::take(&mut self.pending);
+            if let Err(e) = pending.apply(&mut self.table) {
+                return Err(self.err(e));
+            }
+        }
         drop(self.table);
         let mut meta = txn
             .open_table(store::META)

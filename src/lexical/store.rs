@@ -87,65 +87,83 @@ pub(crate) fn unpack(v: u128) -> [u32; 4] {
     ]
 }
 
-/// Adds a passage's postings (nothing for a passage without terms).
-pub(crate) fn add(
-    postings: &mut Table<(&str, u64), u128>,
-    stats: &mut LexicalStats,
-    rid: u64,
-    doc: &DocTerms,
-) -> Result<(), LexError> {
-    if doc.terms.is_empty() {
-        return Ok(());
-    }
-    for (term, &tf) in &doc.terms {
-        if postings
-            .insert((term.as_str(), rid), pack(tf, doc))?
-            .is_some()
-        {
-            return Err(LexError::Corrupt(format!(
-                "lexical posting ({term:?}, row {rid}) already exists"
-            )));
-        }
-    }
-    stats.docs += 1;
-    stats.text_len += doc.text_len as u64;
-    stats.queries_len += doc.queries_len as u64;
-    Ok(())
+/// One posting to write or remove: term, row id, packed value.
+pub(crate) type Posting = (String, u64, u128);
+
+/// Postings a commit adds and removes, applied in key order when it finishes (a commit of
+/// many passages then walks the postings tree once instead of jumping about it).
+#[derive(Default)]
+pub(crate) struct Pending {
+    adds: Vec<Posting>,
+    removes: Vec<Posting>,
 }
 
-/// Removes a passage's postings; each must be there as [`add`] wrote it.
-pub(crate) fn remove(
-    postings: &mut Table<(&str, u64), u128>,
-    stats: &mut LexicalStats,
-    rid: u64,
-    doc: &DocTerms,
-) -> Result<(), LexError> {
-    if doc.terms.is_empty() {
-        return Ok(());
-    }
-    for (term, &tf) in &doc.terms {
-        let old = postings.remove((term.as_str(), rid))?.map(|g| g.value());
-        if old != Some(pack(tf, doc)) {
-            return Err(LexError::Corrupt(format!(
-                "lexical posting ({term:?}, row {rid}) does not match the stored passage"
-            )));
+impl Pending {
+    /// Adds a passage's postings (nothing for a passage without terms).
+    pub fn add(&mut self, stats: &mut LexicalStats, rid: u64, doc: &DocTerms) {
+        if doc.terms.is_empty() {
+            return;
         }
+        for (term, &tf) in &doc.terms {
+            self.adds.push((term.clone(), rid, pack(tf, doc)));
+        }
+        stats.docs += 1;
+        stats.text_len += doc.text_len as u64;
+        stats.queries_len += doc.queries_len as u64;
     }
-    let (Some(docs), Some(text_len), Some(queries_len)) = (
-        stats.docs.checked_sub(1),
-        stats.text_len.checked_sub(doc.text_len as u64),
-        stats.queries_len.checked_sub(doc.queries_len as u64),
-    ) else {
-        return Err(LexError::Corrupt(
-            "lexical statistics are smaller than the passages they count".into(),
-        ));
-    };
-    *stats = LexicalStats {
-        docs,
-        text_len,
-        queries_len,
-    };
-    Ok(())
+
+    /// Removes a passage's postings; each must be there as [`Pending::add`] wrote it.
+    pub fn remove(
+        &mut self,
+        stats: &mut LexicalStats,
+        rid: u64,
+        doc: &DocTerms,
+    ) -> Result<(), LexError> {
+        if doc.terms.is_empty() {
+            return Ok(());
+        }
+        for (term, &tf) in &doc.terms {
+            self.removes.push((term.clone(), rid, pack(tf, doc)));
+        }
+        let (Some(docs), Some(text_len), Some(queries_len)) = (
+            stats.docs.checked_sub(1),
+            stats.text_len.checked_sub(doc.text_len as u64),
+            stats.queries_len.checked_sub(doc.queries_len as u64),
+        ) else {
+            return Err(LexError::Corrupt(
+                "lexical statistics are smaller than the passages they count".into(),
+            ));
+        };
+        *stats = LexicalStats {
+            docs,
+            text_len,
+            queries_len,
+        };
+        Ok(())
+    }
+
+    /// Writes the additions, then the removals (row ids are never reused, so a key is
+    /// removed within its commit only after being added in it), each in key order.
+    pub fn apply(mut self, postings: &mut Table<(&str, u64), u128>) -> Result<(), LexError> {
+        self.adds.sort_unstable();
+        for (term, rid, v) in &self.adds {
+            if postings.insert((term.as_str(), *rid), *v)?.is_some() {
+                return Err(LexError::Corrupt(format!(
+                    "lexical posting ({term:?}, row {rid}) already exists"
+                )));
+            }
+        }
+        self.removes.sort_unstable();
+        for (term, rid, v) in &self.removes {
+            let old = postings.remove((term.as_str(), *rid))?.map(|g| g.value());
+            if old != Some(*v) {
+                return Err(LexError::Corrupt(format!(
+                    "lexical posting ({term:?}, row {rid}) does not match the stored passage"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Top `k` rows by BM25 (text field plus `queries_weight` × queries field) for the query
