@@ -214,3 +214,78 @@ fn snippets_mark_matches_escape_html_and_cut_long_texts() {
     assert!(s.contains("<mark>w50</mark> <mark>w51</mark>"), "{s}");
     assert_eq!(a.highlight(&text, &a.terms("absent"), 6), None);
 }
+
+/// Hybrid searches fuse both lists under the same filter, report both scores where
+/// computed, and refuse vectors alone and indexes without postings.
+#[test]
+fn hybrid_searches_filter_both_lists_and_report_both_scores() {
+    use xqdb::{Filter, Fusion, Index, LexicalSettings, Passage, SearchMode, SearchOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::builder()
+        .dim(2)
+        .metric(xqdb::Metric::Dot)
+        .lexical(LexicalSettings::default())
+        .create(dir.path())
+        .unwrap();
+    let mut w = index.writer().unwrap();
+    let rows = [
+        ("en-near", "en", "nothing in common", [1.0, 0.0]),
+        ("en-code", "en", "error E77 again", [0.2, 0.9]),
+        ("fi-near", "fi", "virhe E77", [0.99, 0.1]),
+        ("fi-far", "fi", "ei mitään", [0.0, 1.0]),
+    ];
+    for (id, lang, text, v) in rows {
+        w.insert(Passage::new(id, text).with_lang(lang), &v)
+            .unwrap();
+    }
+    w.commit().unwrap();
+    let snap = index.snapshot();
+    let q = [1.0, 0.0];
+    for fusion in [Fusion::default(), Fusion::rrf()] {
+        let options = SearchOptions::new(4)
+            .mode(SearchMode::Hybrid)
+            .fusion(fusion);
+        let all = snap.search_hybrid("E77", &q, &options).unwrap();
+        assert_eq!(all.len(), 4, "{fusion:?}");
+        assert!(
+            all.iter().all(|h| h.dense_score.is_some()),
+            "depth covers all"
+        );
+        let both: Vec<&str> = all
+            .iter()
+            .filter(|h| h.lexical_score.is_some())
+            .map(|h| h.id.as_str())
+            .collect();
+        assert_eq!(both.len(), 2, "{fusion:?}: {all:?}");
+        assert_eq!(all[0].id, "fi-near", "close and matching: {fusion:?}");
+        let en = snap
+            .search_hybrid("E77", &q, &options.clone().filter(Filter::new().lang("en")))
+            .unwrap();
+        let ids: Vec<&str> = en.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "{fusion:?}: {ids:?}");
+        assert!(
+            ids.contains(&"en-near") && ids.contains(&"en-code"),
+            "{ids:?}"
+        );
+        // Lexical scores under a filter use the whole index's statistics.
+        let code = en.iter().find(|h| h.id == "en-code").unwrap();
+        let unfiltered = all.iter().find(|h| h.id == "en-code").unwrap();
+        assert_eq!(code.lexical_score, unfiltered.lexical_score);
+    }
+    let vector_only = snap.search_with(&q, &SearchOptions::new(3).mode(SearchMode::Lexical));
+    assert!(matches!(vector_only, Err(xqdb::Error::InvalidArgument(_))));
+    let bad = snap.search_hybrid(
+        "x",
+        &q,
+        &SearchOptions::new(3).fusion(Fusion::Weighted {
+            lexical_weight: 1.5,
+        }),
+    );
+    assert!(matches!(bad, Err(xqdb::Error::InvalidArgument(_))));
+    let plain = tempfile::tempdir().unwrap();
+    let plain = Index::builder().dim(2).create(plain.path()).unwrap();
+    let e = plain
+        .snapshot()
+        .search_hybrid("x", &q, &SearchOptions::new(3));
+    assert!(matches!(e, Err(xqdb::Error::InvalidArgument(m)) if m.contains("lexical")));
+}

@@ -123,6 +123,23 @@ impl<'t> LexWriter<'t> {
     }
 }
 
+/// The passage and queries of a stored row, from its `passages` record and its `augment`
+/// record (if any): what its postings were made from.
+pub(crate) fn stored_fields(
+    inner: &Inner,
+    rid: u64,
+    record: &[u8],
+    augmentation: Option<&[u8]>,
+) -> Result<(Passage, Vec<(String, String)>)> {
+    let corrupt = |r: String| Error::corrupt(&inner.catalog_path, format!("row {rid}: {r}"));
+    let passage = store::decode_passage(record).map_err(corrupt)?;
+    let queries = match augmentation {
+        Some(a) => store::decode_augmentation(a).map_err(corrupt)?.queries,
+        None => Vec::new(),
+    };
+    Ok((passage, queries))
+}
+
 /// Stores the settings (and zero statistics) of a newly enabled lexical index.
 pub(crate) fn write_settings(
     inner: &Inner,

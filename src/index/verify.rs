@@ -157,16 +157,13 @@ impl Snapshot {
             for row in passages.iter().map_err(|e| cerr(e.into()))? {
                 let (rid, bytes) = row.map_err(|e| cerr(e.into()))?;
                 let rid = rid.value();
-                let p = store::decode_passage(bytes.value())
-                    .map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
-                let queries = match augment.get(rid).map_err(|e| cerr(e.into()))? {
-                    Some(a) => {
-                        store::decode_augmentation(a.value())
-                            .map_err(|r| corrupt(format!("xQG record of row {rid}: {r}")))?
-                            .queries
-                    }
-                    None => Vec::new(),
-                };
+                let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
+                let (p, queries) = super::lexical::stored_fields(
+                    inner,
+                    rid,
+                    bytes.value(),
+                    aug.as_ref().map(|a| a.value()),
+                )?;
                 let doc = lex::analyze(
                     &settings,
                     p.title.as_deref(),

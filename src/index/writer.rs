@@ -713,21 +713,12 @@ impl Writer {
                     backlog.remove(rid).map_err(|e| cerr(e.into()))?;
                     let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
                     if let Some(lex) = &mut lex {
-                        let corrupt = |r: String| {
-                            Error::corrupt(&inner.catalog_path, format!("row {rid}: {r}"))
-                        };
-                        let passage = record
-                            .as_ref()
-                            .ok_or_else(|| corrupt("id without a passage".into()))
-                            .and_then(|r| store::decode_passage(r.value()).map_err(corrupt))?;
-                        let queries = match &old_aug {
-                            Some(a) => {
-                                store::decode_augmentation(a.value())
-                                    .map_err(corrupt)?
-                                    .queries
-                            }
-                            None => Vec::new(),
-                        };
+                        let record = record.as_ref().ok_or_else(|| {
+                            Error::corrupt(&inner.catalog_path, format!("row {rid} has no passage"))
+                        })?;
+                        let aug = old_aug.as_ref().map(|a| a.value());
+                        let (passage, queries) =
+                            super::lexical::stored_fields(inner, rid, record.value(), aug)?;
                         lex.update(false, rid, &passage, &queries)?;
                     }
                     drop(old_aug);
@@ -1374,17 +1365,13 @@ impl Writer {
                 for row in passages.iter().map_err(|e| cerr(e.into()))? {
                     let (rid, record) = row.map_err(|e| cerr(e.into()))?;
                     let rid = rid.value();
-                    let corrupt =
-                        |r: String| Error::corrupt(&inner.catalog_path, format!("row {rid}: {r}"));
-                    let passage = store::decode_passage(record.value()).map_err(corrupt)?;
-                    let queries = match augment.get(rid).map_err(|e| cerr(e.into()))? {
-                        Some(a) => {
-                            store::decode_augmentation(a.value())
-                                .map_err(corrupt)?
-                                .queries
-                        }
-                        None => Vec::new(),
-                    };
+                    let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
+                    let (passage, queries) = super::lexical::stored_fields(
+                        inner,
+                        rid,
+                        record.value(),
+                        aug.as_ref().map(|a| a.value()),
+                    )?;
                     lex.update(true, rid, &passage, &queries)?;
                 }
                 lex.finish(&txn)?;

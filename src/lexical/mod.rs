@@ -192,6 +192,13 @@ impl Analyzer {
         if best_hits == 0 {
             return None;
         }
+        // Centre the window's matches (they stay inside it).
+        let hits_at: Vec<usize> = (best..best + width).filter(|&i| units[i].2).collect();
+        let (first, last) = (hits_at[0], hits_at[hits_at.len() - 1]);
+        let centred = ((first + last) / 2)
+            .saturating_sub(width / 2)
+            .min(units.len() - width);
+        let best = centred.clamp(last + 1 - width.min(last + 1), first);
         let window = &units[best..best + width];
         let from = if best == 0 { 0 } else { window[0].0 };
         let to = if best + width == units.len() {

@@ -5,7 +5,7 @@ use super::{Analyzer, Bm25};
 use crate::store::{LexicalStats, LEX_POSTINGS};
 use crate::types::LexicalSettings;
 use redb::{ReadTransaction, ReadableTable, Table};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Why a lexical operation failed.
 pub(crate) enum LexError {
@@ -196,8 +196,11 @@ pub(crate) fn search(
     let avg_text = stats.text_len as f64 / n as f64;
     let avg_queries = stats.queries_len as f64 / n as f64;
     let weight_q = settings.queries_weight as f64;
-    let mut scores: HashMap<u64, f64> = HashMap::new();
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+    // Scores accumulate in a list sorted by row id: each term's postings come in row order,
+    // so adding a term is a merge (no hashing per posting).
+    let mut scores: Vec<(u64, f64)> = Vec::new();
+    let mut merged: Vec<(u64, f64)> = Vec::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in terms {
         *counts.entry(t.as_str()).or_default() += 1;
     }
@@ -230,7 +233,7 @@ pub(crate) fn search(
         if list.is_empty() {
             continue;
         }
-        for &(rid, [tt, tq, lt, lq]) in &list {
+        let term_scores = list.iter().filter_map(|&(rid, [tt, tq, lt, lq])| {
             let mut s = 0.0;
             if tt > 0 {
                 s += bm25.weight(idf_text, tt, lt, avg_text);
@@ -238,10 +241,28 @@ pub(crate) fn search(
             if tq > 0 && weight_q > 0.0 {
                 s += weight_q * bm25.weight(idf_queries, tq, lq, avg_queries);
             }
-            if s > 0.0 {
-                *scores.entry(rid).or_default() += s * times as f64;
+            (s > 0.0).then_some((rid, s * times as f64))
+        });
+        merged.clear();
+        let mut old = scores.iter().copied().peekable();
+        for (rid, s) in term_scores {
+            while let Some(&(r, prev)) = old.peek() {
+                if r >= rid {
+                    break;
+                }
+                merged.push((r, prev));
+                old.next();
+            }
+            match old.peek() {
+                Some(&(r, prev)) if r == rid => {
+                    merged.push((rid, prev + s));
+                    old.next();
+                }
+                _ => merged.push((rid, s)),
             }
         }
+        merged.extend(old);
+        std::mem::swap(&mut scores, &mut merged);
     }
     let mut ranked: Vec<(f64, u64)> = scores.into_iter().map(|(r, s)| (s, r)).collect();
     let by_score = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
