@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -50,6 +50,18 @@ bench: setup
 	$(CARGO) bench --bench scan
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench generate
+
+# Keyword and hybrid search at 1,000,000 passages (BENCHMARKS.md, "Hybrid search"; ~10 min,
+# ~5 GB of scratch space under target/): insert throughput, lexical bytes per passage,
+# dense/lexical/hybrid latency.
+bench-lexical:
+	$(CARGO) bench --bench lexical
+
+# Quality of dense, lexical and hybrid search on the gettext strings and the XOR-TyDi
+# translations (test split; add `ARGS=tune` for the tuning grid). Writes
+# target/hybrid-quality.json.
+hybrid-quality: setup
+	$(CARGO) run --release --example hybrid_quality -- $(ARGS)
 
 # A T5/mT5/UMT5 checkpoint (a Hugging Face id or a local folder) as a fast generator folder:
 # exported with optimum (split and merged layouts, fp32, into $(GENERATOR_OUT)-fp32), its
@@ -107,7 +119,7 @@ interop: setup
 # Each cargo-fuzz target for FUZZ_SECONDS (CI runs this after `make test`). Needs a nightly
 # toolchain and cargo-fuzz; both are installed when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config document_text
+FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config document_text lexical_text
 fuzz-smoke:
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -244,3 +244,67 @@ mod tests {
         ]);
     }
 }
+
+/// Arbitrary text as a passage and a keyword query (split at the first NUL; the first byte
+/// picks the language and whether to stem): analysis and snippets never panic, a snippet
+/// is the text with marks (once tags and escapes are undone), and an in-memory index that
+/// stores the passage verifies and finds it by its own terms.
+#[cfg(feature = "lexical")]
+pub fn lexical_text(data: &[u8]) {
+    use crate::lexical::Analyzer;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (passage, query) = text.split_once('\0').unwrap_or((text, text));
+    let lang = ["en", "fi", "ru", "ar", "ja", "te"][pick as usize % 6];
+    let stem = pick & 0x80 != 0;
+    let analyzer = if stem {
+        Analyzer::for_lang(Some(lang))
+    } else {
+        Analyzer::new()
+    };
+    let terms = analyzer.terms(passage);
+    assert!(terms.iter().all(|t| !t.is_empty()));
+    let q = analyzer.terms(query);
+    if let Some(s) = analyzer.highlight(passage, &q, 1 + pick as usize % 40) {
+        assert!(s.contains("<mark>"));
+        let plain = s
+            .replace("<mark>", "")
+            .replace("</mark>", "")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        let core = plain.trim_start_matches("… ").trim_end_matches(" …");
+        assert!(passage.contains(core), "{core:?} is not in the passage");
+    }
+    if passage.trim().is_empty() || passage.len() > 4096 {
+        return;
+    }
+    let index = Index::builder()
+        .dim(2)
+        .metric(Metric::Dot)
+        .lexical(crate::LexicalSettings {
+            stem,
+            ..Default::default()
+        })
+        .in_memory()
+        .expect("in-memory index");
+    let mut w = index.writer().expect("writer");
+    w.insert(Passage::new("p", passage).with_lang(lang), &[1.0, 0.0])
+        .expect("insert");
+    w.commit().expect("commit");
+    let report = index.verify().expect("verify");
+    let unique: std::collections::BTreeSet<&String> = terms.iter().collect();
+    assert_eq!(report.lexical_postings, unique.len() as u64);
+    if let Some(t) = terms.first() {
+        let options = crate::SearchOptions::new(1).query_lang(lang);
+        let hits = index
+            .snapshot()
+            .search_lexical(t, &options)
+            .expect("search");
+        assert_eq!(hits.len(), 1, "a passage is found by its own term {t:?}");
+    }
+}

@@ -289,3 +289,24 @@ fn hybrid_searches_filter_both_lists_and_report_both_scores() {
         .search_hybrid("x", &q, &SearchOptions::new(3));
     assert!(matches!(e, Err(xqdb::Error::InvalidArgument(m)) if m.contains("lexical")));
 }
+
+/// The fuzz target's seeds (and a few edge cases) pass its checks in every build.
+#[test]
+fn the_lexical_fuzz_checks_hold_on_their_seeds() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/lexical_text");
+    let mut n = 0;
+    for e in std::fs::read_dir(seeds).unwrap() {
+        xqdb::fuzzing::lexical_text(&std::fs::read(e.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 3);
+    for edge in [
+        &b""[..],
+        b"\x00",
+        b"\x05\x00\x00",
+        b"\x02<<&&>>\x00<",
+        b"\x03 \xe3\x81\x82 a",
+    ] {
+        xqdb::fuzzing::lexical_text(edge);
+    }
+}
