@@ -208,43 +208,6 @@ pub fn document_text(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-        #[test]
-        fn fuzz_entry_points_hold_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
-            catalog_values(&data);
-            model_files(&data);
-            jsonl_line(&data);
-            store_sequence(&data);
-        }
-    }
-
-    #[test]
-    fn fuzz_entry_points_hold_on_valid_inputs() {
-        jsonl_line(br#"{"id":"a","text":"t","generated_queries":{"te":["q"]}}"#);
-        jsonl_line(br#"{"id":"a","text":"t","vector":[1,2,3,4]}"#);
-        catalog_values(&store::encode_augmentation(&Augmentation::new(
-            vec![1.0, 2.0],
-            vec![("fi".into(), "k".into())],
-            &[vec![0.5, 0.5]],
-            true,
-        )));
-        catalog_values(
-            serde_json::to_string(&XqgProfile::default())
-                .unwrap()
-                .as_bytes(),
-        );
-        store_sequence(&[
-            0, 1, 2, 3, 4, 8, 9, 9, 9, 9, 4, 5, 16, 1, 1, 1, 1, 6, 3, 4, 7,
-        ]);
-    }
-}
-
 /// Arbitrary text as a passage and a keyword query (split at the first NUL; the first byte
 /// picks the language and whether to stem): analysis and snippets never panic, a snippet
 /// is the text with marks (once tags and escapes are undone), and an in-memory index that
@@ -306,5 +269,42 @@ pub fn lexical_text(data: &[u8]) {
             .search_lexical(t, &options)
             .expect("search");
         assert_eq!(hits.len(), 1, "a passage is found by its own term {t:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn fuzz_entry_points_hold_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            catalog_values(&data);
+            model_files(&data);
+            jsonl_line(&data);
+            store_sequence(&data);
+        }
+    }
+
+    #[test]
+    fn fuzz_entry_points_hold_on_valid_inputs() {
+        jsonl_line(br#"{"id":"a","text":"t","generated_queries":{"te":["q"]}}"#);
+        jsonl_line(br#"{"id":"a","text":"t","vector":[1,2,3,4]}"#);
+        catalog_values(&store::encode_augmentation(&Augmentation::new(
+            vec![1.0, 2.0],
+            vec![("fi".into(), "k".into())],
+            &[vec![0.5, 0.5]],
+            true,
+        )));
+        catalog_values(
+            serde_json::to_string(&XqgProfile::default())
+                .unwrap()
+                .as_bytes(),
+        );
+        store_sequence(&[
+            0, 1, 2, 3, 4, 8, 9, 9, 9, 9, 4, 5, 16, 1, 1, 1, 1, 6, 3, 4, 7,
+        ]);
     }
 }

@@ -270,7 +270,7 @@ fn text_queries_use_their_languages_adapter_and_the_identity_without_one() {
         .unwrap();
     let stats = index.stats().unwrap();
     assert_eq!(stats.query_adapter_langs, ["fi"]);
-    assert_eq!(stats.format_version, 6);
+    assert_eq!(stats.format_version, xqdb::FORMAT_VERSION);
     let snap = index.snapshot();
     assert!(snap.adapter().is_none());
     assert_eq!(snap.adapter_for(Some("fi")).unwrap().adapter, fi);

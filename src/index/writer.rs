@@ -1343,50 +1343,43 @@ impl Writer {
         if self.inner.snapshot_data().config.lexical.is_some() {
             return Ok(false);
         }
-        self.guard(|w| {
-            let inner = &*w.inner;
+        self.settings_commit(|inner, txn, snap| {
             let cerr = |e: redb::Error| inner.catalog_err(e);
-            let snap = inner.snapshot_data();
-            let mut counters = snap.counters;
-            let db = inner.database()?;
-            let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
+            super::lexical::write_settings(inner, txn, &settings)?;
             {
-                super::lexical::write_settings(inner, &txn, &settings)?;
                 let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
                 raise_version(&mut meta, snap.config.format_version, 7)
                     .map_err(|e| cerr(e.into()))?;
             }
-            {
-                let mut lex = super::lexical::LexWriter::open(inner, &txn, settings)?;
-                let passages = txn
-                    .open_table(store::PASSAGES)
-                    .map_err(|e| cerr(e.into()))?;
-                let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
-                for row in passages.iter().map_err(|e| cerr(e.into()))? {
-                    let (rid, record) = row.map_err(|e| cerr(e.into()))?;
-                    let rid = rid.value();
-                    let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
-                    let (passage, queries) = super::lexical::stored_fields(
-                        inner,
-                        rid,
-                        record.value(),
-                        aug.as_ref().map(|a| a.value()),
-                    )?;
-                    lex.update(true, rid, &passage, &queries)?;
-                }
-                lex.finish(&txn)?;
+            let mut lex = super::lexical::LexWriter::open(inner, txn, settings)?;
+            let passages = txn
+                .open_table(store::PASSAGES)
+                .map_err(|e| cerr(e.into()))?;
+            let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
+            for row in passages.iter().map_err(|e| cerr(e.into()))? {
+                let (rid, record) = row.map_err(|e| cerr(e.into()))?;
+                let rid = rid.value();
+                let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
+                let (passage, queries) = super::lexical::stored_fields(
+                    inner,
+                    rid,
+                    record.value(),
+                    aug.as_ref().map(|a| a.value()),
+                )?;
+                lex.update(true, rid, &passage, &queries)?;
             }
-            w.write_counters(&txn, &mut counters)?;
-            txn.commit().map_err(|e| cerr(e.into()))?;
-            let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
-            inner.publish(next);
-            Ok(true)
-        })
+            lex.finish(txn)
+        })?;
+        Ok(true)
     }
 
-    /// One commit: with `clear`, every stored adapter is removed first; then each (slot,
-    /// record) is written (`None` removes the slot).
-    fn write_adapters(&mut self, clear: bool, ops: &[(Option<&str>, Option<&[u8]>)]) -> Result<()> {
+    /// One commit that changes settings rather than rows: buffered changes are committed
+    /// first, `change` fills the transaction, the counters advance, and the snapshot after
+    /// it is published.
+    fn settings_commit(
+        &mut self,
+        change: impl FnOnce(&Inner, &WriteTransaction, &SnapshotData) -> Result<()>,
+    ) -> Result<()> {
         if !self.ops.is_empty() {
             self.commit()?;
         }
@@ -1397,31 +1390,39 @@ impl Writer {
             let mut counters = snap.counters;
             let db = inner.database()?;
             let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-            {
-                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-                if clear {
-                    let langs = snap.lang_adapters.keys().map(|l| Some(l.as_str()));
-                    for lang in std::iter::once(None).chain(langs) {
-                        store::put_adapter(&mut meta, lang, None).map_err(|e| cerr(e.into()))?;
-                    }
-                }
-                for (lang, record) in ops {
-                    store::put_adapter(&mut meta, *lang, *record).map_err(|e| cerr(e.into()))?;
-                }
-                let needs = ops
-                    .iter()
-                    .filter(|(_, r)| r.is_some())
-                    .map(|(l, _)| if l.is_some() { 6 } else { 3 })
-                    .max();
-                if let Some(v) = needs {
-                    raise_version(&mut meta, snap.config.format_version, v)
-                        .map_err(|e| cerr(e.into()))?;
-                }
-            }
+            change(inner, &txn, &snap)?;
             w.write_counters(&txn, &mut counters)?;
             txn.commit().map_err(|e| cerr(e.into()))?;
             let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
             inner.publish(next);
+            Ok(())
+        })
+    }
+
+    /// One commit: with `clear`, every stored adapter is removed first; then each (slot,
+    /// record) is written (`None` removes the slot).
+    fn write_adapters(&mut self, clear: bool, ops: &[(Option<&str>, Option<&[u8]>)]) -> Result<()> {
+        self.settings_commit(|inner, txn, snap| {
+            let cerr = |e: redb::Error| inner.catalog_err(e);
+            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+            if clear {
+                let langs = snap.lang_adapters.keys().map(|l| Some(l.as_str()));
+                for lang in std::iter::once(None).chain(langs) {
+                    store::put_adapter(&mut meta, lang, None).map_err(|e| cerr(e.into()))?;
+                }
+            }
+            for (lang, record) in ops {
+                store::put_adapter(&mut meta, *lang, *record).map_err(|e| cerr(e.into()))?;
+            }
+            let needs = ops
+                .iter()
+                .filter(|(_, r)| r.is_some())
+                .map(|(l, _)| if l.is_some() { 6 } else { 3 })
+                .max();
+            if let Some(v) = needs {
+                raise_version(&mut meta, snap.config.format_version, v)
+                    .map_err(|e| cerr(e.into()))?;
+            }
             Ok(())
         })
     }
