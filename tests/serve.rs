@@ -726,6 +726,30 @@ fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
         !ok && v["error"].as_str().unwrap().contains("fusion"),
         "{v}"
     );
+    // A stemming index: the CLI detects the query's language to stem it like the passages.
+    let stem_dir = tmp.path().join("stem");
+    let sd = stem_dir.to_str().unwrap();
+    let (ok, v) = run(&["init", sd, "--dim", "2", "--lexical", "--stem"]);
+    assert!(ok && v["lexical"]["stem"] == json!(true), "{v}");
+    let rows = tmp.path().join("stem.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"id\":\"dogs\",\"text\":\"Dogs running parks\",\"lang\":\"en\",\"vector\":[1,0]}\n",
+    )
+    .unwrap();
+    common::xqdb_json(&["add", sd, rows.to_str().unwrap()]);
+    let q = "Why are these dogs running across parks?";
+    let (ok, v) = run(&["search", sd, q, "--mode", "lexical"]);
+    assert!(ok, "{v}");
+    assert_eq!(
+        v["hits"][0]["id"], "dogs",
+        "stemmed by the detected language: {v}"
+    );
+    let (ok, v) = run(&["search", sd, q, "--mode", "lexical", "--query-lang", "xx"]);
+    assert!(
+        ok && v["hits"].as_array().unwrap().is_empty(),
+        "unstemmed words miss: {v}"
+    );
 
     let srv = serve(&dir, &[]);
     let a = srv.addr.as_str();

@@ -41,8 +41,9 @@ pub(crate) struct SearchArgs {
     #[arg(long, default_value_t = 0.5)]
     rerank_weight: f32,
     /// The query's language code: selects the query adapter of that language, if one is
-    /// stored (without it, a text query's language is detected when the index has
-    /// per-language adapters), and names the language in the generator teacher's prompt.
+    /// stored, and the stemmer of a stemming lexical index (without it, a text query's
+    /// language is detected when the index has either), and names the language in the
+    /// generator teacher's prompt.
     #[arg(long)]
     query_lang: Option<String>,
     /// A parallel (e.g. English) version of the query, for the translation teacher.
@@ -232,10 +233,15 @@ fn read_vectors(path: &Path) -> Result<(Vec<Vec<f32>>, bool), String> {
 }
 
 /// The language of a text query, detected when the index has per-language query adapters
-/// (so that the query uses its language's adapter) and the build can detect languages.
+/// (so that the query uses its language's adapter) or a stemming lexical index (so that the
+/// query's words are stemmed like the passages') and the build can detect languages.
 fn detect_query_lang(index: &xqdb::Index, text: Option<&str>) -> Option<String> {
     let text = text?;
-    index.snapshot().lang_adapters().next()?;
+    let snap = index.snapshot();
+    let stems = snap.lexical_settings().is_some_and(|l| l.stem);
+    if snap.lang_adapters().next().is_none() && !stems {
+        return None;
+    }
     #[cfg(feature = "documents")]
     {
         xqdb::documents::detect_language(text)
