@@ -208,8 +208,9 @@ pub fn document_text(data: &[u8]) {
     }
 }
 
-/// Arbitrary text as a passage and a keyword query (split at the first NUL; the first byte
-/// picks the language and whether to stem): analysis and snippets never panic, a snippet
+/// Arbitrary bytes as a postings block (decoded or refused, never a panic), then as text:
+/// a passage and a keyword query (split at the first NUL; the first byte picks the language
+/// and whether to stem): analysis and snippets never panic, a snippet
 /// is the text with marks (once tags and escapes are undone), and an in-memory index that
 /// stores the passage verifies and finds it by its own terms.
 #[cfg(feature = "lexical")]
@@ -218,6 +219,16 @@ pub fn lexical_text(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
+    // The bytes as a postings block: refused, or decoded to postings that encode back to a
+    // block decoding to the same postings.
+    let mut block = Vec::new();
+    if crate::lexical::blocks::decode(pick as u64, rest, &mut block).is_ok() {
+        let mut again = Vec::new();
+        crate::lexical::blocks::encode(&block, &mut again);
+        let mut back = Vec::new();
+        crate::lexical::blocks::decode(pick as u64, &again, &mut back).expect("re-encoded block");
+        assert_eq!(back, block);
+    }
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };

@@ -469,7 +469,7 @@ fn damaged_lexical_index_entries_are_typed_errors() {
         .unwrap();
     drop(index);
     assert_eq!(verify_in_child(&dir).code, Some(0));
-    let postings: redb::TableDefinition<(&str, u64), u128> =
+    let postings: redb::TableDefinition<(&str, u64), &[u8]> =
         redb::TableDefinition::new("lex_postings");
     let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
@@ -478,14 +478,12 @@ fn damaged_lexical_index_entries_are_typed_errors() {
         f(&txn);
         txn.commit().unwrap();
     };
-    // The posting of "text" for the first row of batch 0 removed.
-    let index = Index::open(&dir).unwrap();
+    // The first block of the term "text" (every passage has it) removed.
     let rid = 0u64;
-    drop(index);
-    let removed = std::cell::Cell::new(0u128);
+    let removed = std::cell::RefCell::new(Vec::new());
     edit(&|txn| {
         let mut t = txn.open_table(postings).unwrap();
-        removed.set(t.remove(("text", rid)).unwrap().unwrap().value());
+        *removed.borrow_mut() = t.remove(("text", rid)).unwrap().unwrap().value().to_vec();
     });
     let o = verify_in_child(&dir);
     assert_clean_failure("missing posting", &o, "lexical postings of row 0");
@@ -501,11 +499,28 @@ fn damaged_lexical_index_entries_are_typed_errors() {
     drop(w);
     assert_eq!(index.stats().unwrap().passages, before, "nothing was lost");
     drop(index);
-    // Restored, then the statistics damaged.
-    edit(&|txn| {
-        let mut t = txn.open_table(postings).unwrap();
-        t.insert(("text", rid), removed.get()).unwrap();
-    });
+    // Restored with one count changed, then with a number cut short, then intact.
+    let put = |bytes: &[u8]| {
+        edit(&|txn| {
+            let mut t = txn.open_table(postings).unwrap();
+            t.insert(("text", rid), bytes).unwrap();
+        })
+    };
+    let block = removed.borrow().clone();
+    let mut changed = block.clone();
+    changed[1] ^= 0x02; // the first posting's text-field frequency
+    put(&changed);
+    assert_clean_failure("changed count", &verify_in_child(&dir), "row 0");
+    let mut cut = block.clone();
+    *cut.last_mut().unwrap() |= 0x80;
+    put(&cut);
+    assert_clean_failure("cut block", &verify_in_child(&dir), "lexical block");
+    assert!(Index::open(&dir)
+        .unwrap()
+        .snapshot()
+        .search_lexical("text", &xqdb::SearchOptions::new(3))
+        .is_err_and(|e| matches!(e, xqdb::Error::Corrupt { .. })));
+    put(&block);
     assert_eq!(verify_in_child(&dir).code, Some(0));
     edit(&|txn| {
         let mut t = txn.open_table(meta).unwrap();

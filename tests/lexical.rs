@@ -310,3 +310,91 @@ fn the_lexical_fuzz_checks_hold_on_their_seeds() {
         xqdb::fuzzing::lexical_text(edge);
     }
 }
+
+/// Terms with many rows span many postings blocks: appends, deletes across blocks, upserts
+/// and a row added and deleted in one commit keep the scores equal to a brute-force BM25.
+#[test]
+fn postings_blocks_split_and_shrink_under_many_changes() {
+    use xqdb::{Index, LexicalSettings, Passage, SearchOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::builder()
+        .dim(2)
+        .lexical(LexicalSettings::default())
+        .create(dir.path())
+        .unwrap();
+    // Live rows in row order: (id, text).
+    let mut live: Vec<(String, String)> = Vec::new();
+    let mut w = index.writer().unwrap();
+    let put = |w: &mut xqdb::Writer, live: &mut Vec<(String, String)>, id: String, text: String| {
+        live.retain(|(i, _)| *i != id);
+        w.upsert(Passage::new(&id, &text), &[1.0, 0.0]).unwrap();
+        live.push((id, text));
+    };
+    for i in 0..700 {
+        put(
+            &mut w,
+            &mut live,
+            format!("r{i}"),
+            format!("common w{} r{i}", i % 10),
+        );
+    }
+    w.commit().unwrap();
+    for i in (0..700).step_by(3) {
+        w.delete(&format!("r{i}")).unwrap();
+        live.retain(|(id, _)| *id != format!("r{i}"));
+    }
+    for i in (0..700).step_by(5) {
+        put(
+            &mut w,
+            &mut live,
+            format!("r{i}"),
+            format!("common changed common r{i}"),
+        );
+    }
+    put(&mut w, &mut live, "gone".into(), "common gone".into());
+    w.delete("gone").unwrap();
+    live.retain(|(id, _)| id != "gone");
+    w.commit().unwrap();
+    for i in 700..1000 {
+        put(
+            &mut w,
+            &mut live,
+            format!("r{i}"),
+            format!("common w{} r{i}", i % 7),
+        );
+        if i == 850 {
+            w.commit().unwrap();
+        }
+    }
+    w.commit().unwrap();
+    let report = index.verify().unwrap();
+    assert_eq!(report.passages as usize, live.len());
+    let a = Analyzer::new();
+    let mut oracle = Postings::new();
+    for (_, text) in &live {
+        oracle.add(&a.terms(text));
+    }
+    for q in ["common", "changed w3", "common w6 r999", "gone"] {
+        let scores = oracle.scores(&a.terms(q), &Bm25::default());
+        let mut want: Vec<(f64, usize)> = scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(i, s)| (*s, i))
+            .collect();
+        want.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        let hits = index
+            .snapshot()
+            .search_lexical(q, &SearchOptions::new(2000))
+            .unwrap();
+        assert_eq!(hits.len(), want.len(), "{q}");
+        for (h, (s, i)) in hits.iter().zip(&want) {
+            assert_eq!(h.id, live[*i].0, "{q}");
+            assert!(
+                (h.score as f64 - s).abs() <= 1e-4,
+                "{q}: {} vs {s}",
+                h.score
+            );
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub(crate) fn missing_feature() -> Error {
 /// The postings table and statistics of one write transaction.
 pub(crate) struct LexWriter<'t> {
     #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
-    table: Table<'t, (&'static str, u64), u128>,
+    table: Table<'t, (&'static str, u64), &'static [u8]>,
     #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
     settings: LexicalSettings,
     stats: LexicalStats,

@@ -7,7 +7,7 @@
 //! unigram), as Lucene's CJK bigram filter does; other words can be stemmed with a Snowball
 //! stemmer chosen by the text's language.
 
-#[cfg(feature = "lexical")]
+pub(crate) mod blocks;
 pub(crate) mod store;
 
 use rust_stemmers::{Algorithm, Stemmer};

@@ -1,6 +1,7 @@
 //! The stored lexical index: postings in the catalog, written in the same transaction as
 //! the rows they describe (FORMAT.md, "Lexical index").
 
+use super::blocks::{self, Entry, BLOCK};
 use super::{Analyzer, Bm25};
 use crate::store::{LexicalStats, LEX_POSTINGS};
 use crate::types::LexicalSettings;
@@ -142,28 +143,113 @@ impl Pending {
         Ok(())
     }
 
-    /// Writes the additions, then the removals (row ids are never reused, so a key is
-    /// removed within its commit only after being added in it), each in key order.
-    pub fn apply(mut self, postings: &mut Table<(&str, u64), u128>) -> Result<(), LexError> {
-        self.adds.sort_unstable();
-        for (term, rid, v) in &self.adds {
-            if postings.insert((term.as_str(), *rid), *v)?.is_some() {
-                return Err(LexError::Corrupt(format!(
-                    "lexical posting ({term:?}, row {rid}) already exists"
-                )));
-            }
+    /// Writes the changes term by term in row order: each block a change falls in is read,
+    /// changed and rewritten once (split into blocks of at most [`BLOCK`] postings). Within
+    /// a row, an addition comes before a removal (row ids are never reused: a row added and
+    /// removed in one commit leaves nothing).
+    pub fn apply(self, postings: &mut Table<(&str, u64), &[u8]>) -> Result<(), LexError> {
+        let mut changes: Vec<(String, u64, bool, u128)> = Vec::new();
+        changes.extend(self.adds.into_iter().map(|(t, r, v)| (t, r, false, v)));
+        changes.extend(self.removes.into_iter().map(|(t, r, v)| (t, r, true, v)));
+        changes.sort_unstable();
+        let mut at = 0;
+        let mut buf = Vec::new();
+        while at < changes.len() {
+            let term = changes[at].0.clone();
+            let end = at + changes[at..].partition_point(|c| c.0 == term);
+            let list: Vec<(u64, bool, u128)> =
+                changes[at..end].iter().map(|c| (c.1, c.2, c.3)).collect();
+            update_term(postings, &term, &list, &mut buf)?;
+            at = end;
         }
-        self.removes.sort_unstable();
-        for (term, rid, v) in &self.removes {
-            let old = postings.remove((term.as_str(), *rid))?.map(|g| g.value());
-            if old != Some(*v) {
+        Ok(())
+    }
+}
+
+fn corrupt_block(term: &str, first: u64, reason: String) -> LexError {
+    LexError::Corrupt(format!("lexical block ({term:?}, row {first}): {reason}"))
+}
+
+/// Applies `changes` (row id, removal?, value; sorted) to `term`'s blocks.
+fn update_term(
+    postings: &mut Table<(&str, u64), &[u8]>,
+    term: &str,
+    changes: &[(u64, bool, u128)],
+    buf: &mut Vec<u8>,
+) -> Result<(), LexError> {
+    let mut at = 0;
+    let mut entries: Vec<Entry> = Vec::new();
+    while at < changes.len() {
+        let rid = changes[at].0;
+        // The block that holds `rid` (the last one starting at or before it), if any.
+        let old_key = match postings.range((term, 0u64)..=(term, rid))?.next_back() {
+            Some(row) => {
+                let (key, bytes) = row?;
+                let first = key.value().1;
+                blocks::decode(first, bytes.value(), &mut entries)
+                    .map_err(|r| corrupt_block(term, first, r))?;
+                Some(first)
+            }
+            None => {
+                entries.clear();
+                None
+            }
+        };
+        // Changes up to the next block's first row belong here.
+        let next = match rid.checked_add(1) {
+            Some(from) => match postings.range((term, from)..=(term, u64::MAX))?.next() {
+                Some(row) => Some(row?.0.value().1),
+                None => None,
+            },
+            None => None,
+        };
+        let end = at + changes[at..].partition_point(|c| next.is_none_or(|n| c.0 < n));
+        let mut out: Vec<Entry> = Vec::with_capacity(entries.len() + end - at);
+        let mut old = entries.drain(..).peekable();
+        for &(rid, remove, v) in &changes[at..end] {
+            while let Some(&e) = old.peek() {
+                if e.0 >= rid {
+                    break;
+                }
+                out.push(e);
+                old.next();
+            }
+            let here = old.peek().filter(|e| e.0 == rid).copied();
+            if !remove {
+                if here.is_some() || out.last().is_some_and(|e| e.0 == rid) {
+                    return Err(LexError::Corrupt(format!(
+                        "lexical posting ({term:?}, row {rid}) already exists"
+                    )));
+                }
+                out.push((rid, v));
+                continue;
+            }
+            let found = match here {
+                Some(e) => {
+                    old.next();
+                    Some(e.1)
+                }
+                None if out.last().is_some_and(|e| e.0 == rid) => out.pop().map(|e| e.1),
+                None => None,
+            };
+            if found != Some(v) {
                 return Err(LexError::Corrupt(format!(
                     "lexical posting ({term:?}, row {rid}) does not match the stored passage"
                 )));
             }
         }
-        Ok(())
+        out.extend(old);
+        if let Some(k) = old_key {
+            postings.remove((term, k))?;
+        }
+        for chunk in out.chunks(BLOCK) {
+            buf.clear();
+            blocks::encode(chunk, buf);
+            postings.insert((term, chunk[0].0), buf.as_slice())?;
+        }
+        at = end;
     }
+    Ok(())
 }
 
 /// Top `k` rows by BM25 (text field plus `queries_weight` × queries field) for the query
@@ -205,6 +291,7 @@ pub(crate) fn search(
         *counts.entry(t.as_str()).or_default() += 1;
     }
     let mut list: Vec<(u64, [u32; 4])> = Vec::new();
+    let mut block: Vec<Entry> = Vec::new();
     let mut bound = 0.0;
     let with_queries = stats.queries_len > 0 && weight_q > 0.0;
     for (term, times) in counts {
@@ -212,13 +299,17 @@ pub(crate) fn search(
         // Document frequencies count every live row, filtered or not.
         let (mut df_text, mut df_queries) = (0u64, 0u64);
         for row in table.range((term, 0u64)..=(term, u64::MAX))? {
-            let (key, v) = row?;
-            let p = unpack(v.value());
-            df_text += (p[0] > 0) as u64;
-            df_queries += (p[1] > 0) as u64;
-            let rid = key.value().1;
-            if allowed.is_none_or(|a| a.binary_search(&rid).is_ok()) {
-                list.push((rid, p));
+            let (key, bytes) = row?;
+            let first = key.value().1;
+            blocks::decode(first, bytes.value(), &mut block)
+                .map_err(|r| corrupt_block(term, first, r))?;
+            for &(rid, v) in &block {
+                let p = unpack(v);
+                df_text += (p[0] > 0) as u64;
+                df_queries += (p[1] > 0) as u64;
+                if allowed.is_none_or(|a| a.binary_search(&rid).is_ok()) {
+                    list.push((rid, p));
+                }
             }
         }
         let idf_text = bm25.idf(n, df_text);
@@ -288,12 +379,15 @@ pub(crate) fn all_by_row(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
         Err(e) => return Err(e.into()),
     };
+    let mut block = Vec::new();
     for row in table.iter()? {
-        let (key, v) = row?;
-        let (term, rid) = key.value();
-        out.entry(rid)
-            .or_default()
-            .insert(term.to_string(), v.value());
+        let (key, bytes) = row?;
+        let (term, first) = key.value();
+        blocks::decode(first, bytes.value(), &mut block)
+            .map_err(|r| corrupt_block(term, first, r))?;
+        for &(rid, v) in &block {
+            out.entry(rid).or_default().insert(term.to_string(), v);
+        }
     }
     Ok(out)
 }

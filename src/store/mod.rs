@@ -41,8 +41,7 @@ pub(crate) const AUGMENT: TableDefinition<u64, &[u8]> = TableDefinition::new("au
 pub(crate) const BACKLOG: TableDefinition<u64, ()> = TableDefinition::new("backlog");
 /// Synced file path (relative, `/`-separated) → file record (format version 4).
 pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
-/// Lexical postings (format version 7): (term, row id) → the term's frequency in the text
-/// field (bits 0–31) and in the queries field (32–63), and the row's length in terms of
-/// the text field (64–95) and of the queries field (96–127).
-pub(crate) const LEX_POSTINGS: TableDefinition<(&str, u64), u128> =
+/// Lexical postings (format version 7): (term, first row id of the block) → a block of up
+/// to 128 postings of the term (see `lexical::blocks`).
+pub(crate) const LEX_POSTINGS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("lex_postings");
