@@ -368,34 +368,59 @@ pub(crate) fn search(
     ))
 }
 
-/// Every posting of the index, grouped by row: what [`crate::Snapshot::verify`] compares
-/// with the passages.
-pub(crate) fn all_by_row(
+/// A row's postings in a form that takes constant memory: their number and the wrapping
+/// sum of a hash of each (term, value).
+pub(crate) type RowDigest = (u64, u64);
+
+fn posting_hash(term: &str, v: u128) -> u64 {
+    let mut bytes = Vec::with_capacity(term.len() + 17);
+    bytes.extend_from_slice(term.as_bytes());
+    bytes.push(0xff); // not UTF-8: ends the term
+    bytes.extend_from_slice(&v.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// The digest of every row's postings, reading every block once (each must decode, and the
+/// blocks of a term must not overlap): what [`crate::Snapshot::verify`] compares with the
+/// passages.
+pub(crate) fn digests_by_row(
     txn: &ReadTransaction,
-) -> Result<BTreeMap<u64, BTreeMap<String, u128>>, LexError> {
-    let mut out: BTreeMap<u64, BTreeMap<String, u128>> = BTreeMap::new();
+) -> Result<std::collections::HashMap<u64, RowDigest>, LexError> {
+    let mut out: std::collections::HashMap<u64, RowDigest> = Default::default();
     let table = match txn.open_table(LEX_POSTINGS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
         Err(e) => return Err(e.into()),
     };
     let mut block = Vec::new();
+    let mut prev: Option<(String, u64)> = None;
     for row in table.iter()? {
         let (key, bytes) = row?;
         let (term, first) = key.value();
         blocks::decode(first, bytes.value(), &mut block)
             .map_err(|r| corrupt_block(term, first, r))?;
-        for &(rid, v) in &block {
-            out.entry(rid).or_default().insert(term.to_string(), v);
+        if let Some((t, last)) = &prev {
+            if t == term && *last >= first {
+                return Err(corrupt_block(
+                    term,
+                    first,
+                    format!("overlaps the block before it (up to row {last})"),
+                ));
+            }
         }
+        for &(rid, v) in &block {
+            let d = out.entry(rid).or_default();
+            d.0 += 1;
+            d.1 = d.1.wrapping_add(posting_hash(term, v));
+        }
+        prev = Some((term.to_string(), block.last().map_or(first, |e| e.0)));
     }
     Ok(out)
 }
 
-/// The postings [`add`] writes for `doc`, as [`all_by_row`] returns them.
-pub(crate) fn expected_postings(doc: &DocTerms) -> BTreeMap<String, u128> {
-    doc.terms
-        .iter()
-        .map(|(t, &tf)| (t.clone(), pack(tf, doc)))
-        .collect()
+/// The digest of the postings [`Pending::add`] writes for `doc`.
+pub(crate) fn digest(doc: &DocTerms) -> RowDigest {
+    doc.terms.iter().fold((0, 0), |(n, sum), (t, &tf)| {
+        (n + 1, sum.wrapping_add(posting_hash(t, pack(tf, doc))))
+    })
 }
