@@ -71,6 +71,8 @@ pub(crate) fn analyze(
     doc
 }
 
+/// A posting's value in memory: text tf, queries tf, text length and queries length, 32
+/// bits each from the low end (blocks store them as four varints).
 fn pack(tf: (u32, u32), doc: &DocTerms) -> u128 {
     tf.0 as u128
         | (tf.1 as u128) << 32
@@ -91,8 +93,8 @@ pub(crate) fn unpack(v: u128) -> [u32; 4] {
 /// One posting to write or remove: term, row id, packed value.
 pub(crate) type Posting = (String, u64, u128);
 
-/// Postings a commit adds and removes, applied in key order when it finishes (a commit of
-/// many passages then walks the postings tree once instead of jumping about it).
+/// Postings a commit adds and removes, applied term by term in row order when it finishes
+/// (each block a commit touches is then read and rewritten once).
 #[derive(Default)]
 pub(crate) struct Pending {
     adds: Vec<Posting>,
