@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -127,3 +127,17 @@ fuzz-smoke:
 		mkdir -p fuzz/corpus/$$t; \
 		$(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
+
+# The Python package (python/, PyO3 + maturin, abi3 for CPython >= 3.9): `make wheel` builds
+# it into target/wheels; `make python-test` installs it into a fresh venv (numpy and
+# onnxruntime from PyPI) and runs python/tests with pytest. Not yet part of `make test`.
+PY_BUILD_VENV = $${XQDB_HOME:-.cache/xqdb}/py-build
+wheel:
+	test -x $(PY_BUILD_VENV)/bin/maturin || { $(PYTHON) -m venv $(PY_BUILD_VENV) && $(PY_BUILD_VENV)/bin/pip install -q "maturin>=1.7,<2"; }
+	$(PY_BUILD_VENV)/bin/maturin build --release -m python/Cargo.toml -o target/wheels
+
+python-test: setup wheel
+	rm -rf target/py-test-venv
+	$(PYTHON) -m venv target/py-test-venv
+	target/py-test-venv/bin/pip install -q pytest target/wheels/xqdb-*-abi3-*.whl
+	cd target && py-test-venv/bin/python -m pytest -q ../python/tests

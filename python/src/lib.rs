@@ -1,0 +1,550 @@
+//! `xqdb._xqdb`: the Python extension, a thin layer over xqdb's public Rust API (no second
+//! implementation). Every call that encodes, generates, scans or commits releases the GIL.
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::sync::{Arc, Mutex};
+
+create_exception!(xqdb, XqdbError, PyException, "Every error xqdb raises.");
+create_exception!(
+    xqdb,
+    InvalidInputError,
+    XqdbError,
+    "Bad input: wrong dimension, non-finite values, invalid passage or argument."
+);
+create_exception!(
+    xqdb,
+    DuplicateIdError,
+    InvalidInputError,
+    "An inserted id already exists (use an upsert)."
+);
+create_exception!(
+    xqdb,
+    CorruptError,
+    XqdbError,
+    "A damaged, truncated or foreign file."
+);
+create_exception!(
+    xqdb,
+    NotAnIndexError,
+    XqdbError,
+    "The folder holds no index, or already holds one."
+);
+create_exception!(
+    xqdb,
+    VersionError,
+    XqdbError,
+    "The index was written by a newer format version."
+);
+create_exception!(
+    xqdb,
+    BusyError,
+    XqdbError,
+    "Another writer or process holds the index, or it is read-only."
+);
+create_exception!(
+    xqdb,
+    ModelError,
+    XqdbError,
+    "ONNX Runtime or a model is missing, damaged or does not match the index."
+);
+create_exception!(
+    xqdb,
+    StorageError,
+    XqdbError,
+    "An I/O or catalog error; after a failed commit the writer needs a reopen."
+);
+
+/// The Python exception for an xqdb error, carrying its message.
+fn to_py(e: xqdb::Error) -> PyErr {
+    use xqdb::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::DuplicateId { .. } => DuplicateIdError::new_err(msg),
+        E::DimensionMismatch { .. }
+        | E::InvalidVector { .. }
+        | E::InvalidPassage { .. }
+        | E::InvalidArgument(_)
+        | E::IncompatibleOptions { .. } => InvalidInputError::new_err(msg),
+        E::Corrupt { .. } | E::Foreign { .. } => CorruptError::new_err(msg),
+        E::NotAnIndex { .. } | E::AlreadyExists { .. } => NotAnIndexError::new_err(msg),
+        E::UnsupportedVersion { .. } => VersionError::new_err(msg),
+        E::Locked { .. } | E::WriterBusy | E::ReadOnly => BusyError::new_err(msg),
+        E::RuntimeUnavailable { .. }
+        | E::Model { .. }
+        | E::ModelMismatch { .. }
+        | E::NoEncoder
+        | E::NoGenerator => ModelError::new_err(msg),
+        _ => StorageError::new_err(msg),
+    }
+}
+
+/// A JSON value as a Python object (through the `json` module).
+fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
+    let json = py.import("json")?;
+    Ok(json.call_method1("loads", (v.to_string(),))?.unbind())
+}
+
+/// A Python object as a JSON value.
+fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let json = obj.py().import("json")?;
+    let text: String = json.call_method1("dumps", (obj,))?.extract()?;
+    serde_json::from_str(&text).map_err(|e| InvalidInputError::new_err(e.to_string()))
+}
+
+/// One search result.
+#[pyclass(module = "xqdb._xqdb", frozen, get_all)]
+struct Hit {
+    /// The passage id.
+    id: String,
+    /// The score (dense, BM25 or fused by the search's mode).
+    score: f32,
+    /// The passage text.
+    text: String,
+    /// Its title, if any.
+    title: Option<String>,
+    /// Its language tag, if any.
+    lang: Option<String>,
+    /// Its metadata (a dict), if any.
+    meta: Option<Py<PyAny>>,
+    /// The vector similarity, when a hybrid search computed it.
+    dense_score: Option<f32>,
+    /// The BM25 score, when a lexical or hybrid search matched.
+    lexical_score: Option<f32>,
+    /// An excerpt with matched terms marked, for lexical matches.
+    snippet: Option<String>,
+}
+
+#[pymethods]
+impl Hit {
+    fn __repr__(&self) -> String {
+        format!("Hit(id={:?}, score={})", self.id, self.score)
+    }
+}
+
+fn hit_to_py(py: Python<'_>, h: xqdb::Hit) -> PyResult<Hit> {
+    Ok(Hit {
+        meta: h
+            .passage
+            .meta
+            .as_ref()
+            .map(|m| json_to_py(py, m))
+            .transpose()?,
+        id: h.id,
+        score: h.score,
+        text: h.passage.text,
+        title: h.passage.title,
+        lang: h.passage.lang,
+        dense_score: h.dense_score,
+        lexical_score: h.lexical_score,
+        snippet: h.snippet,
+    })
+}
+
+fn hits_to_py(py: Python<'_>, hits: Vec<xqdb::Hit>) -> PyResult<Vec<Hit>> {
+    hits.into_iter().map(|h| hit_to_py(py, h)).collect()
+}
+
+/// Search options from keyword arguments.
+fn options(
+    k: usize,
+    lang: Option<Vec<String>>,
+    meta: Option<&Bound<'_, PyDict>>,
+    mode: &str,
+    query_lang: Option<String>,
+) -> PyResult<xqdb::SearchOptions> {
+    let mut filter = xqdb::Filter::new();
+    if let Some(l) = lang {
+        filter = filter.langs(l);
+    }
+    if let Some(m) = meta {
+        for (field, value) in m.iter() {
+            filter = filter.meta_eq(field.extract::<String>()?, py_to_json(&value)?);
+        }
+    }
+    let mut o = xqdb::SearchOptions::new(k).filter(filter);
+    o.mode = mode.parse().map_err(InvalidInputError::new_err)?;
+    o.query_lang = query_lang;
+    Ok(o)
+}
+
+/// A passage from a dict {"id", "text", "title"?, "lang"?, "meta"?}.
+fn passage_of(row: &Bound<'_, PyAny>) -> PyResult<xqdb::Passage> {
+    let row = row.cast::<PyDict>().map_err(|_| {
+        InvalidInputError::new_err("each row must be a dict with \"id\" and \"text\"")
+    })?;
+    let get = |k: &str| row.get_item(k);
+    let need = |k: &str| -> PyResult<String> {
+        get(k)?
+            .ok_or_else(|| InvalidInputError::new_err(format!("a row has no {k:?}")))?
+            .extract()
+    };
+    let mut p = xqdb::Passage::new(need("id")?, need("text")?);
+    if let Some(t) = get("title")?.filter(|v| !v.is_none()) {
+        p = p.with_title(t.extract::<String>()?);
+    }
+    if let Some(l) = get("lang")?.filter(|v| !v.is_none()) {
+        p = p.with_lang(l.extract::<String>()?);
+    }
+    if let Some(m) = get("meta")?.filter(|v| !v.is_none()) {
+        p = p.with_meta(py_to_json(&m)?);
+    }
+    Ok(p)
+}
+
+/// An index folder: searches from any thread, one writer at a time.
+#[pyclass(module = "xqdb._xqdb", frozen)]
+struct Index {
+    index: xqdb::Index,
+}
+
+#[pymethods]
+impl Index {
+    /// Opens an existing index (read-only if asked).
+    #[staticmethod]
+    #[pyo3(signature = (path, read_only = false))]
+    fn open(py: Python<'_>, path: std::path::PathBuf, read_only: bool) -> PyResult<Index> {
+        let index = py
+            .detach(|| xqdb::Index::builder().read_only(read_only).open(&path))
+            .map_err(to_py)?;
+        Ok(Index { index })
+    }
+
+    /// Creates an index: for vectors of `dim` components, or (no `dim`) for text with the
+    /// default model; `metric` "cosine" (default) or "dot"; `lexical` keeps a keyword index.
+    #[staticmethod]
+    #[pyo3(signature = (path, dim = None, metric = None, lexical = false))]
+    fn create(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        dim: Option<usize>,
+        metric: Option<&str>,
+        lexical: bool,
+    ) -> PyResult<Index> {
+        let metric = match metric.unwrap_or("cosine") {
+            "cosine" => xqdb::Metric::Cosine,
+            "dot" => xqdb::Metric::Dot,
+            m => {
+                return Err(InvalidInputError::new_err(format!(
+                    "unknown metric {m:?} (cosine, dot)"
+                )))
+            }
+        };
+        let index = py
+            .detach(|| -> xqdb::Result<xqdb::Index> {
+                let mut b = xqdb::Index::builder().metric(metric);
+                if lexical {
+                    b = b.lexical(xqdb::LexicalSettings::default());
+                }
+                b = match dim {
+                    Some(d) => b.dim(d),
+                    None => b.encoder(Arc::new(xqdb::Encoder::from_dir(
+                        xqdb::ModelBundle::default_dir(),
+                    )?)),
+                };
+                b.create(&path)
+            })
+            .map_err(to_py)?;
+        Ok(Index { index })
+    }
+
+    /// The index's writer (one at a time; use it as a context manager).
+    fn writer(&self, py: Python<'_>) -> PyResult<Writer> {
+        let w = py.detach(|| self.index.writer()).map_err(to_py)?;
+        Ok(Writer {
+            writer: Mutex::new(Some(w)),
+        })
+    }
+
+    /// Top `k` passages for a text query (encoded by the index's model; `mode` "dense",
+    /// "lexical" or "hybrid").
+    #[pyo3(signature = (query, k = 10, lang = None, meta = None, mode = "dense", query_lang = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    fn search_text(
+        &self,
+        py: Python<'_>,
+        query: String,
+        k: usize,
+        lang: Option<Vec<String>>,
+        meta: Option<&Bound<'_, PyDict>>,
+        mode: &str,
+        query_lang: Option<String>,
+    ) -> PyResult<Vec<Hit>> {
+        let o = options(k, lang, meta, mode, query_lang)?;
+        let hits = py
+            .detach(|| self.index.search_text_with(&query, &o))
+            .map_err(to_py)?;
+        hits_to_py(py, hits)
+    }
+
+    /// Top `k` passages for a query vector (a 1-D float32 array).
+    #[pyo3(signature = (vector, k = 10, lang = None, meta = None))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        vector: PyReadonlyArray1<'_, f32>,
+        k: usize,
+        lang: Option<Vec<String>>,
+        meta: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<Hit>> {
+        let o = options(k, lang, meta, "dense", None)?;
+        let v: Vec<f32> = vector.as_array().iter().copied().collect();
+        let hits = py
+            .detach(|| self.index.search_with(&v, &o))
+            .map_err(to_py)?;
+        hits_to_py(py, hits)
+    }
+
+    /// Top `k` passages for each row of a 2-D float32 array, scanning once.
+    #[pyo3(signature = (vectors, k = 10, lang = None, meta = None))]
+    fn search_batch(
+        &self,
+        py: Python<'_>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        k: usize,
+        lang: Option<Vec<String>>,
+        meta: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<Vec<Hit>>> {
+        let o = options(k, lang, meta, "dense", None)?;
+        let rows: Vec<Vec<f32>> = vectors
+            .as_array()
+            .rows()
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
+        let all = py
+            .detach(|| self.index.search_batch(&rows, &o))
+            .map_err(to_py)?;
+        all.into_iter().map(|h| hits_to_py(py, h)).collect()
+    }
+
+    /// The stored passage `id` as a dict, or None.
+    fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<Py<PyAny>>> {
+        let p = py.detach(|| self.index.snapshot().get(id)).map_err(to_py)?;
+        p.map(|p| {
+            let v = serde_json::to_value(&p).map_err(|e| StorageError::new_err(e.to_string()))?;
+            json_to_py(py, &v)
+        })
+        .transpose()
+    }
+
+    /// Counts and sizes (a dict).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let s = py.detach(|| self.index.stats()).map_err(to_py)?;
+        let v = serde_json::to_value(&s).map_err(|e| StorageError::new_err(e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
+    /// Checks every segment and catalog row (a dict report; raises on a problem).
+    fn verify(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let r = py.detach(|| self.index.verify()).map_err(to_py)?;
+        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
+    /// Seals the tail and merges all segments, dropping deleted rows.
+    fn compact(&self, py: Python<'_>) -> PyResult<bool> {
+        py.detach(|| self.index.compact()).map_err(to_py)
+    }
+
+    fn __len__(&self) -> usize {
+        self.index.snapshot().len() as usize
+    }
+}
+
+/// The one writer of an index. As a context manager it commits on success and rolls back
+/// (and releases the writer) when the block raises.
+#[pyclass(module = "xqdb._xqdb", frozen)]
+struct Writer {
+    writer: Mutex<Option<xqdb::Writer>>,
+}
+
+impl Writer {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut xqdb::Writer) -> xqdb::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_mut() {
+                Some(w) => f(w).map_err(to_py),
+                None => Err(BusyError::new_err("this writer is closed")),
+            }
+        })
+    }
+
+    fn texts(
+        &self,
+        py: Python<'_>,
+        rows: &Bound<'_, PyList>,
+        upsert: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let passages = rows
+            .iter()
+            .map(|r| passage_of(&r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let failed: Mutex<Option<PyErr>> = Mutex::new(None);
+        let report = |p: &xqdb::Progress| {
+            if let Some(cb) = &progress {
+                Python::attach(|py| {
+                    if let Err(e) = cb.call1(py, (p.passages, p.total)) {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+            }
+        };
+        self.with(py, |w| {
+            if upsert {
+                w.upsert_texts(passages, &report)
+            } else {
+                w.insert_texts(passages, &report)
+            }
+        })?;
+        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[pymethods]
+impl Writer {
+    /// Encodes (and augments) rows {"id", "text", "title"?, "lang"?, "meta"?} and buffers
+    /// them; `progress(done, total)` is called as they go.
+    #[pyo3(signature = (rows, progress = None))]
+    fn insert_texts(
+        &self,
+        py: Python<'_>,
+        rows: &Bound<'_, PyList>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        self.texts(py, rows, false, progress)
+    }
+
+    /// Like `insert_texts`, replacing passages whose id exists.
+    #[pyo3(signature = (rows, progress = None))]
+    fn upsert_texts(
+        &self,
+        py: Python<'_>,
+        rows: &Bound<'_, PyList>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        self.texts(py, rows, true, progress)
+    }
+
+    /// Buffers one passage per row of a 2-D float32 array (`texts` in the same order;
+    /// without them each passage's text is its id).
+    #[pyo3(signature = (ids, vectors, texts = None, upsert = false))]
+    fn insert_vectors(
+        &self,
+        py: Python<'_>,
+        ids: Vec<String>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        texts: Option<Vec<String>>,
+        upsert: bool,
+    ) -> PyResult<()> {
+        let shape = vectors.shape();
+        if shape[0] != ids.len() || texts.as_ref().is_some_and(|t| t.len() != ids.len()) {
+            return Err(InvalidInputError::new_err(format!(
+                "{} ids, {} vectors{}",
+                ids.len(),
+                shape[0],
+                texts
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(", {} texts", t.len()))
+            )));
+        }
+        let array = vectors.as_array();
+        let rows: Vec<Vec<f32>> = array.rows().into_iter().map(|r| r.to_vec()).collect();
+        self.with(py, move |w| {
+            for (i, (id, v)) in ids.into_iter().zip(rows).enumerate() {
+                // A passage needs text: without `texts`, its id stands in.
+                let text = texts.as_ref().map_or_else(|| id.clone(), |t| t[i].clone());
+                let p = xqdb::Passage::new(id, text);
+                if upsert {
+                    w.upsert(p, &v)?;
+                } else {
+                    w.insert(p, &v)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Buffers the deletion of `id`; returns whether it existed.
+    fn delete(&self, py: Python<'_>, id: String) -> PyResult<bool> {
+        self.with(py, move |w| w.delete(&id))
+    }
+
+    /// Makes every buffered change durable and visible; returns the commit's sequence
+    /// number.
+    fn commit(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |w| w.commit().map(|c| c.commit_seq))
+    }
+
+    /// Drops every buffered change.
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |w| {
+            w.rollback();
+            Ok(())
+        })
+    }
+
+    /// Buffered changes.
+    fn pending(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |w| Ok(w.pending()))
+    }
+
+    /// Releases the writer (buffered changes are dropped).
+    fn close(&self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let result = if exc_type.is_some_and(|t| !t.is_none()) {
+            self.rollback(py)
+        } else {
+            self.commit(py).map(|_| ())
+        };
+        self.close();
+        result.map(|_| false)
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _xqdb(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Index>()?;
+    m.add_class::<Writer>()?;
+    m.add_class::<Hit>()?;
+    m.add("XqdbError", py.get_type::<XqdbError>())?;
+    m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("DuplicateIdError", py.get_type::<DuplicateIdError>())?;
+    m.add("CorruptError", py.get_type::<CorruptError>())?;
+    m.add("NotAnIndexError", py.get_type::<NotAnIndexError>())?;
+    m.add("VersionError", py.get_type::<VersionError>())?;
+    m.add("BusyError", py.get_type::<BusyError>())?;
+    m.add("ModelError", py.get_type::<ModelError>())?;
+    m.add("StorageError", py.get_type::<StorageError>())?;
+    m.add("FORMAT_VERSION", xqdb::FORMAT_VERSION)?;
+    Ok(())
+}
