@@ -74,3 +74,135 @@ def test_text_round_trip_with_the_default_model(tmp_path):
     assert hits[0].meta == {"src": "wiki"}
     only = index.search_text("Mikä on Suomen pääkaupunki?", k=2, meta={"src": "wiki"})
     assert [h.id for h in only] == ["helsinki"]
+
+
+def _xqdb_cli():
+    """The xqdb binary `make test` built (XQDB_BIN overrides), or None."""
+    import os
+
+    path = os.environ.get("XQDB_BIN") or os.path.join(
+        os.path.dirname(__file__), "..", "..", "target", "release", "xqdb"
+    )
+    return path if os.path.exists(path) else None
+
+
+def test_python_and_the_cli_read_each_others_indexes(tmp_path):
+    import json
+    import subprocess
+
+    cli = _xqdb_cli()
+    if cli is None:
+        pytest.fail("build the CLI first (cargo build --release) or set XQDB_BIN")
+    py_dir = str(tmp_path / "from-python")
+    index = xqdb.Index.create(py_dir, dim=3, metric="dot")
+    with index.writer() as w:
+        w.insert_vectors(["p1", "p2"], np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32),
+                         texts=["first", "second"])
+    del index, w
+    q = tmp_path / "q.json"
+    q.write_text("[0, 1, 0]")
+    out = subprocess.run([cli, "search", py_dir, "--vector-file", str(q), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    assert [h["id"] for h in json.loads(out)["hits"]] == ["p2", "p1"]
+
+    cli_dir = str(tmp_path / "from-cli")
+    subprocess.run([cli, "init", cli_dir, "--dim", "3", "--metric", "dot", "--json"],
+                   check=True, capture_output=True)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "c1", "text": "from the CLI", "lang": "en", "vector": [0, 0, 2]}\n')
+    subprocess.run([cli, "add", cli_dir, str(rows), "--json"], check=True, capture_output=True)
+    hits = xqdb.Index.open(cli_dir).search(np.array([0, 0, 1], dtype=np.float32), k=1)
+    assert (hits[0].id, hits[0].text, hits[0].lang, hits[0].score) == ("c1", "from the CLI", "en", 2.0)
+
+
+WRITER = """
+import sys, numpy as np, xqdb
+index = xqdb.Index.create(sys.argv[1], dim=4, metric="dot")
+w = index.writer()
+b = 0
+while True:
+    ids = [f"b{b}-{i}" for i in range(200)]
+    w.insert_vectors(ids, np.full((200, 4), b + 1, dtype=np.float32))
+    w.commit()
+    print(b, flush=True)
+    b += 1
+"""
+
+
+def test_a_writer_killed_mid_batch_leaves_only_committed_batches(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "idx")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE, text=True)
+    committed = -1
+    while committed < 5:
+        line = proc.stdout.readline()
+        assert line, "the writer stopped"
+        committed = int(line)
+    time.sleep(0.01)  # somewhere inside a later batch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rest = proc.stdout.read().split()
+    committed = int(rest[-1]) if rest else committed
+    index = xqdb.Index.open(path)
+    report = index.verify()
+    n = len(index)
+    assert n % 200 == 0, "only whole batches"
+    assert n // 200 - 1 >= committed, "every acknowledged batch is there"
+    assert n // 200 - 1 <= committed + 1, "at most the batch in flight besides"
+    assert report["passages"] == n
+
+
+def test_searches_run_while_a_writer_encodes(tmp_path):
+    """Four threads search while a fifth encodes and commits passages: searches finishing
+    inside the writer's call show that encoding released the GIL (were it held, none could
+    run until the call returned)."""
+    import threading
+    import time
+
+    index = xqdb.Index.create(str(tmp_path / "idx"))
+    rng = np.random.default_rng(1)
+    with index.writer() as w:
+        w.insert_vectors([f"v{i}" for i in range(2000)],
+                         rng.standard_normal((2000, 384)).astype(np.float32))
+    texts = [{"id": f"t{i}", "text": f"Passage number {i} about the history of Helsinki."}
+             for i in range(96)]
+    done = []
+    stop = threading.Event()
+
+    def search():
+        q = rng.standard_normal(384).astype(np.float32)
+        while not stop.is_set():
+            index.search(q, k=5)
+            done.append(time.perf_counter())
+
+    window = []
+
+    def write():
+        with index.writer() as w:
+            start = time.perf_counter()
+            w.insert_texts(texts)
+            window.extend([start, time.perf_counter()])
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join()
+    stop.set()
+    for t in threads:
+        t.join()
+    start, end = window
+    # Were the GIL held through the call, no search could finish inside it: one gap as
+    # long as the call. Released, searches keep finishing all through it.
+    stamps = [start] + sorted(t for t in done if start < t < end) + [end]
+    longest = max(b - a for a, b in zip(stamps, stamps[1:]))
+    assert longest < 0.25 * (end - start), (
+        f"searches paused {longest * 1e3:.0f} ms of a {(end - start) * 1e3:.0f} ms call "
+        f"({len(stamps) - 2} finished inside)"
+    )
+    assert len(index) == 2096
