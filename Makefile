@@ -130,10 +130,13 @@ fuzz-smoke:
 
 # The Python package (python/, PyO3 + maturin, abi3 for CPython >= 3.9): `make wheel` builds
 # it into target/wheels; `make python-test` installs it into a fresh venv (numpy and
-# onnxruntime from PyPI) and runs python/tests with pytest. Not yet part of `make test`.
+# onnxruntime from PyPI) and runs python/tests with pytest. Not yet part of `make test`. The
+# wheel carries the set-up scripts for `python -m xqdb setup`.
 PY_BUILD_VENV = $${XQDB_HOME:-.cache/xqdb}/py-build
 wheel:
 	test -x $(PY_BUILD_VENV)/bin/maturin || { $(PYTHON) -m venv $(PY_BUILD_VENV) && $(PY_BUILD_VENV)/bin/pip install -q "maturin>=1.7,<2"; }
+	rm -rf python/xqdb/_setup && mkdir -p python/xqdb/_setup/scripts
+	cp scripts/setup_models.py scripts/convert_e5.py scripts/make_encoder_variants.py python/xqdb/_setup/scripts/
 	$(PY_BUILD_VENV)/bin/maturin build --release -m python/Cargo.toml -o target/wheels
 
 python-test: setup wheel

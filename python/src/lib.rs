@@ -77,7 +77,10 @@ fn to_py(e: xqdb::Error) -> PyErr {
         | E::Model { .. }
         | E::ModelMismatch { .. }
         | E::NoEncoder
-        | E::NoGenerator => ModelError::new_err(msg),
+        | E::NoGenerator => ModelError::new_err(format!(
+            "{msg} (from Python: `python -m xqdb setup` sets up ONNX Runtime and the default \
+             model)"
+        )),
         _ => StorageError::new_err(msg),
     }
 }

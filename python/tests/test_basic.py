@@ -206,3 +206,22 @@ def test_searches_run_while_a_writer_encodes(tmp_path):
         f"({len(stamps) - 2} finished inside)"
     )
     assert len(index) == 2096
+
+
+def test_a_missing_model_names_the_setup_command_which_runs_from_the_package(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    code = "import xqdb, sys\ntry:\n    xqdb.Index.create(sys.argv[1])\nexcept xqdb.ModelError as e:\n    print(e)\n"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "idx")], capture_output=True,
+                         text=True, env=dict(os.environ, XQDB_HOME=str(empty)), check=True).stdout
+    assert "python -m xqdb setup" in out, out
+    # The set-up runs from the installed package; on a cache that is ready it only checks it.
+    home = os.environ.get("XQDB_HOME") or os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "xqdb")
+    done = subprocess.run([sys.executable, "-m", "xqdb", "setup", "--home", home], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert "model ready" in done.stdout, done.stdout
