@@ -1,7 +1,9 @@
 //! `xqdb._xqdb`: the Python extension, a thin layer over xqdb's public Rust API (no second
 //! implementation). Every call that encodes, generates, scans or commits releases the GIL.
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -324,6 +326,96 @@ impl Index {
         all.into_iter().map(|h| hits_to_py(py, h)).collect()
     }
 
+    /// For each row of a 2-D float32 array, the ids of its top `k` and their scores as an
+    /// (n, k) float32 array (NaN where fewer than `k` passages match).
+    #[pyo3(signature = (vectors, k = 10, lang = None, meta = None))]
+    fn search_arrays<'py>(
+        &self,
+        py: Python<'py>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        k: usize,
+        lang: Option<Vec<String>>,
+        meta: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(Vec<Vec<String>>, Bound<'py, PyArray2<f32>>)> {
+        let o = options(k, lang, meta, "dense", None)?;
+        let rows: Vec<Vec<f32>> = vectors
+            .as_array()
+            .rows()
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
+        let all = py
+            .detach(|| self.index.search_batch(&rows, &o))
+            .map_err(to_py)?;
+        let mut scores = vec![f32::NAN; all.len() * k];
+        let ids = all
+            .into_iter()
+            .enumerate()
+            .map(|(i, hits)| {
+                hits.into_iter()
+                    .enumerate()
+                    .map(|(j, h)| {
+                        scores[i * k + j] = h.score;
+                        h.id
+                    })
+                    .collect()
+            })
+            .collect::<Vec<Vec<String>>>();
+        let n = ids.len();
+        let array = PyArray1::from_vec(py, scores).reshape([n, k])?;
+        Ok((ids, array))
+    }
+
+    /// The stored vector of `id` (a float32 array), or None.
+    fn vector<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+    ) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+        let v = py
+            .detach(|| self.index.snapshot().vector(id))
+            .map_err(to_py)?;
+        Ok(v.map(|v| PyArray1::from_vec(py, v)))
+    }
+
+    /// Writes every passage (text, queries, vectors) to a Parquet or Arrow IPC file (by its
+    /// extension); returns the report as a dict.
+    #[pyo3(signature = (path, f16 = false))]
+    fn export(&self, py: Python<'_>, path: std::path::PathBuf, f16: bool) -> PyResult<Py<PyAny>> {
+        let options = xqdb::interchange::ExportOptions {
+            f16,
+            ..Default::default()
+        };
+        let r = py
+            .detach(|| xqdb::interchange::export(&self.index, &path, &options))
+            .map_err(to_py)?;
+        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
+    /// Stores the rows of a Parquet or Arrow IPC file in the schema of `export`; returns
+    /// the report as a dict.
+    #[pyo3(signature = (path, upsert = false))]
+    fn import_file(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        upsert: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let options = xqdb::interchange::ImportOptions {
+            upsert,
+            ..Default::default()
+        };
+        let r = py
+            .detach(|| {
+                let source = xqdb::interchange::Source::open(&path, options.batch_rows)?;
+                xqdb::interchange::import(&self.index, source, &options)
+            })
+            .map_err(to_py)?;
+        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
     /// The stored passage `id` as a dict, or None.
     fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<Py<PyAny>>> {
         let p = py.detach(|| self.index.snapshot().get(id)).map_err(to_py)?;
@@ -355,6 +447,67 @@ impl Index {
 
     fn __len__(&self) -> usize {
         self.index.snapshot().len() as usize
+    }
+}
+
+/// An encoder model bundle (default: the set-up's default model), for vectors computed
+/// outside an index (e.g. in parallel workers).
+#[pyclass(module = "xqdb._xqdb", frozen)]
+struct Encoder {
+    encoder: Arc<xqdb::Encoder>,
+}
+
+fn rows_to_array<'py>(
+    py: Python<'py>,
+    rows: Vec<Vec<f32>>,
+    dim: usize,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let n = rows.len();
+    let flat: Vec<f32> = rows.into_iter().flatten().collect();
+    Ok(PyArray1::from_vec(py, flat).reshape([n, dim])?)
+}
+
+#[pymethods]
+impl Encoder {
+    /// Opens a bundle folder (None: the default model).
+    #[staticmethod]
+    #[pyo3(signature = (path = None))]
+    fn open(py: Python<'_>, path: Option<std::path::PathBuf>) -> PyResult<Encoder> {
+        let dir = path.unwrap_or_else(xqdb::ModelBundle::default_dir);
+        let encoder = py.detach(|| xqdb::Encoder::from_dir(dir)).map_err(to_py)?;
+        Ok(Encoder {
+            encoder: Arc::new(encoder),
+        })
+    }
+
+    /// Vector dimension.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.encoder.dim()
+    }
+
+    /// Passage vectors as an (n, dim) float32 array.
+    fn encode_passages<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let rows = py
+            .detach(|| self.encoder.encode_passages(&texts))
+            .map_err(to_py)?;
+        rows_to_array(py, rows, self.encoder.dim())
+    }
+
+    /// Query vectors as an (n, dim) float32 array.
+    fn encode_queries<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let rows = py
+            .detach(|| self.encoder.encode_queries(&texts))
+            .map_err(to_py)?;
+        rows_to_array(py, rows, self.encoder.dim())
     }
 }
 
@@ -539,6 +692,7 @@ fn _xqdb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Index>()?;
     m.add_class::<Writer>()?;
     m.add_class::<Hit>()?;
+    m.add_class::<Encoder>()?;
     m.add("XqdbError", py.get_type::<XqdbError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("DuplicateIdError", py.get_type::<DuplicateIdError>())?;

@@ -225,3 +225,26 @@ def test_a_missing_model_names_the_setup_command_which_runs_from_the_package(tmp
                           text=True)
     assert done.returncode == 0, done.stderr
     assert "model ready" in done.stdout, done.stdout
+
+
+def test_arrays_out_export_import_and_the_encoder(tmp_path):
+    index = xqdb.Index.create(str(tmp_path / "idx"), dim=3, metric="dot")
+    with index.writer() as w:
+        w.insert_vectors(["a", "b"], np.array([[1, 0, 0], [0, 2, 0]], dtype=np.float32))
+    ids, scores = index.search_arrays(np.array([[0, 1, 0], [1, 0, 0]], dtype=np.float32), k=3)
+    assert ids == [["b", "a"], ["a", "b"]]
+    assert scores.dtype == np.float32 and scores.shape == (2, 3)
+    assert scores[0, 0] == 2.0 and np.isnan(scores[0, 2])
+    np.testing.assert_array_equal(index.vector("b"), np.array([0, 2, 0], dtype=np.float32))
+    assert index.vector("missing") is None
+    report = index.export(str(tmp_path / "rows.parquet"))
+    assert report["rows"] == 2
+    other = xqdb.Index.create(str(tmp_path / "copy"), dim=3, metric="dot")
+    assert other.import_file(str(tmp_path / "rows.parquet"))["rows"] == 2
+    np.testing.assert_array_equal(other.vector("a"), index.vector("a"))
+
+    enc = xqdb.Encoder.open()
+    p = enc.encode_passages(["Helsinki is the capital of Finland.", "Tokyo is in Japan."])
+    q = enc.encode_queries(["Mikä on Suomen pääkaupunki?"])
+    assert p.shape == (2, enc.dim) and q.shape == (1, enc.dim) and p.dtype == np.float32
+    assert (p @ q[0]).argmax() == 0
