@@ -200,6 +200,9 @@ fn passage_of(row: &Bound<'_, PyAny>) -> PyResult<xqdb::Passage> {
     Ok(p)
 }
 
+/// Per query, the hit ids; and the scores as an (n, k) array.
+type IdsAndScores<'py> = (Vec<Vec<String>>, Bound<'py, PyArray2<f32>>);
+
 /// An index folder: searches from any thread, one writer at a time.
 #[pyclass(module = "xqdb._xqdb", frozen)]
 struct Index {
@@ -336,7 +339,7 @@ impl Index {
         k: usize,
         lang: Option<Vec<String>>,
         meta: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<(Vec<Vec<String>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<IdsAndScores<'py>> {
         let o = options(k, lang, meta, "dense", None)?;
         let rows: Vec<Vec<f32>> = vectors
             .as_array()
@@ -464,7 +467,7 @@ fn rows_to_array<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let n = rows.len();
     let flat: Vec<f32> = rows.into_iter().flatten().collect();
-    Ok(PyArray1::from_vec(py, flat).reshape([n, dim])?)
+    PyArray1::from_vec(py, flat).reshape([n, dim])
 }
 
 #[pymethods]
