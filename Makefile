@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -144,3 +144,12 @@ python-test: setup wheel
 	$(PYTHON) -m venv target/py-test-venv
 	target/py-test-venv/bin/pip install -q pytest target/wheels/xqdb-*-abi3-*.whl
 	cd target && py-test-venv/bin/python -m pytest -q ../python/tests
+
+# Python against Rust per call, and against LanceDB and Chroma (their PyPI packages) on the
+# same 100,000 vectors, in one run (scripts/bench_python.py; target/bench-python.json).
+bench-python: setup wheel
+	$(CARGO) build --release --example search_latency
+	test -x target/py-bench-venv/bin/python || $(PYTHON) -m venv target/py-bench-venv
+	target/py-bench-venv/bin/pip install -q --force-reinstall --no-deps target/wheels/xqdb-*-abi3-*.whl
+	target/py-bench-venv/bin/pip install -q numpy onnxruntime==1.32.0 lancedb chromadb pyarrow
+	target/py-bench-venv/bin/python scripts/bench_python.py
