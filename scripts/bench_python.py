@@ -103,7 +103,7 @@ def main():
 
     t = time.perf_counter()
     client = chromadb.PersistentClient(path=os.path.join(work, "chroma"))
-    col = client.create_collection("v", metadata={"hnsw:space": "cosine"})
+    col = client.create_collection("vectors", metadata={"hnsw:space": "cosine"})
     step = min(5000, client.get_max_batch_size())
     for s in range(0, N, step):
         col.add(ids=ids[s:s + step], embeddings=data[s:s + step])
