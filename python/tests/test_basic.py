@@ -248,3 +248,21 @@ def test_arrays_out_export_import_and_the_encoder(tmp_path):
     q = enc.encode_queries(["Mikä on Suomen pääkaupunki?"])
     assert p.shape == (2, enc.dim) and q.shape == (1, enc.dim) and p.dtype == np.float32
     assert (p @ q[0]).argmax() == 0
+
+
+def test_progress_callbacks_are_called_and_their_errors_raised(tmp_path):
+    index = xqdb.Index.create(str(tmp_path / "idx"))
+    calls = []
+    rows = [{"id": f"p{i}", "text": f"Passage {i} about Tokyo."} for i in range(40)]
+    with index.writer() as w:
+        w.insert_texts(rows, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (40, 40)
+    assert all(t == 40 and 0 <= d <= 40 for d, t in calls)
+
+    def boom(done, total):
+        raise ValueError("stop")
+
+    with pytest.raises(ValueError):
+        with index.writer() as w:
+            w.insert_texts([{"id": "x", "text": "more"}], progress=boom)
+    assert len(index) == 40, "the failing block was rolled back"
