@@ -93,6 +93,22 @@ fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
     Ok(json.call_method1("loads", (v.to_string(),))?.unbind())
 }
 
+/// A serialisable Rust value (a report, stats, a passage) as Python objects.
+fn to_python<T: serde::Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
+    let v = serde_json::to_value(value).map_err(|e| StorageError::new_err(e.to_string()))?;
+    json_to_py(py, &v)
+}
+
+/// The rows of a 2-D float32 array.
+fn rows_of(vectors: &PyReadonlyArray2<'_, f32>) -> Vec<Vec<f32>> {
+    vectors
+        .as_array()
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect()
+}
+
 /// A Python object as a JSON value.
 fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     let json = obj.py().import("json")?;
@@ -317,12 +333,7 @@ impl Index {
         meta: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Vec<Hit>>> {
         let o = options(k, lang, meta, "dense", None)?;
-        let rows: Vec<Vec<f32>> = vectors
-            .as_array()
-            .rows()
-            .into_iter()
-            .map(|r| r.to_vec())
-            .collect();
+        let rows = rows_of(&vectors);
         let all = py
             .detach(|| self.index.search_batch(&rows, &o))
             .map_err(to_py)?;
@@ -341,12 +352,7 @@ impl Index {
         meta: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<IdsAndScores<'py>> {
         let o = options(k, lang, meta, "dense", None)?;
-        let rows: Vec<Vec<f32>> = vectors
-            .as_array()
-            .rows()
-            .into_iter()
-            .map(|r| r.to_vec())
-            .collect();
+        let rows = rows_of(&vectors);
         let all = py
             .detach(|| self.index.search_batch(&rows, &o))
             .map_err(to_py)?;
@@ -392,8 +398,7 @@ impl Index {
         let r = py
             .detach(|| xqdb::interchange::export(&self.index, &path, &options))
             .map_err(to_py)?;
-        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
-        json_to_py(py, &v)
+        to_python(py, &r)
     }
 
     /// Stores the rows of a Parquet or Arrow IPC file in the schema of `export`; returns
@@ -415,32 +420,25 @@ impl Index {
                 xqdb::interchange::import(&self.index, source, &options)
             })
             .map_err(to_py)?;
-        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
-        json_to_py(py, &v)
+        to_python(py, &r)
     }
 
     /// The stored passage `id` as a dict, or None.
     fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<Py<PyAny>>> {
         let p = py.detach(|| self.index.snapshot().get(id)).map_err(to_py)?;
-        p.map(|p| {
-            let v = serde_json::to_value(&p).map_err(|e| StorageError::new_err(e.to_string()))?;
-            json_to_py(py, &v)
-        })
-        .transpose()
+        p.map(|p| to_python(py, &p)).transpose()
     }
 
     /// Counts and sizes (a dict).
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let s = py.detach(|| self.index.stats()).map_err(to_py)?;
-        let v = serde_json::to_value(&s).map_err(|e| StorageError::new_err(e.to_string()))?;
-        json_to_py(py, &v)
+        to_python(py, &s)
     }
 
     /// Checks every segment and catalog row (a dict report; raises on a problem).
     fn verify(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let r = py.detach(|| self.index.verify()).map_err(to_py)?;
-        let v = serde_json::to_value(&r).map_err(|e| StorageError::new_err(e.to_string()))?;
-        json_to_py(py, &v)
+        to_python(py, &r)
     }
 
     /// Seals the tail and merges all segments, dropping deleted rows.
@@ -621,8 +619,7 @@ impl Writer {
                     .map_or(String::new(), |t| format!(", {} texts", t.len()))
             )));
         }
-        let array = vectors.as_array();
-        let rows: Vec<Vec<f32>> = array.rows().into_iter().map(|r| r.to_vec()).collect();
+        let rows = rows_of(&vectors);
         self.with(py, move |w| {
             for (i, (id, v)) in ids.into_iter().zip(rows).enumerate() {
                 // A passage needs text: without `texts`, its id stands in.
