@@ -201,15 +201,12 @@ impl Snapshot {
     /// ```
     pub fn search_lexical(&self, query: &str, options: &SearchOptions) -> Result<Vec<Hit>> {
         let (ranked, terms, _) = self.rank_lexical(query, options, options.k)?;
-        ranked
-            .into_iter()
-            .map(|(score, rid)| {
-                let mut hit = self.fetch_hits(&[(score, rid)])?.remove(0);
-                hit.lexical_score = Some(score);
-                hit.snippet = self.snippet(&hit, &terms);
-                Ok(hit)
-            })
-            .collect()
+        let mut hits = self.fetch_hits(&ranked)?;
+        for hit in &mut hits {
+            hit.lexical_score = Some(hit.score);
+            hit.snippet = self.snippet(hit, &terms);
+        }
+        Ok(hits)
     }
 
     /// Row ids and BM25 scores of the top `n` rows for `query`, the query's terms and the
@@ -322,18 +319,17 @@ impl Snapshot {
         depth: usize,
     ) -> Result<Vec<Hit>> {
         let (lexical, terms, bound) = self.rank_lexical(query, options, depth)?;
-        fuse(dense, &lexical, bound as f32, options.fusion, options.k)
-            .into_iter()
-            .map(|f| {
-                let mut hit = self.fetch_hits(&[(f.score, f.rid)])?.remove(0);
-                hit.dense_score = f.dense;
-                hit.lexical_score = f.lexical;
-                if f.lexical.is_some() {
-                    hit.snippet = self.snippet(&hit, &terms);
-                }
-                Ok(hit)
-            })
-            .collect()
+        let fused = fuse(dense, &lexical, bound as f32, options.fusion, options.k);
+        let ranked: Vec<(f32, u64)> = fused.iter().map(|f| (f.score, f.rid)).collect();
+        let mut hits = self.fetch_hits(&ranked)?;
+        for (hit, f) in hits.iter_mut().zip(&fused) {
+            hit.dense_score = f.dense;
+            hit.lexical_score = f.lexical;
+            if f.lexical.is_some() {
+                hit.snippet = self.snippet(hit, &terms);
+            }
+        }
+        Ok(hits)
     }
 }
 
@@ -391,25 +387,21 @@ pub(crate) fn fuse(
                 .collect(),
         ),
     };
-    for (&(s, rid), part) in dense.iter().zip(dense_part) {
-        let f = all.entry(rid).or_insert(Fused {
-            rid,
-            score: 0.0,
-            dense: None,
-            lexical: None,
-        });
-        f.dense = Some(s);
-        f.score += part;
-    }
-    for (&(s, rid), part) in lexical.iter().zip(lexical_part) {
-        let f = all.entry(rid).or_insert(Fused {
-            rid,
-            score: 0.0,
-            dense: None,
-            lexical: None,
-        });
-        f.lexical = Some(s);
-        f.score += part;
+    for (is_dense, list, parts) in [(true, dense, dense_part), (false, lexical, lexical_part)] {
+        for (&(s, rid), part) in list.iter().zip(parts) {
+            let f = all.entry(rid).or_insert(Fused {
+                rid,
+                score: 0.0,
+                dense: None,
+                lexical: None,
+            });
+            *if is_dense {
+                &mut f.dense
+            } else {
+                &mut f.lexical
+            } = Some(s);
+            f.score += part;
+        }
     }
     let mut out: Vec<Fused> = all.into_values().collect();
     out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.rid.cmp(&b.rid)));
