@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -23,6 +23,7 @@ demo: setup
 test: setup kernels lint features
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+	$(MAKE) python-test
 
 # The CPU and the scoring kernels searches use on it, each checked against exact sums.
 kernels:
@@ -129,9 +130,9 @@ fuzz-smoke:
 	done
 
 # The Python package (python/, PyO3 + maturin, abi3 for CPython >= 3.9): `make wheel` builds
-# it into target/wheels; `make python-test` installs it into a fresh venv (numpy and
-# onnxruntime from PyPI) and runs python/tests with pytest. Not yet part of `make test`. The
-# wheel carries the set-up scripts for `python -m xqdb setup`.
+# it into target/wheels; `make python-test` (part of `make test`) installs it into a fresh
+# venv (numpy, onnxruntime and pyarrow from PyPI) and runs python/tests with pytest, using
+# the CLI `make test` built. The wheel carries the set-up scripts for `python -m xqdb setup`.
 PY_BUILD_VENV = $${XQDB_HOME:-.cache/xqdb}/py-build
 wheel:
 	test -x $(PY_BUILD_VENV)/bin/maturin || { $(PYTHON) -m venv $(PY_BUILD_VENV) && $(PY_BUILD_VENV)/bin/pip install -q "maturin>=1.7,<2"; }
@@ -140,9 +141,10 @@ wheel:
 	$(PY_BUILD_VENV)/bin/maturin build --release -m python/Cargo.toml -o target/wheels
 
 python-test: setup wheel
+	$(CARGO) build --release --bin xqdb
 	rm -rf target/py-test-venv
 	$(PYTHON) -m venv target/py-test-venv
-	target/py-test-venv/bin/pip install -q pytest target/wheels/xqdb-*-abi3-*.whl
+	target/py-test-venv/bin/pip install -q pytest pyarrow target/wheels/xqdb-*-abi3-*.whl
 	cd target && py-test-venv/bin/python -m pytest -q ../python/tests
 
 # Python against Rust per call, and against LanceDB and Chroma (their PyPI packages) on the
@@ -153,3 +155,16 @@ bench-python: setup wheel
 	target/py-bench-venv/bin/pip install -q --force-reinstall --no-deps target/wheels/xqdb-*-abi3-*.whl
 	target/py-bench-venv/bin/pip install -q numpy onnxruntime==1.32.0 lancedb chromadb pyarrow
 	target/py-bench-venv/bin/python scripts/bench_python.py
+
+# The scale-out path of docs/SCALING.md, checked: a local Ray cluster (ray.init() on this
+# machine) runs python/examples/ray_augment.py over a Parquet file of passages in 2 workers
+# (query generation with the test generator, encoding with the fp32 default bundle); `xqdb
+# import` of its part files must give the queries, vectors (1e-5) and top-10s of a local
+# ingest (scripts/ray_example.py; target/ray-example.json). Not in CI (Ray is ~100 MB).
+RAY_VENV = target/ray-venv
+ray-example: setup wheel
+	$(CARGO) build --release --bin xqdb
+	test -x $(RAY_VENV)/bin/python || $(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install -q "ray[data]>=2.40,<3" pyarrow numpy onnxruntime==1.32.0
+	$(RAY_VENV)/bin/pip install -q --force-reinstall --no-deps target/wheels/xqdb-*-abi3-*.whl
+	$(RAY_VENV)/bin/python scripts/ray_example.py $(ARGS)

@@ -257,3 +257,75 @@ fn bad_files_are_refused_with_clear_errors() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert!(Source::open(&cut, 64).is_err());
 }
+
+fn xqdb_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_imports_a_folder_of_part_files_in_name_order() {
+    // What a Spark or Ray job writes: a folder of part files (and other files, skipped).
+    let tmp = tempfile::tempdir().unwrap();
+    let index = original(&tmp.path().join("orig"));
+    let parts = tmp.path().join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    let whole = tmp.path().join("whole.parquet");
+    export(&index, &whole, &ExportOptions::default()).unwrap();
+    // Two halves: the rows of ids < p0300 and the rest, as their own indexes' exports.
+    let snap = index.snapshot();
+    for (name, keep) in [("part-1.parquet", true), ("part-0.arrow", false)] {
+        let dir = tmp.path().join(name);
+        let half = Index::builder()
+            .dim(DIM)
+            .metric(Metric::Cosine)
+            .xqg(XqgProfile {
+                alpha: 0.2,
+                ..Default::default()
+            })
+            .create(&dir)
+            .unwrap();
+        let mut w = half.writer().unwrap();
+        for id in snap.ids().unwrap() {
+            if (id.as_str() < "p0300") != keep {
+                continue;
+            }
+            let p = snap.get(&id).unwrap().unwrap();
+            match snap.augmentation(&id).unwrap() {
+                Some(a) => w.insert_augmented(p, a).unwrap(),
+                None => w.insert(p, &snap.vector(&id).unwrap().unwrap()).unwrap(),
+            }
+        }
+        w.commit().unwrap();
+        drop(w);
+        export(&half, &parts.join(name), &ExportOptions::default()).unwrap();
+    }
+    std::fs::write(parts.join("_SUCCESS"), "").unwrap();
+    let copy = tmp.path().join("copy");
+    let out = xqdb_cli(&["import", copy.to_str().unwrap(), parts.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], 2);
+    assert_eq!(report["report"]["rows"], snap.len());
+    let copy = Index::open(&copy).unwrap();
+    same_index(&index, &copy);
+    // A folder without data files is an error that says so; nothing is created.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let target = tmp.path().join("none");
+    let out = xqdb_cli(&["import", target.to_str().unwrap(), empty.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Parquet or Arrow files"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!target.exists());
+}

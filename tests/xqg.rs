@@ -322,6 +322,60 @@ fn same_seed_same_queries_on_any_thread_count_and_batch() {
 }
 
 #[test]
+fn passages_augmented_apart_store_what_an_insert_stores() {
+    // What a worker of a cluster job computes (`augment_passages`, in other batches, the
+    // deferred flag ignored), staged with `insert_augmented`, equals an insert.
+    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let enc = common::fp32_encoder_threads(2);
+    let local = build(x.path(), profile(0.05), enc.clone());
+    let mut w = local.writer().unwrap();
+    w.insert_texts(passages(), &|_| {}).unwrap();
+    w.commit().unwrap();
+    let g = generator();
+    let worker_profile = XqgProfile {
+        deferred: true,
+        ..profile(0.05)
+    };
+    let mut apart = Vec::new();
+    for part in passages().chunks(4).rev() {
+        let done =
+            xqdb::ingest::augment_passages(&enc, &g, &worker_profile, part.to_vec(), &|_| {})
+                .unwrap();
+        apart.extend(done);
+    }
+    let remote = build(y.path(), profile(0.05), enc.clone());
+    let mut w = remote.writer().unwrap();
+    for (p, a) in apart {
+        assert!(!a.pending && !a.queries.is_empty());
+        w.insert_augmented(p, a).unwrap();
+    }
+    w.commit().unwrap();
+    let (l, r) = (local.snapshot(), remote.snapshot());
+    for p in passages() {
+        assert_eq!(l.queries(&p.id).unwrap(), r.queries(&p.id).unwrap());
+        let (vl, vr) = (
+            l.vector(&p.id).unwrap().unwrap(),
+            r.vector(&p.id).unwrap().unwrap(),
+        );
+        assert!(close(&vl, &vr, 1e-5), "{}", p.id);
+    }
+    // Bad passages are refused as on insert, naming them.
+    let mut bad = passages();
+    bad[1].text = " ".into();
+    let e = xqdb::ingest::augment_passages(&enc, &g, &worker_profile, bad, &|_| {}).unwrap_err();
+    assert!(e.to_string().contains("p1"), "{e}");
+    let e = xqdb::ingest::augment_passages(
+        &enc,
+        &g,
+        &worker_profile,
+        vec![passages()[0].clone(); 2],
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, xqdb::Error::DuplicateId { .. }), "{e}");
+}
+
+#[test]
 fn a_different_generator_is_refused_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     build(

@@ -116,6 +116,50 @@ fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| InvalidInputError::new_err(e.to_string()))
 }
 
+/// An xQG profile from Python: None or True → the default (the paper's settings); a dict
+/// overrides fields of the default (`languages` as "fi,ja" or a list of codes / CODE=Name).
+fn profile_of(obj: Option<&Bound<'_, PyAny>>) -> PyResult<xqdb::XqgProfile> {
+    let bad = |m: String| InvalidInputError::new_err(format!("xQG profile: {m}"));
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(xqdb::XqgProfile::default());
+    };
+    if let Ok(flag) = obj.cast::<pyo3::types::PyBool>() {
+        return if flag.is_true() {
+            Ok(xqdb::XqgProfile::default())
+        } else {
+            Err(bad("False is not a profile (leave it out for none)".into()))
+        };
+    }
+    let serde_json::Value::Object(given) = py_to_json(obj)? else {
+        return Err(bad("give True or a dict of settings".into()));
+    };
+    let mut merged =
+        serde_json::to_value(xqdb::XqgProfile::default()).map_err(|e| bad(e.to_string()))?;
+    for (key, value) in given {
+        let value = match (key.as_str(), value) {
+            ("languages", serde_json::Value::String(list)) => {
+                serde_json::to_value(xqdb::xqg::TargetLanguage::parse_list(&list).map_err(to_py)?)
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            ("languages", serde_json::Value::Array(codes))
+                if codes.iter().all(serde_json::Value::is_string) =>
+            {
+                let list: Vec<&str> = codes.iter().filter_map(|c| c.as_str()).collect();
+                serde_json::to_value(
+                    xqdb::xqg::TargetLanguage::parse_list(&list.join(",")).map_err(to_py)?,
+                )
+                .map_err(|e| bad(e.to_string()))?
+            }
+            (_, v) => v,
+        };
+        merged[key] = value;
+    }
+    let profile: xqdb::XqgProfile =
+        serde_json::from_value(merged).map_err(|e| bad(e.to_string()))?;
+    profile.validate().map_err(to_py)?;
+    Ok(profile)
+}
+
 /// One search result.
 #[pyclass(module = "xqdb._xqdb", frozen, get_all)]
 struct Hit {
@@ -239,15 +283,26 @@ impl Index {
 
     /// Creates an index: for vectors of `dim` components, or (no `dim`) for text with the
     /// default model; `metric` "cosine" (default) or "dot"; `lexical` keeps a keyword index.
+    /// `xqg` (True or a dict of profile settings) records an xQG profile, and `generator` (a
+    /// generator folder) generates queries on insert (with the default profile if no `xqg`).
     #[staticmethod]
-    #[pyo3(signature = (path, dim = None, metric = None, lexical = false))]
+    /// `model` names an encoder bundle folder other than the default.
+    #[pyo3(signature = (path, dim = None, metric = None, lexical = false, xqg = None, generator = None, model = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn create(
         py: Python<'_>,
         path: std::path::PathBuf,
         dim: Option<usize>,
         metric: Option<&str>,
         lexical: bool,
+        xqg: Option<&Bound<'_, PyAny>>,
+        generator: Option<std::path::PathBuf>,
+        model: Option<std::path::PathBuf>,
     ) -> PyResult<Index> {
+        let profile = match (xqg.filter(|x| !x.is_none()), &generator) {
+            (None, None) => None,
+            (x, _) => Some(profile_of(x)?),
+        };
         let metric = match metric.unwrap_or("cosine") {
             "cosine" => xqdb::Metric::Cosine,
             "dot" => xqdb::Metric::Dot,
@@ -263,16 +318,37 @@ impl Index {
                 if lexical {
                     b = b.lexical(xqdb::LexicalSettings::default());
                 }
-                b = match dim {
-                    Some(d) => b.dim(d),
-                    None => b.encoder(Arc::new(xqdb::Encoder::from_dir(
-                        xqdb::ModelBundle::default_dir(),
-                    )?)),
+                if let Some(p) = profile {
+                    b = b.xqg(p);
+                }
+                if let Some(g) = &generator {
+                    let options = xqdb::GeneratorOptions::default();
+                    b = b.generator(Arc::new(xqdb::Generator::open(g, &options)?));
+                }
+                b = match (dim, model) {
+                    (Some(d), None) => b.dim(d),
+                    (d, m) => {
+                        let dir = m.unwrap_or_else(xqdb::ModelBundle::default_dir);
+                        let encoder = xqdb::Encoder::from_dir(dir)?;
+                        if let Some(d) = d.filter(|&d| d != encoder.dim()) {
+                            return Err(xqdb::Error::InvalidArgument(format!(
+                                "dim {d}, but the model's vectors have {}",
+                                encoder.dim()
+                            )));
+                        }
+                        b.encoder(Arc::new(encoder))
+                    }
                 };
                 b.create(&path)
             })
             .map_err(to_py)?;
         Ok(Index { index })
+    }
+
+    /// The index's xQG profile as a dict, or None.
+    fn xqg_profile(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let snap = self.index.snapshot();
+        snap.xqg_profile().map(|p| to_python(py, p)).transpose()
     }
 
     /// The index's writer (one at a time; use it as a context manager).
@@ -512,6 +588,160 @@ impl Encoder {
     }
 }
 
+/// Query generation and encoding without an index: what an index with the same profile,
+/// generator and encoder computes for a passage on insert. For workers of a parallel job
+/// whose output (`xqdb.arrow.augment_table`) `xqdb import` stores without recomputing.
+#[pyclass(module = "xqdb._xqdb", frozen)]
+struct Augmenter {
+    encoder: Arc<xqdb::Encoder>,
+    generator: Arc<xqdb::Generator>,
+    profile: xqdb::XqgProfile,
+}
+
+#[pymethods]
+impl Augmenter {
+    /// A generator folder, an xQG profile (None: the default; a dict overrides its
+    /// settings) and an encoder bundle (None: the default model).
+    #[new]
+    #[pyo3(signature = (generator, profile = None, encoder = None))]
+    fn new(
+        py: Python<'_>,
+        generator: std::path::PathBuf,
+        profile: Option<&Bound<'_, PyAny>>,
+        encoder: Option<std::path::PathBuf>,
+    ) -> PyResult<Augmenter> {
+        let mut profile = profile_of(profile)?;
+        let (encoder, generator) = py
+            .detach(|| -> xqdb::Result<_> {
+                let dir = encoder.unwrap_or_else(xqdb::ModelBundle::default_dir);
+                let e = xqdb::Encoder::from_dir(dir)?;
+                let g = xqdb::Generator::open(&generator, &xqdb::GeneratorOptions::default())?;
+                Ok((e, g))
+            })
+            .map_err(to_py)?;
+        profile.generator = Some(generator.fingerprint().to_string());
+        profile.generator_path = Some(generator.dir().to_string_lossy().into_owned());
+        profile.deferred = false;
+        Ok(Augmenter {
+            encoder: Arc::new(encoder),
+            generator: Arc::new(generator),
+            profile,
+        })
+    }
+
+    /// The profile, generator and encoder of the index at `path`.
+    #[staticmethod]
+    fn from_index(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Augmenter> {
+        py.detach(|| -> xqdb::Result<Augmenter> {
+            let index = xqdb::Index::builder().read_only(true).open(&path)?;
+            let mut profile = index.snapshot().xqg_profile().cloned().ok_or_else(|| {
+                xqdb::Error::InvalidArgument(format!(
+                    "{}: the index has no xQG profile",
+                    path.display()
+                ))
+            })?;
+            profile.deferred = false;
+            Ok(Augmenter {
+                encoder: index.encoder()?,
+                generator: index.generator()?,
+                profile,
+            })
+        })
+        .map_err(to_py)
+    }
+
+    /// The profile (a dict).
+    #[getter]
+    fn profile(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        to_python(py, &self.profile)
+    }
+
+    /// Vector dimension.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.encoder.dim()
+    }
+
+    /// Metadata for the file's schema: dimension, model and generator fingerprints and the
+    /// profile, under the keys `xqdb export` writes (import checks the model).
+    fn metadata(&self) -> PyResult<std::collections::HashMap<String, String>> {
+        let profile = serde_json::to_string(&self.profile)
+            .map_err(|e| StorageError::new_err(e.to_string()))?;
+        Ok([
+            ("xqdb.dim", self.encoder.dim().to_string()),
+            ("xqdb.model_fingerprint", self.encoder.fingerprint().into()),
+            (
+                "xqdb.generator_fingerprint",
+                self.generator.fingerprint().into(),
+            ),
+            ("xqdb.xqg_profile", profile),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect())
+    }
+
+    /// Generates and encodes the queries of rows {"id", "text", "title"?, "lang"?, "meta"?}:
+    /// a dict of "id" (list), "generated_queries" (per row a list of {"lang", "text"}),
+    /// "vec_passage" and "vec_query_sum" ((n, dim) float32 arrays) and "query_count"
+    /// (uint32 array). `progress(done, total)` is called as they go.
+    #[pyo3(signature = (rows, progress = None))]
+    fn augment<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyList>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let passages = rows
+            .iter()
+            .map(|r| passage_of(&r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let done = with_progress(progress, |report| {
+            py.detach(|| {
+                xqdb::ingest::augment_passages(
+                    &self.encoder,
+                    &self.generator,
+                    &self.profile,
+                    passages,
+                    report,
+                )
+            })
+            .map_err(to_py)
+        })?;
+        let dim = self.encoder.dim();
+        let n = done.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut queries = Vec::with_capacity(n);
+        let mut vp = Vec::with_capacity(n * dim);
+        let mut vs = Vec::with_capacity(n * dim);
+        let mut counts = Vec::with_capacity(n);
+        for (p, a) in done {
+            ids.push(p.id);
+            counts.push(a.queries.len() as u32);
+            let list = PyList::empty(py);
+            for (lang, text) in a.queries {
+                let q = PyDict::new(py);
+                q.set_item("lang", lang)?;
+                q.set_item("text", text)?;
+                list.append(q)?;
+            }
+            queries.push(list);
+            vp.extend(a.passage_vector);
+            vs.extend(a.query_sum);
+        }
+        let out = PyDict::new(py);
+        out.set_item("id", ids)?;
+        out.set_item("generated_queries", queries)?;
+        out.set_item("vec_passage", PyArray1::from_vec(py, vp).reshape([n, dim])?)?;
+        out.set_item(
+            "vec_query_sum",
+            PyArray1::from_vec(py, vs).reshape([n, dim])?,
+        )?;
+        out.set_item("query_count", PyArray1::from_vec(py, counts))?;
+        Ok(out)
+    }
+}
+
 /// The one writer of an index. As a context manager it commits on success and rolls back
 /// (and releases the writer) when the block raises.
 #[pyclass(module = "xqdb._xqdb", frozen)]
@@ -545,30 +775,42 @@ impl Writer {
             .iter()
             .map(|r| passage_of(&r))
             .collect::<PyResult<Vec<_>>>()?;
-        let failed: Mutex<Option<PyErr>> = Mutex::new(None);
-        let report = |p: &xqdb::Progress| {
-            if let Some(cb) = &progress {
-                Python::attach(|py| {
-                    if let Err(e) = cb.call1(py, (p.passages, p.total)) {
-                        failed
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                    }
-                });
-            }
-        };
-        self.with(py, |w| {
-            if upsert {
-                w.upsert_texts(passages, &report)
-            } else {
-                w.insert_texts(passages, &report)
-            }
-        })?;
-        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
+        with_progress(progress, |report| {
+            self.with(py, |w| {
+                if upsert {
+                    w.upsert_texts(passages, report)
+                } else {
+                    w.insert_texts(passages, report)
+                }
+            })
+        })
+    }
+}
+
+/// Runs `f` with a progress reporter calling the Python callable `progress(done, total)`;
+/// the first exception the callable raised is raised after `f` (which then failed or
+/// finished; a writer's block rolls back).
+fn with_progress<T>(
+    progress: Option<Py<PyAny>>,
+    f: impl FnOnce(&(dyn Fn(&xqdb::Progress) + Sync)) -> PyResult<T>,
+) -> PyResult<T> {
+    let failed: Mutex<Option<PyErr>> = Mutex::new(None);
+    let report = |p: &xqdb::Progress| {
+        if let Some(cb) = &progress {
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (p.passages, p.total)) {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                }
+            });
         }
+    };
+    let out = f(&report)?;
+    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
@@ -685,6 +927,13 @@ impl Writer {
     }
 }
 
+/// The folder of the default model bundle, in the set-up's cache (`XQDB_HOME`, else
+/// `~/.cache/xqdb`); other bundles the set-up made lie next to it.
+#[pyfunction]
+fn default_model_dir() -> std::path::PathBuf {
+    xqdb::ModelBundle::default_dir()
+}
+
 /// The extension module.
 #[pymodule]
 fn _xqdb(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -693,6 +942,8 @@ fn _xqdb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Writer>()?;
     m.add_class::<Hit>()?;
     m.add_class::<Encoder>()?;
+    m.add_class::<Augmenter>()?;
+    m.add_function(wrap_pyfunction!(default_model_dir, m)?)?;
     m.add("XqdbError", py.get_type::<XqdbError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("DuplicateIdError", py.get_type::<DuplicateIdError>())?;

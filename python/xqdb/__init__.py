@@ -4,6 +4,8 @@ The same index folders as the Rust library and the ``xqdb`` command: open or cre
 write through ``index.writer()`` (a context manager that commits on success and rolls back
 when the block raises) and search by text (``search_text``) or by vector (``search``,
 ``search_batch``). Calls that encode, generate, scan or commit release the GIL.
+``Augmenter`` generates and encodes queries without an index (the map step of a parallel
+job; ``xqdb.arrow`` writes its output in the schema ``xqdb import`` reads).
 """
 
 import importlib.util
@@ -35,6 +37,7 @@ _find_onnxruntime()
 
 from ._xqdb import (  # noqa: E402
     FORMAT_VERSION,
+    Augmenter,
     BusyError,
     CorruptError,
     DuplicateIdError,
@@ -48,10 +51,12 @@ from ._xqdb import (  # noqa: E402
     VersionError,
     Writer,
     XqdbError,
+    default_model_dir,
 )
 
 __all__ = [
     "FORMAT_VERSION",
+    "Augmenter",
     "BusyError",
     "CorruptError",
     "DuplicateIdError",
@@ -65,4 +70,5 @@ __all__ = [
     "VersionError",
     "Writer",
     "XqdbError",
+    "default_model_dir",
 ]

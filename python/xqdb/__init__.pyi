@@ -7,6 +7,8 @@ import numpy.typing as npt
 
 FORMAT_VERSION: int
 
+def default_model_dir() -> str: ...
+
 class XqdbError(Exception): ...
 class InvalidInputError(XqdbError): ...
 class DuplicateIdError(InvalidInputError): ...
@@ -69,6 +71,29 @@ class Encoder:
     def encode_passages(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
     def encode_queries(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
 
+class Augmenter:
+    """Query generation and encoding without an index, as an index with the same profile,
+    generator and encoder does on insert (the map step of a parallel job)."""
+
+    def __init__(
+        self,
+        generator: str,
+        profile: Optional[bool | dict[str, Any]] = None,
+        encoder: Optional[str] = None,
+    ) -> None: ...
+    @staticmethod
+    def from_index(path: str) -> "Augmenter": ...
+    @property
+    def profile(self) -> dict[str, Any]: ...
+    @property
+    def dim(self) -> int: ...
+    def metadata(self) -> dict[str, str]: ...
+    def augment(
+        self,
+        rows: list[dict[str, Any]],
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> dict[str, Any]: ...
+
 class Index:
     """An index folder: searches from any thread, one writer at a time."""
 
@@ -80,7 +105,11 @@ class Index:
         dim: Optional[int] = None,
         metric: Optional[str] = None,
         lexical: bool = False,
+        xqg: Optional[bool | dict[str, Any]] = None,
+        generator: Optional[str] = None,
+        model: Optional[str] = None,
     ) -> "Index": ...
+    def xqg_profile(self) -> Optional[dict[str, Any]]: ...
     def writer(self) -> Writer: ...
     def search_text(
         self,

@@ -11,6 +11,7 @@ pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
 #[cfg(feature = "documents")]
 pub(crate) use writer::check_lang_tag;
+pub(crate) use writer::validate_passage;
 pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
 
 use crate::error::{Error, Result};

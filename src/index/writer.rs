@@ -134,7 +134,7 @@ pub(crate) fn check_lang_tag(lang: &str) -> Result<()> {
     }
 }
 
-fn validate_passage(p: &Passage) -> Result<Option<String>> {
+pub(crate) fn validate_passage(p: &Passage) -> Result<Option<String>> {
     let bad = |reason: &str| Error::InvalidPassage {
         id: p.id.clone(),
         reason: reason.to_string(),

@@ -3,7 +3,7 @@
 use crate::common::{err, load_encoder, open_index, CliResult};
 use clap::Args;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use xqdb::Index;
 
 #[derive(Args)]
@@ -22,6 +22,8 @@ pub(crate) struct ExportArgs {
 #[derive(Args)]
 pub(crate) struct ImportArgs {
     dir: PathBuf,
+    /// A .parquet or .arrow file, or a folder of them (the part files a Spark or Ray job
+    /// writes), imported in name order, each in its own commits.
     file: PathBuf,
     /// Replace passages whose id exists instead of failing.
     #[arg(long)]
@@ -69,26 +71,69 @@ pub(crate) fn import(a: ImportArgs) -> CliResult {
         upsert,
         ..Default::default()
     };
+    let files = input_files(&file)?;
     let start = std::time::Instant::now();
-    let r = if dir.join("catalog.redb").exists() {
-        let index = open_index(&dir, model.as_deref(), false)?;
-        let source = xqdb::interchange::Source::open(&file, options.batch_rows).map_err(err)?;
-        xqdb::interchange::import(&index, source, &options).map_err(err)?
+    let mut r = xqdb::interchange::TransferReport::default();
+    let mut index = if dir.join("catalog.redb").exists() {
+        Some(open_index(&dir, model.as_deref(), false)?)
     } else {
-        let source = xqdb::interchange::Source::open(&file, options.batch_rows).map_err(err)?;
-        let names_model = source.metadata().contains_key("xqdb.model_fingerprint");
-        drop(source);
-        let encoder = if model.is_some() || names_model {
-            Some(load_encoder(model.as_deref())?)
-        } else {
-            None
-        };
-        xqdb::interchange::import_new(&dir, &file, encoder, &options)
-            .map_err(err)?
-            .1
+        None
     };
+    for file in &files {
+        let one = match &index {
+            Some(index) => {
+                let source =
+                    xqdb::interchange::Source::open(file, options.batch_rows).map_err(err)?;
+                xqdb::interchange::import(index, source, &options).map_err(err)?
+            }
+            None => {
+                let source =
+                    xqdb::interchange::Source::open(file, options.batch_rows).map_err(err)?;
+                let names_model = source.metadata().contains_key("xqdb.model_fingerprint");
+                drop(source);
+                let encoder = if model.is_some() || names_model {
+                    Some(load_encoder(model.as_deref())?)
+                } else {
+                    None
+                };
+                let (created, one) =
+                    xqdb::interchange::import_new(&dir, file, encoder, &options).map_err(err)?;
+                index = Some(created);
+                one
+            }
+        };
+        r.rows += one.rows;
+        r.augmented += one.augmented;
+        r.encoded += one.encoded;
+        r.commits += one.commits;
+        r.bytes += one.bytes;
+    }
     let secs = start.elapsed().as_secs_f64();
     Ok(
-        json!({ "index": dir, "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),
+        json!({ "index": dir, "files": files.len(), "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),
     )
+}
+
+/// `path` itself, or the Parquet and Arrow IPC files directly in the folder `path`, by name.
+fn input_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))? {
+        let p = entry
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .path();
+        if p.is_file() && xqdb::interchange::FileKind::from_path(&p).is_ok() {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "{}: no Parquet or Arrow files (.parquet, .pq, .arrow, .feather, .ipc) in this folder",
+            path.display()
+        ));
+    }
+    files.sort();
+    Ok(files)
 }
