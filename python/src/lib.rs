@@ -299,7 +299,11 @@ impl Index {
         generator: Option<std::path::PathBuf>,
         model: Option<std::path::PathBuf>,
     ) -> PyResult<Index> {
-        let profile = match (xqg.filter(|x| !x.is_none()), &generator) {
+        // None and False: no profile (unless a generator asks for the default one).
+        let xqg = xqg.filter(|x| {
+            !x.is_none() && x.cast::<pyo3::types::PyBool>().map_or(true, |b| b.is_true())
+        });
+        let profile = match (xqg, &generator) {
             (None, None) => None,
             (x, _) => Some(profile_of(x)?),
         };

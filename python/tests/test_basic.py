@@ -353,7 +353,7 @@ def test_queries_generated_apart_import_as_an_insert_stores_them(tmp_path):
         aug.augment([{"id": "x", "text": "  "}])
     with pytest.raises(xqdb.ModelError):
         xqdb.Augmenter(str(tmp_path / "no-generator"))
-    xqdb.Index.create(str(tmp_path / "plain"), dim=2)
+    assert xqdb.Index.create(str(tmp_path / "plain"), dim=2, xqg=False).xqg_profile() is None
     with pytest.raises(xqdb.InvalidInputError, match="no xQG profile"):
         xqdb.Augmenter.from_index(str(tmp_path / "plain"))
 
