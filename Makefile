@@ -144,7 +144,7 @@ python-test: setup wheel
 	$(CARGO) build --release --bin xqdb
 	rm -rf target/py-test-venv
 	$(PYTHON) -m venv target/py-test-venv
-	target/py-test-venv/bin/pip install -q pytest pyarrow target/wheels/xqdb-*-abi3-*.whl
+	target/py-test-venv/bin/pip install -q pytest pyarrow xxhash target/wheels/xqdb-*-abi3-*.whl
 	cd target && py-test-venv/bin/python -m pytest -q ../python/tests
 
 # Python against Rust per call, and against LanceDB and Chroma (their PyPI packages) on the

@@ -385,3 +385,43 @@ def test_the_stubs_name_what_the_module_has():
         if issubclass(getattr(xqdb, name), BaseException):
             runtime -= set(dir(BaseException))
         assert members == runtime, f"{name}: stub only {members - runtime}, module only {runtime - members}"
+
+
+def test_damaged_newer_and_unwritable_files_raise_their_classes(tmp_path):
+    """CorruptError, VersionError and StorageError from real files (the segment header
+    layout and its XXH3 checksum as format/FORMAT.md gives them)."""
+    import glob
+    import shutil
+
+    import xxhash  # make python-test installs it
+
+    path = str(tmp_path / "idx")
+    index = xqdb.Index.create(path, dim=4)
+    with index.writer() as w:
+        w.insert_vectors([f"a{k}" for k in range(20)], np.ones((20, 4), dtype=np.float32))
+    index.compact()  # the rows into a segment file
+    del index, w
+
+    def damaged(name, change):
+        copy = str(tmp_path / name)
+        shutil.copytree(path, copy)
+        (seg,) = glob.glob(copy + "/segments/*.seg")
+        data = bytearray(open(seg, "rb").read())
+        change(data)
+        open(seg, "wb").write(bytes(data))
+        return copy
+
+    def newer(data):  # oldest reader version 99, checksum redone: a valid future header
+        data[12:16] = (99).to_bytes(4, "little")
+        data[56:64] = xxhash.xxh3_64_intdigest(bytes(data[:56])).to_bytes(8, "little")
+
+    def flipped(data):  # one bit of the first vector
+        data[64] ^= 1
+
+    with pytest.raises(xqdb.VersionError, match="99|version"):
+        xqdb.Index.open(damaged("newer", newer)).verify()
+    with pytest.raises(xqdb.CorruptError):
+        xqdb.Index.open(damaged("flipped", flipped)).verify()
+    with pytest.raises(xqdb.StorageError, match="No such file"):
+        xqdb.Index.open(path).export(str(tmp_path / "missing" / "out.parquet"))
+    assert xqdb.Index.open(path).verify()["passages"] == 20, "the original is untouched"
