@@ -35,10 +35,12 @@ import ray
 class Augment:
     """One worker: its Augmenter is made once and maps every batch it is given."""
 
-    def __init__(self, generator: str, profile: Optional[dict[str, Any]], model: Optional[str]):
+    def __init__(
+        self, generator: str, profile: Optional[dict[str, Any]], model: Optional[str], threads: int
+    ):
         import xqdb
 
-        self.augmenter = xqdb.Augmenter(generator, profile, model)
+        self.augmenter = xqdb.Augmenter(generator, profile, model, threads)
 
     def __call__(self, batch):
         import xqdb.arrow
@@ -68,7 +70,13 @@ def run(
     ds = ray.data.read_parquet(passages).repartition(max(workers * 4, 1))
     ds = ds.map_batches(
         Augment,
-        fn_constructor_kwargs={"generator": generator, "profile": profile, "model": model},
+        fn_constructor_kwargs={
+            "generator": generator,
+            "profile": profile,
+            "model": model,
+            # ONNX Runtime threads: the CPUs the worker reserved (at least one).
+            "threads": max(1, int(cpus_per_worker)),
+        },
         batch_format="pyarrow",
         batch_size=batch_size,
         concurrency=workers,

@@ -605,21 +605,31 @@ struct Augmenter {
 #[pymethods]
 impl Augmenter {
     /// A generator folder, an xQG profile (None: the default; a dict overrides its
-    /// settings) and an encoder bundle (None: the default model).
+    /// settings) and an encoder bundle (None: the default model); `threads` for each model's
+    /// sessions (None: all cores; give a parallel job's workers their share).
     #[new]
-    #[pyo3(signature = (generator, profile = None, encoder = None))]
+    #[pyo3(signature = (generator, profile = None, encoder = None, threads = None))]
     fn new(
         py: Python<'_>,
         generator: std::path::PathBuf,
         profile: Option<&Bound<'_, PyAny>>,
         encoder: Option<std::path::PathBuf>,
+        threads: Option<usize>,
     ) -> PyResult<Augmenter> {
         let mut profile = profile_of(profile)?;
+        if threads == Some(0) {
+            return Err(InvalidInputError::new_err("threads must be at least 1"));
+        }
         let (encoder, generator) = py
             .detach(|| -> xqdb::Result<_> {
                 let dir = encoder.unwrap_or_else(xqdb::ModelBundle::default_dir);
-                let e = xqdb::Encoder::from_dir(dir)?;
-                let g = xqdb::Generator::open(&generator, &xqdb::GeneratorOptions::default())?;
+                let mut eo = xqdb::EncoderOptions::default();
+                let mut go = xqdb::GeneratorOptions::default();
+                if let Some(t) = threads {
+                    (eo.threads, go.threads) = (t, t);
+                }
+                let e = xqdb::Encoder::open(xqdb::ModelBundle::open(dir)?, &eo)?;
+                let g = xqdb::Generator::open(&generator, &go)?;
                 Ok((e, g))
             })
             .map_err(to_py)?;

@@ -343,10 +343,18 @@ def test_queries_generated_apart_import_as_an_insert_stores_them(tmp_path):
     q_local = pq.read_table(str(tmp_path / "local.parquet")).sort_by("id")["generated_queries"]
     assert q_local.to_pylist() == out.sort_by("id")["generated_queries"].to_pylist()
 
+    # One thread gives the same queries and vectors.
+    one = xqdb.Augmenter(generator, profile, fp32, threads=1).augment(rows[:2])
+    assert one["generated_queries"] == out.slice(2, 2)["generated_queries"].to_pylist()
+    apart = np.stack(out.slice(2, 2)["vec_passage"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(one["vec_passage"], apart, atol=1e-5)
+
     # The index's own settings, and bad input.
     assert xqdb.Augmenter.from_index(str(tmp_path / "local")).profile["seed"] == 42
     with pytest.raises(xqdb.InvalidInputError, match="unknown field"):
         xqdb.Augmenter(generator, {"sead": 1})
+    with pytest.raises(xqdb.InvalidInputError, match="threads"):
+        xqdb.Augmenter(generator, profile, fp32, threads=0)
     with pytest.raises(xqdb.InvalidInputError, match="per_language"):
         xqdb.Augmenter(generator, {"per_language": 0})
     with pytest.raises(xqdb.InvalidInputError, match="empty"):

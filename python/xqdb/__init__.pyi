@@ -80,6 +80,7 @@ class Augmenter:
         generator: str,
         profile: Optional[bool | dict[str, Any]] = None,
         encoder: Optional[str] = None,
+        threads: Optional[int] = None,
     ) -> None: ...
     @staticmethod
     def from_index(path: str) -> "Augmenter": ...
