@@ -204,9 +204,10 @@ pub fn generate_queries_batch(
 /// passage id, so in any batch and on any machine the same), E(passage) and Σ E(query) by
 /// `encoder`. A worker of a cluster job runs this and writes `generated_queries`,
 /// `vec_passage`, `vec_query_sum` and `query_count` for `xqdb import`, which stores what
-/// [`crate::Writer::insert_texts`] would have stored (vectors equal up to the rounding of
-/// another batch composition). The profile's `deferred` flag is ignored; bad passages are
-/// errors naming them, as on insert.
+/// [`crate::Writer::insert_texts`] would have stored: the same queries, and with an fp32
+/// encoder the same vectors (an int8 encoder that scales activations per batch gives vectors
+/// that depend on which passages share a batch, ~1e-2). The profile's `deferred` flag is
+/// ignored; bad passages are errors naming them, as on insert.
 ///
 /// ```no_run
 /// use xqdb::{ingest::augment_passages, Encoder, Generator, GeneratorOptions};
