@@ -154,19 +154,19 @@ def per_row_activations(model):
     ONNX Runtime's dynamic quantisation scales a matrix product's whole input by one factor,
     so a row's result depends on the other rows of the batch. Each DynamicQuantizeLinear is
     replaced by symmetric per-row quantisation to uint8 around 128: s = max|x| / 127 over
-    the row, q = round(x / s) + 128, zero point 128; the scale, now [..., 1], broadcasts in
-    the products that follow. A row's result then depends on that row only, in any batch.
+    the row, q = round(x / s) + 128 (saturated), zero point 128; the scale, now [..., 1],
+    broadcasts in the products that follow. A row's result then depends on that row only,
+    in any batch. The input is viewed as [rows, K] so that one QuantizeLinear with a scale
+    per row (per-axis, axis 0) does the division, rounding and shift in one pass.
     """
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     g = model.graph
     g.initializer.extend([
         onnx.numpy_helper.from_array(np.array([-1], np.int64), "xqdb_rowq/axes"),
+        onnx.numpy_helper.from_array(np.array([1], np.int64), "xqdb_rowq/one"),
         onnx.numpy_helper.from_array(np.array(1e-30, np.float32), "xqdb_rowq/eps"),
         onnx.numpy_helper.from_array(np.array(127.0, np.float32), "xqdb_rowq/127"),
-        onnx.numpy_helper.from_array(np.array(128.0, np.float32), "xqdb_rowq/128"),
-        onnx.numpy_helper.from_array(np.array(0.0, np.float32), "xqdb_rowq/lo"),
-        onnx.numpy_helper.from_array(np.array(255.0, np.float32), "xqdb_rowq/hi"),
         onnx.numpy_helper.from_array(np.array(128, np.uint8), "xqdb_rowq/zp"),
     ])
     done = 0
@@ -184,16 +184,23 @@ def per_row_activations(model):
             q, scale, zp = n.output
             # Unique names: If branches repeat the quantiser's node names.
             t = f"xqdb_rowq/{done}"
+            mk = helper.make_node
             out.extend([
-                helper.make_node("Abs", [x], [f"{t}/abs"], name=f"{t}/Abs"),
-                helper.make_node("ReduceMax", [f"{t}/abs", "xqdb_rowq/axes"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=1),
-                helper.make_node("Max", [f"{t}/max", "xqdb_rowq/eps"], [f"{t}/pos"], name=f"{t}/Max"),
-                helper.make_node("Div", [f"{t}/pos", "xqdb_rowq/127"], [scale], name=f"{t}/Scale"),
-                helper.make_node("Div", [x, scale], [f"{t}/div"], name=f"{t}/Div"),
-                helper.make_node("Round", [f"{t}/div"], [f"{t}/round"], name=f"{t}/Round"),
-                helper.make_node("Add", [f"{t}/round", "xqdb_rowq/128"], [f"{t}/shift"], name=f"{t}/Add"),
-                helper.make_node("Clip", [f"{t}/shift", "xqdb_rowq/lo", "xqdb_rowq/hi"], [f"{t}/clip"], name=f"{t}/Clip"),
-                helper.make_node("Cast", [f"{t}/clip"], [q], name=f"{t}/Cast", to=TensorProto.UINT8),
+                mk("Shape", [x], [f"{t}/shape"], name=f"{t}/Shape"),
+                mk("Shape", [x], [f"{t}/lead"], name=f"{t}/Lead", start=0, end=-1),
+                mk("Shape", [x], [f"{t}/k"], name=f"{t}/K", start=-1),
+                mk("Concat", ["xqdb_rowq/axes", f"{t}/k"], [f"{t}/shape2"], name=f"{t}/Shape2", axis=0),
+                mk("Reshape", [x, f"{t}/shape2"], [f"{t}/x2"], name=f"{t}/Rows"),
+                mk("Abs", [f"{t}/x2"], [f"{t}/abs"], name=f"{t}/Abs"),
+                mk("ReduceMax", [f"{t}/abs", "xqdb_rowq/axes"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=0),
+                mk("Max", [f"{t}/max", "xqdb_rowq/eps"], [f"{t}/pos"], name=f"{t}/Max"),
+                mk("Div", [f"{t}/pos", "xqdb_rowq/127"], [f"{t}/s"], name=f"{t}/Scale"),
+                mk("Shape", [f"{t}/s"], [f"{t}/n"], name=f"{t}/N"),
+                mk("Expand", ["xqdb_rowq/zp", f"{t}/n"], [f"{t}/zp"], name=f"{t}/ZeroPoints"),
+                mk("QuantizeLinear", [f"{t}/x2", f"{t}/s", f"{t}/zp"], [f"{t}/q"], name=f"{t}/Quantize", axis=0),
+                mk("Reshape", [f"{t}/q", f"{t}/shape"], [q], name=f"{t}/Unrows"),
+                mk("Concat", [f"{t}/lead", "xqdb_rowq/one"], [f"{t}/sshape"], name=f"{t}/ScaleShape", axis=0),
+                mk("Reshape", [f"{t}/s", f"{t}/sshape"], [scale], name=f"{t}/ScaleRows"),
             ])
             renamed[zp] = "xqdb_rowq/zp"
             done += 1
@@ -302,6 +309,15 @@ def main():
                 del model
             out = args.dst / name
             if args.int8:
+                if cur == src:
+                    # The quantiser writes a shape-inferred copy beside its input: link the
+                    # source into the private temporary folder so that runs sharing a source
+                    # folder (or a read-only one) do not meet there.
+                    cur = Path(tmp) / name
+                    cur.symlink_to(src.resolve())
+                    data = args.src / (name + "_data")
+                    if data.exists():
+                        (Path(tmp) / data.name).symlink_to(data.resolve())
                 quantize(cur, out, per_row=not args.per_tensor)
                 print(f"{name}: int8", file=sys.stderr)
             elif cur != src:
