@@ -20,6 +20,12 @@ seq2seq export (T5, mT5, UMT5); DST gets the same files plus `xqdb-generator.jso
               (the rows of a prompt consecutive, the same count for every prompt): the samples
               of a prompt read one copy of its cross-attention key/values instead of one each.
               With one row per sample everywhere it computes what the original does.
+  --in-place-cache
+              rewrites decoder_with_past_model.onnx so that each layer's self-attention cache
+              is a buffer with spare room that the caller appends to (a `cache_length` input
+              says how many positions hold key/values; `present.*.decoder.*` are the new
+              step's only) instead of a concatenation that copies the whole cache every step.
+              The same results up to rounding.
   --int8      ONNX Runtime's dynamic int8 quantisation (per output channel) of every matrix
               product with a constant weight and of the large embedding tables, in the encoder
               and the decoders. Activations are quantised at run time per row (symmetric,
@@ -39,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 SPLIT = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"]
 MERGED = ["encoder_model.onnx", "decoder_model_merged.onnx"]
@@ -146,6 +152,165 @@ def share_cross_attention(model):
     if not done:
         raise SystemExit("no cross-attention (EncDecAttention/MatMul) found")
     return done
+
+
+def in_place_cache(model):
+    """Lets the self-attention cache of decoder_with_past_model.onnx grow in place.
+
+    optimum's graph concatenates each layer's past key/values with the new step's and
+    returns the whole cache, copying all of it every step. Rewritten, the past inputs are
+    buffers whose first `cache_length` positions (a new int64 [1] input) hold the cache and
+    whose other positions are spare room (zeros), and `present.*.decoder.*` are the new
+    step's key/values only ([B, H, 1, d]); the caller writes them into the buffers. Scores
+    are [q·buffer, q·new key] with the spare positions masked; the position bias is the
+    original graph's (computed for `cache_length` + 1 keys), so the result is the original's
+    up to rounding.
+    """
+    g = model.graph
+    mk = helper.make_node
+    producers = {o: n for n in g.node for o in n.output}
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    layers = sorted({int(i.name.split('.')[1]) for i in g.input if i.name.startswith('past_key_values.') and i.name.endswith('.decoder.key')})
+    if not layers:
+        raise SystemExit("no past_key_values.*.decoder.key inputs")
+    T = "xqdb_cache"
+    g.input.append(helper.make_tensor_value_info("cache_length", TensorProto.INT64, [1]))
+    inits = {
+        f"{T}/zero": np.array([0], np.int64), f"{T}/one": np.array([1], np.int64),
+        f"{T}/ones2": np.array([1, 1], np.int64), f"{T}/last": np.array([-1], np.int64),
+        f"{T}/big": np.array([np.iinfo(np.int64).max], np.int64),
+        f"{T}/mask": np.array([np.finfo(np.float32).min], np.float32),
+    }
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
+    new = [
+        mk("Shape", ["past_key_values.0.decoder.key"], [f"{T}/cap"], name=f"{T}/Capacity", start=2, end=3),
+        mk("Add", ["cache_length", f"{T}/one"], [f"{T}/len1"], name=f"{T}/Len1"),
+        mk("Concat", [f"{T}/ones2", "cache_length", f"{T}/one"], [f"{T}/pshape"], name=f"{T}/PastShape", axis=0),
+        mk("ConstantOfShape", [f"{T}/pshape"], [f"{T}/past_probe"], name=f"{T}/PastProbe"),
+        mk("Concat", [f"{T}/ones2", f"{T}/len1", f"{T}/one"], [f"{T}/kshape"], name=f"{T}/KeyShape", axis=0),
+        mk("ConstantOfShape", [f"{T}/kshape"], [f"{T}/key_probe"], name=f"{T}/KeyProbe"),
+    ]
+    initializers = {i.name: i for i in g.initializer}
+
+    def constant(name):
+        if name in initializers:
+            return numpy_helper.to_array(initializers[name])
+        n = producers.get(name)
+        if n is not None and n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            return numpy_helper.to_array(n.attribute[0].t)
+        return None
+
+    # The probes stand in for the cache where only its length is read: checked, not assumed.
+    def only_shape_dim2(tensor_consumers, what):
+        for n in tensor_consumers:
+            if n.op_type != "Shape" or n.attribute:
+                raise SystemExit(f"{what} is read by {n.op_type} {n.name}, expected only Shape")
+            for m in consumers.get(n.output[0], []):
+                index = constant(m.input[1]) if m.op_type == "Gather" and len(m.input) > 1 else None
+                ok = index is not None and index.size == 1 and int(index.reshape(-1)[0]) in (2, -2)
+                if not ok:
+                    raise SystemExit(f"the shape of {what} is read by {m.op_type} {m.name}, expected its length (dim 2) only")
+    bias = None
+    drop = set()
+    for l in layers:
+        pk, pv = f"past_key_values.{l}.decoder.key", f"past_key_values.{l}.decoder.value"
+        ok_, ov_ = f"present.{l}.decoder.key", f"present.{l}.decoder.value"
+        ck, cv = producers[ok_], producers[ov_]
+        if ck.op_type != "Concat" or ck.input[0] != pk or cv.op_type != "Concat" or cv.input[0] != pv:
+            raise SystemExit(f"layer {l}: present key/values are not Concat(past, new)")
+        new_k, new_v = ck.input[1], cv.input[1]
+        drop.update([ck.name, cv.name])
+        new.append(mk("Identity", [new_k], [ok_], name=f"{T}/{l}/NewKey"))
+        new.append(mk("Identity", [new_v], [ov_], name=f"{T}/{l}/NewValue"))
+        other = [n for n in consumers.get(pk, []) + consumers.get(pv, []) if n is not ck and n is not cv]
+        only_shape_dim2(other, pk)
+        for n in other:
+            n.input[0] = f"{T}/past_probe"
+        tk = [n for n in consumers.get(ok_, []) if n.op_type == "Transpose"]
+        if len(tk) != 1:
+            raise SystemExit(f"layer {l}: the present key feeds {len(tk)} transposes")
+        tk = tk[0]
+        others = [n for n in consumers.get(ok_, []) if n is not tk]
+        only_shape_dim2(others, ok_)
+        for n in others:
+            n.input[0] = f"{T}/key_probe"
+        scores = [n for n in consumers.get(tk.output[0], [])]
+        if len(scores) != 1 or scores[0].op_type != "MatMul":
+            raise SystemExit(f"layer {l}: the transposed key does not feed one MatMul")
+        sm = scores[0]
+        q = sm.input[0]
+        tk.input[0] = pk
+        s_out = sm.output[0]
+        sm.output[0] = f"{T}/{l}/s_buf"
+        new += [
+            mk("Mul", [q, new_k], [f"{T}/{l}/qk_new"], name=f"{T}/{l}/QKNew"),
+            mk("ReduceSum", [f"{T}/{l}/qk_new", f"{T}/last"], [f"{T}/{l}/s_new"], name=f"{T}/{l}/ScoreNew", keepdims=1),
+            mk("Concat", [f"{T}/{l}/s_buf", f"{T}/{l}/s_new"], [s_out], name=f"{T}/{l}/Scores", axis=-1),
+        ]
+        adds = consumers.get(s_out, [])
+        if len(adds) != 1 or adds[0].op_type != "Add":
+            raise SystemExit(f"layer {l}: the scores do not feed one Add (the position bias)")
+        b = adds[0].input[1]
+        if bias is not None and b != bias:
+            raise SystemExit(f"layer {l}: another position bias ({b} vs {bias})")
+        bias = b
+        adds[0].input[1] = f"{T}/bias"
+        av = [n for n in consumers.get(ov_, []) if n.op_type == "MatMul"]
+        if len(av) != 1 or [n for n in consumers.get(ov_, []) if n is not av[0]]:
+            raise SystemExit(f"layer {l}: the present value is not read by one MatMul only")
+        av = av[0]
+        probs = av.input[0]
+        o = av.output[0]
+        av.input[0] = f"{T}/{l}/p_buf"
+        av.input[1] = pv
+        av.output[0] = f"{T}/{l}/o_buf"
+        new += [
+            mk("Slice", [probs, f"{T}/zero", f"{T}/cap", f"{T}/last"], [f"{T}/{l}/p_buf"], name=f"{T}/{l}/ProbsBuf"),
+            mk("Slice", [probs, f"{T}/cap", f"{T}/big", f"{T}/last"], [f"{T}/{l}/p_new"], name=f"{T}/{l}/ProbsNew"),
+            mk("Mul", [f"{T}/{l}/p_new", new_v], [f"{T}/{l}/o_new"], name=f"{T}/{l}/OutNew"),
+            mk("Add", [f"{T}/{l}/o_buf", f"{T}/{l}/o_new"], [o], name=f"{T}/{l}/Out"),
+        ]
+    # The bias over keys 0..t (t = cache_length, the new key at t) becomes
+    # [bias[0..t), masked × (capacity - t), bias[t]]: scores are [buffer (capacity), new].
+    new += [
+        mk("Shape", [bias], [f"{T}/bshape"], name=f"{T}/BiasShape"),
+        mk("Sub", [f"{T}/cap", "cache_length"], [f"{T}/spare"], name=f"{T}/Spare"),
+        mk("Slice", [f"{T}/bshape", f"{T}/zero", f"{T}/last"], [f"{T}/blead"], name=f"{T}/BiasLead"),
+        mk("Concat", [f"{T}/blead", f"{T}/spare"], [f"{T}/mshape"], name=f"{T}/MaskShape", axis=0),
+        mk("Expand", [f"{T}/mask", f"{T}/mshape"], [f"{T}/maskfill"], name=f"{T}/MaskFill"),
+        mk("Slice", [bias, f"{T}/zero", "cache_length", f"{T}/last"], [f"{T}/bpast"], name=f"{T}/BiasPast"),
+        mk("Slice", [bias, "cache_length", f"{T}/len1", f"{T}/last"], [f"{T}/bnew"], name=f"{T}/BiasNew"),
+        mk("Concat", [f"{T}/bpast", f"{T}/maskfill", f"{T}/bnew"], [f"{T}/bias"], name=f"{T}/Bias", axis=-1),
+    ]
+    nodes = [n for n in g.node if n.name not in drop] + new
+    del g.node[:]
+    g.node.extend(nodes)
+    for o in g.output:
+        if o.name.startswith("present.") and ".decoder." in o.name:
+            o.type.tensor_type.shape.dim[2].ClearField("dim_param")
+            o.type.tensor_type.shape.dim[2].dim_value = 1
+    del g.value_info[:]
+    # Topological order (the new nodes were appended).
+    avail = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending = list(g.node)
+    out = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in avail for i in n.input):
+                out.append(n)
+                avail.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise SystemExit(f"cycle or missing input: {rest[0].name} {list(rest[0].input)}")
+        pending = rest
+    del g.node[:]
+    g.node.extend(out)
+    return len(layers)
 
 
 def per_row_activations(model):
@@ -263,6 +428,7 @@ def main():
     ap.add_argument("--trim", action="store_true")
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--shared-cross-attention", action="store_true")
+    ap.add_argument("--in-place-cache", action="store_true")
     ap.add_argument("--per-tensor", action="store_true", help="with --int8: one activation scale per tensor")
     ap.add_argument("--layout", choices=["split", "merged", "both"], default="both")
     args = ap.parse_args()
@@ -296,7 +462,8 @@ def main():
                 continue
             cur = src
             share = args.shared_cross_attention and name == "decoder_with_past_model.onnx"
-            if (args.trim and name != "encoder_model.onnx") or share:
+            in_place = args.in_place_cache and name == "decoder_with_past_model.onnx"
+            if (args.trim and name != "encoder_model.onnx") or share or in_place:
                 model = onnx.load(str(src))
                 if args.trim:
                     n = trim_logits(model, ids)
@@ -304,6 +471,9 @@ def main():
                 if share:
                     n = share_cross_attention(model)
                     print(f"{name}: {n} cross-attentions share key/values across samples", file=sys.stderr)
+                if in_place:
+                    n = in_place_cache(model)
+                    print(f"{name}: {n} self-attention caches appended in place", file=sys.stderr)
                 cur = Path(tmp) / name
                 save(model, cur)
                 del model
@@ -341,6 +511,9 @@ def main():
         "cross_attention": "per_prompt" if args.shared_cross_attention and "decoder_with_past_model.onnx" in done else "per_row",
         "source": args.src.name,
     }
+    if args.in_place_cache and "decoder_with_past_model.onnx" in done:
+        # Only when set: readers from before the field refuse it (unknown fields are refused).
+        manifest["decoder_cache"] = "in_place"
     if ids is not None:
         manifest["target_vocab"] = "target_vocab.json"
     (args.dst / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")

@@ -22,8 +22,9 @@ fn fixtures() -> PathBuf {
 }
 
 /// Variants of both fixture models, made once per test process: `{model}-{variant}` for
-/// variant in mask, trim, int8, trim-int8, share (shared cross-attention); the vocabulary
-/// holds the Japanese and Korean pieces.
+/// variant in mask, trim, int8, trim-int8, share (shared cross-attention), inplace (the
+/// self-attention cache appended in place), share-inplace, and combined (what `make
+/// generator` makes: all of them); the vocabulary holds the Japanese and Korean pieces.
 fn variants() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -41,6 +42,21 @@ fn variants() -> &'static Path {
                 ("int8", &["--int8"][..]),
                 ("trim-int8", &["--vocab", "--trim", "--int8"][..]),
                 ("share", &["--shared-cross-attention"][..]),
+                ("inplace", &["--in-place-cache"][..]),
+                (
+                    "share-inplace",
+                    &["--shared-cross-attention", "--in-place-cache"][..],
+                ),
+                (
+                    "combined",
+                    &[
+                        "--vocab",
+                        "--trim",
+                        "--int8",
+                        "--shared-cross-attention",
+                        "--in-place-cache",
+                    ][..],
+                ),
             ] {
                 generator_scripts::optimize_generator(
                     &fixtures().join(model),
@@ -296,14 +312,61 @@ fn many_rows_sampled_on_two_threads_are_the_rows_of_one_thread() {
 }
 
 #[test]
-fn shared_cross_attention_is_deterministic_per_prompt_and_close_to_the_plain_graph() {
+fn rewritten_decoders_are_deterministic_per_prompt_and_close_to_the_plain_graph() {
+    // Up to 19 new tokens: an in-place cache grows twice (8 and 16 positions).
     let s = Sampling {
         max_length: 20,
         ..sampling()
     };
+    for variant in ["share", "inplace", "share-inplace"] {
+        rewritten_decoder_is_deterministic_and_close(variant, &s);
+    }
+    // What `make generator` makes: the same determinism; closeness is int8's (below).
+    let kept = vocab_ids();
+    for model in ["t5", "mt5"] {
+        let dir = variants().join(format!("{model}-combined"));
+        let ps = prompts(&open_with(
+            &dir,
+            DecoderLayout::Split,
+            one_thread(Schedule::Lockstep),
+        ));
+        let seeds: Vec<u64> = (0..ps.len() as u64 * 5).collect();
+        let alone = open_with(
+            &dir,
+            DecoderLayout::Split,
+            one_thread(Schedule::Joint { max_rows: 1 }),
+        );
+        let want = alone.generate_ids(&ps, 5, &s, &seeds).unwrap();
+        assert!(want.iter().flatten().all(|t| kept.binary_search(t).is_ok()));
+        assert!(
+            want.iter().any(|r| r.len() > 8),
+            "{model}: no row grew the cache"
+        );
+        for (threads, workers, max_rows) in [(2, 1, 64), (1, 2, 10)] {
+            let g = open_with(
+                &dir,
+                DecoderLayout::Split,
+                GeneratorOptions {
+                    threads,
+                    workers,
+                    schedule: Schedule::Joint { max_rows },
+                    ..Default::default()
+                },
+            );
+            assert_eq!(
+                g.generate_ids(&ps, 5, &s, &seeds).unwrap(),
+                want,
+                "{model} combined: {threads} threads × {workers} workers, waves of {max_rows}"
+            );
+        }
+    }
+}
+
+fn rewritten_decoder_is_deterministic_and_close(variant: &str, s: &Sampling) {
+    let s = *s;
     let (mut same_rows, mut rows_total) = (0, 0);
     for model in ["t5", "mt5"] {
-        let dir = variants().join(format!("{model}-share"));
+        let dir = variants().join(format!("{model}-{variant}"));
         let plain = open_with(
             &fixtures().join(model),
             DecoderLayout::Split,
@@ -358,6 +421,14 @@ fn shared_cross_attention_is_deterministic_per_prompt_and_close_to_the_plain_gra
             same_rows += (a == b) as usize;
             rows_total += 1;
         }
+        // Every row in one padded batch from the first step (the other decoding loop).
+        let lockstep = open_with(&dir, DecoderLayout::Split, one_thread(Schedule::Lockstep))
+            .generate(&requests, &s)
+            .unwrap();
+        for (a, b) in lockstep.iter().flatten().zip(reference.iter().flatten()) {
+            same_rows += (a == b) as usize;
+            rows_total += 1;
+        }
         // Teacher-forced on the plain graph's own samples, the shared graph's logits are
         // within rounding (the first step is the plain decoder in both).
         let shared = open_with(&dir, DecoderLayout::Split, one_thread(JOINT));
@@ -370,12 +441,10 @@ fn shared_cross_attention_is_deterministic_per_prompt_and_close_to_the_plain_gra
             );
         }
     }
-    eprintln!(
-        "shared cross-attention: {same_rows} of {rows_total} rows equal to the plain graph's"
-    );
+    eprintln!("{variant}: {same_rows} of {rows_total} rows equal to the plain graph's");
     assert!(
         same_rows * 10 >= rows_total * 9,
-        "{same_rows} of {rows_total} rows equal"
+        "{variant}: {same_rows} of {rows_total} rows equal"
     );
 }
 
@@ -476,6 +545,20 @@ fn bad_generator_manifests_and_vocabularies_get_typed_errors() {
             &manifest,
             good_manifest.replace("per_row", "per_sample"),
             "not per_row or per_prompt",
+        ),
+        (
+            &manifest,
+            good_manifest.replace("\"version\"", "\"decoder_cache\": \"ring\", \"version\""),
+            "not concat or in_place",
+        ),
+        // A manifest that claims an in-place cache for a graph that concatenates.
+        (
+            &manifest,
+            good_manifest.replace(
+                "\"version\"",
+                "\"decoder_cache\": \"in_place\", \"version\"",
+            ),
+            "graph has no input \"cache_length\"",
         ),
         (
             &vocab,

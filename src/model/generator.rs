@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynValue, Tensor, TensorRef};
 use rand::Rng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -126,7 +126,58 @@ struct Pasts {
     decoder: Vec<DynValue>,
     /// Cross-attention key/value per layer, from the first step.
     encoder: Vec<DynValue>,
+    /// With an in-place cache (`decoder` then empty): the self-attention key/values.
+    cache: Option<CacheBuffers>,
+    /// Positions of the self-attention cache that hold key/values.
+    filled: usize,
 }
+
+/// An in-place self-attention cache: one buffer per layer and key/value (key then value),
+/// each `[rows, heads, cap, d]`, the first `filled` positions of every (row, head) in use
+/// and the rest zeros. Each buffer's allocation holds the longest query, so growing lays
+/// it out again in place; buffers come from, and go back to, the generator's pool.
+struct CacheBuffers {
+    rows: usize,
+    heads: usize,
+    d: usize,
+    cap: usize,
+    data: Vec<Vec<f32>>,
+}
+
+impl CacheBuffers {
+    /// Lays every buffer out again for `cap` positions per (row, head), in place: blocks
+    /// move back to front (each lands at or after where it was), the new room is zeroed.
+    fn grow(&mut self, cap: usize) {
+        let (old, d, blocks) = (self.cap, self.d, self.rows * self.heads);
+        for buf in &mut self.data {
+            buf.resize(blocks * cap * d, 0.0);
+            for i in (0..blocks).rev() {
+                buf.copy_within(i * old * d..(i + 1) * old * d, i * cap * d);
+                buf[(i * cap + old) * d..(i + 1) * cap * d].fill(0.0);
+            }
+        }
+        self.cap = cap;
+    }
+
+    /// Keeps the rows `keep` (ascending), in that order, in place.
+    fn keep_rows(&mut self, keep: &[usize]) {
+        let block = self.heads * self.cap * self.d;
+        for buf in &mut self.data {
+            for (k, &r) in keep.iter().enumerate() {
+                if k != r {
+                    buf.copy_within(r * block..(r + 1) * block, k * block);
+                }
+            }
+            buf.truncate(keep.len() * block);
+        }
+        self.rows = keep.len();
+    }
+}
+
+/// Positions an in-place self-attention cache grows by when it is full: a 31-token query
+/// moves 8 + 16 + 24 positions instead of copying the whole cache every step, and the
+/// attention reads at most 7 spare positions.
+const CACHE_CHUNK: usize = 8;
 
 /// The token ids a generator samples from (`target_vocab.json`), sorted ascending.
 #[derive(Clone, Debug)]
@@ -228,6 +279,12 @@ pub struct Generator {
     vocab: Option<TargetVocab>,
     /// `decoder_with_past_model.onnx` takes one row of cross-attention key/values per prompt.
     shared_cross: bool,
+    /// `decoder_with_past_model.onnx` reads its self-attention cache from buffers with spare
+    /// room (`cache_length` filled) and returns only the new step's key/values.
+    in_place_cache: bool,
+    /// Buffers of finished in-place caches, reused by the next (memory that is already
+    /// mapped; fresh memory costs a page fault per 4 KiB).
+    cache_pool: Mutex<Vec<Vec<f32>>>,
     /// Intra-op threads per session (also the threads that sample a step's rows).
     threads: usize,
     /// One set of sessions per worker (the first serves everything but parallel waves).
@@ -326,6 +383,8 @@ struct ManifestFile {
     _precision: Option<String>,
     #[serde(default)]
     cross_attention: Option<String>,
+    #[serde(default)]
+    decoder_cache: Option<String>,
     /// Informational.
     #[serde(default, rename = "source")]
     _source: Option<String>,
@@ -346,6 +405,8 @@ struct FolderManifest {
     vocab: Option<(TargetVocab, Vec<u8>)>,
     /// `decoder_with_past_model.onnx` takes cross-attention key/values per prompt.
     shared_cross: bool,
+    /// `decoder_with_past_model.onnx` appends to its self-attention cache in place.
+    in_place_cache: bool,
 }
 
 /// Reads `xqdb-generator.json` and the target vocabulary it names. Nothing for a plain
@@ -388,6 +449,16 @@ fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
             ))
         }
     };
+    let in_place_cache = match m.decoder_cache.as_deref() {
+        None | Some("concat") => false,
+        Some("in_place") => true,
+        Some(o) => {
+            return Err(model_err(
+                &path,
+                format!("decoder_cache {o:?} is not concat or in_place"),
+            ))
+        }
+    };
     let Some(file) = m.target_vocab else {
         if trimmed {
             return Err(model_err(&path, "trimmed logits need a target_vocab file"));
@@ -395,6 +466,7 @@ fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
         return Ok(FolderManifest {
             vocab: None,
             shared_cross,
+            in_place_cache,
         });
     };
     if file.contains('/') || file.contains('\\') || file.starts_with('.') {
@@ -411,6 +483,7 @@ fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
     Ok(FolderManifest {
         vocab: Some((TargetVocab { ids: v, trimmed }, bytes)),
         shared_cross,
+        in_place_cache,
     })
 }
 
@@ -509,6 +582,10 @@ impl Generator {
         if shared_cross {
             h.update(b"cross_attention:per_prompt");
         }
+        let in_place_cache = manifest.in_place_cache && layout == DecoderLayout::Split;
+        if in_place_cache {
+            h.update(b"decoder_cache:in_place");
+        }
         let vocab = match manifest.vocab {
             Some((v, bytes)) if v.trimmed || options.target_vocab => {
                 // Queries depend on the vocabulary: it joins the fingerprint.
@@ -570,6 +647,8 @@ impl Generator {
             schedule: options.schedule,
             vocab,
             shared_cross,
+            in_place_cache,
+            cache_pool: Mutex::new(Vec::new()),
             threads: threads.max(1),
             sessions: sets,
             timers: Timers::default(),
@@ -607,6 +686,9 @@ impl Generator {
                 need(&s.first, DECODER, &first)?;
                 let mut past = vec!["input_ids".to_string(), "encoder_attention_mask".into()];
                 past.extend(self.past_names());
+                if self.in_place_cache {
+                    past.push("cache_length".into());
+                }
                 need(
                     s.with_past.as_ref().expect("split"),
                     DECODER_WITH_PAST,
@@ -851,12 +933,23 @@ impl Generator {
             }
             None => {}
             Some(p) => {
+                if self.in_place_cache {
+                    let n = Tensor::from_array(([1usize], vec![p.filled as i64]))
+                        .map_err(|e| self.ort_err(e))?;
+                    inputs.push(("cache_length".into(), n.into()));
+                }
                 for l in 0..self.config.layers {
                     for (kv, i) in [("key", 0), ("value", 1)] {
-                        inputs.push((
-                            format!("past_key_values.{l}.decoder.{kv}"),
-                            (&p.decoder[2 * l + i]).into(),
-                        ));
+                        let past: SessionInputValue<'_> = match &p.cache {
+                            Some(c) => TensorRef::from_array_view((
+                                [c.rows, c.heads, c.cap, c.d],
+                                &c.data[2 * l + i][..],
+                            ))
+                            .map_err(|e| self.ort_err(e))?
+                            .into(),
+                            None => (&p.decoder[2 * l + i]).into(),
+                        };
+                        inputs.push((format!("past_key_values.{l}.decoder.{kv}"), past));
                         inputs.push((
                             format!("past_key_values.{l}.encoder.{kv}"),
                             (&p.encoder[2 * l + i]).into(),
@@ -1163,12 +1256,15 @@ impl Generator {
             pasts = Some(match pasts {
                 // The merged graph's cached branch returns dummy cross-attention tensors:
                 // the first step's are kept for the whole sequence.
-                Some(p) => Pasts {
-                    decoder,
-                    encoder: p.encoder,
-                },
-                None => Pasts { decoder, encoder },
+                Some(mut p) => {
+                    self.advance_cache(&mut p, decoder)?;
+                    p
+                }
+                None => self.start_cache(decoder, encoder, sampling.max_length)?,
             });
+        }
+        if let Some(p) = pasts {
+            self.release_cache(p);
         }
         Ok(rows.into_iter().map(|r| r.tokens).collect())
     }
@@ -1280,18 +1376,19 @@ impl Generator {
                 .collect();
             let identity =
                 |v: &[usize]| v.len() == np && v.iter().enumerate().all(|(a, &b)| a == b);
-            let mut pasts = Pasts {
-                decoder: if identity(&pos_src) {
+            let mut pasts = self.start_cache(
+                if identity(&pos_src) {
                     dec
                 } else {
                     self.gather_all(&dec, &pos_src)?
                 },
-                encoder: if identity(&groups) {
+                if identity(&groups) {
                     enc
                 } else {
                     self.gather_all(&enc, &groups)?
                 },
-            };
+                sampling.max_length,
+            )?;
             let mut mask_b = self.gather_value::<i64>(&mask_p, &groups)?;
             let mut hidden_b = match self.layout {
                 DecoderLayout::Merged => Some(self.gather_value::<f32>(&hidden_p, &groups)?),
@@ -1337,7 +1434,7 @@ impl Generator {
                 }
                 let (dec, _) = self.take_presents(&mut o, file, false)?;
                 drop(o);
-                pasts.decoder = dec;
+                self.advance_cache(&mut pasts, dec)?;
                 let remaining = sampling.max_length - 2 - step;
                 let keep: Vec<usize> = (0..groups.len())
                     .filter(|&g| {
@@ -1354,7 +1451,10 @@ impl Generator {
                         .iter()
                         .flat_map(|&g| g * width..(g + 1) * width)
                         .collect();
-                    pasts.decoder = self.gather_all(&pasts.decoder, &positions)?;
+                    match pasts.cache.as_mut() {
+                        Some(c) => c.keep_rows(&positions),
+                        None => pasts.decoder = self.gather_all(&pasts.decoder, &positions)?,
+                    }
                     pasts.encoder = self.gather_all(&pasts.encoder, &keep)?;
                     mask_b = self.gather_value::<i64>(&mask_b, &keep)?;
                     if let Some(h) = hidden_b.as_mut() {
@@ -1364,6 +1464,7 @@ impl Generator {
                     groups = keep.iter().map(|&g| groups[g]).collect();
                 }
             }
+            self.release_cache(pasts);
         }
         for (k, j, state) in rows {
             out[live[k]][j] = state.tokens;
@@ -1412,6 +1513,124 @@ impl Generator {
                 .into_iter()
                 .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         })
+    }
+
+    /// The caches after the first step (one position): as they are, or with an in-place
+    /// cache the self-attention key/values moved into buffers that can hold `max_length`
+    /// positions.
+    fn start_cache(
+        &self,
+        first: Vec<DynValue>,
+        encoder: Vec<DynValue>,
+        max_length: usize,
+    ) -> Result<Pasts> {
+        if !self.in_place_cache {
+            return Ok(Pasts {
+                decoder: first,
+                encoder,
+                cache: None,
+                filled: 1,
+            });
+        }
+        let start = std::time::Instant::now();
+        let (c, path) = (&self.config, self.dir.join(DECODER));
+        let rows = match first.first() {
+            Some(v) => v.shape()[0] as usize,
+            None => 0,
+        };
+        let d = c.head_dim;
+        let most = rows * c.heads * max_length.max(1).div_ceil(CACHE_CHUNK) * CACHE_CHUNK * d;
+        let mut data = Vec::with_capacity(first.len());
+        for v in &first {
+            let (shape, src) = v.try_extract_tensor::<f32>().map_err(|e| self.ort_err(e))?;
+            if shape[..] != [rows as i64, c.heads as i64, 1, d as i64] {
+                return Err(model_err(
+                    &path,
+                    format!("a first-step key/value has shape {:?}", &shape[..]),
+                ));
+            }
+            let mut buf = self.pooled(most);
+            buf.resize(rows * c.heads * CACHE_CHUNK * d, 0.0);
+            for (i, x) in src.chunks_exact(d).enumerate() {
+                buf[i * CACHE_CHUNK * d..i * CACHE_CHUNK * d + d].copy_from_slice(x);
+            }
+            data.push(buf);
+        }
+        Timers::add(&self.timers.copying, start);
+        Ok(Pasts {
+            decoder: Vec::new(),
+            encoder,
+            cache: Some(CacheBuffers {
+                rows,
+                heads: c.heads,
+                d,
+                cap: CACHE_CHUNK,
+                data,
+            }),
+            filled: 1,
+        })
+    }
+
+    /// Takes a step's `present.*.decoder.*`: the whole cache, or with an in-place cache the
+    /// new position's key/values, written into the buffers (grown by [`CACHE_CHUNK`]
+    /// positions first when full).
+    fn advance_cache(&self, pasts: &mut Pasts, presents: Vec<DynValue>) -> Result<()> {
+        let t = pasts.filled;
+        pasts.filled += 1;
+        let Some(c) = pasts.cache.as_mut() else {
+            pasts.decoder = presents;
+            return Ok(());
+        };
+        let start = std::time::Instant::now();
+        if t == c.cap {
+            c.grow(c.cap + CACHE_CHUNK);
+        }
+        let d = c.d;
+        for (buf, new) in c.data.iter_mut().zip(&presents) {
+            let (shape, src) = new
+                .try_extract_tensor::<f32>()
+                .map_err(|e| self.ort_err(e))?;
+            if shape[..] != [c.rows as i64, c.heads as i64, 1, d as i64] {
+                return Err(model_err(
+                    &self.dir.join(DECODER_WITH_PAST),
+                    format!(
+                        "present key/values have shape {:?}, not one position",
+                        &shape[..]
+                    ),
+                ));
+            }
+            for (i, x) in src.chunks_exact(d).enumerate() {
+                let at = (i * c.cap + t) * d;
+                buf[at..at + d].copy_from_slice(x);
+            }
+        }
+        Timers::add(&self.timers.copying, start);
+        Ok(())
+    }
+
+    /// A buffer from the pool that can hold `len` values without reallocating (empty).
+    fn pooled(&self, len: usize) -> Vec<f32> {
+        let mut pool = self.cache_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= len)
+            .min_by_key(|&i| pool[i].capacity());
+        match best {
+            Some(i) => {
+                let mut v = pool.swap_remove(i);
+                v.clear();
+                v
+            }
+            None => Vec::with_capacity(len),
+        }
+    }
+
+    /// Hands an in-place cache's buffers back to the pool, which keeps the largest few.
+    fn release_cache(&self, pasts: Pasts) {
+        let Some(c) = pasts.cache else { return };
+        let mut pool = self.cache_pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.extend(c.data);
+        pool.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+        pool.truncate(4 * self.config.layers);
     }
 
     fn gather_all(&self, values: &[DynValue], rows: &[usize]) -> Result<Vec<DynValue>> {
