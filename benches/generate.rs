@@ -17,6 +17,9 @@
 //!   `combined_per_tensor`: int8 activations scaled per tensor (ONNX Runtime's default:
 //!   faster, but a row's queries then depend on the rest of its batch).
 //!
+//! Each variant runs its first call once untimed, then the best of `XQDB_BENCH_REPEAT` (2)
+//! timed calls counts.
+//!
 //! Also: the same baseline files decoded by a Python onnxruntime loop (ratio), int8 fidelity
 //! (teacher-forced top-1 agreement and mean |Δ log p| against fp32), and where the combined
 //! path's time goes (encoder, decoder layers, output projection from ONNX Runtime's profile;
@@ -149,32 +152,52 @@ fn run(
     } else {
         g.generate(&requests[0], sampling).unwrap();
     }
-    let before = g.timings();
-    let t = Instant::now();
-    let mut rows = Vec::new();
-    if one_call {
-        let all: Vec<GenerationRequest<'_>> = requests.iter().flatten().copied().collect();
-        rows = g.generate(&all, sampling).unwrap();
-    } else {
-        for r in &requests {
-            rows.extend(g.generate(r, sampling).unwrap());
+    // The best of `XQDB_BENCH_REPEAT` timed calls (default 2): on a shared machine noise only
+    // adds time. Every repeat must give the same rows.
+    let repeats: usize = std::env::var("XQDB_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let mut best: Option<Outcome> = None;
+    for _ in 0..repeats {
+        let before = g.timings();
+        let t = Instant::now();
+        let mut rows = Vec::new();
+        if one_call {
+            let all: Vec<GenerationRequest<'_>> = requests.iter().flatten().copied().collect();
+            rows = g.generate(&all, sampling).unwrap();
+        } else {
+            for r in &requests {
+                rows.extend(g.generate(r, sampling).unwrap());
+            }
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let after = g.timings();
+        let timings = xqdb::model::GenerationTimings {
+            total: after.total - before.total,
+            encoder: after.encoder - before.encoder,
+            decoder: after.decoder - before.decoder,
+            sampling: after.sampling - before.sampling,
+            copying: after.copying - before.copying,
+        };
+        let o = Outcome {
+            seconds_per_passage: wall / prompts.len() as f64,
+            tokens: rows.iter().flatten().map(Vec::len).sum(),
+            timings,
+            rows,
+        };
+        if let Some(b) = &best {
+            assert_eq!(b.rows, o.rows, "a repeat gave other rows");
+        }
+        if best
+            .as_ref()
+            .is_none_or(|b| o.seconds_per_passage < b.seconds_per_passage)
+        {
+            best = Some(o);
         }
     }
-    let wall = t.elapsed().as_secs_f64();
-    let after = g.timings();
-    let timings = xqdb::model::GenerationTimings {
-        total: after.total - before.total,
-        encoder: after.encoder - before.encoder,
-        decoder: after.decoder - before.decoder,
-        sampling: after.sampling - before.sampling,
-        copying: after.copying - before.copying,
-    };
-    Outcome {
-        seconds_per_passage: wall / prompts.len() as f64,
-        tokens: rows.iter().flatten().map(Vec::len).sum(),
-        timings,
-        rows,
-    }
+    best.expect("one call at least")
 }
 
 /// Teacher-forced fidelity of `other` against `reference` on `targets` (rows of the
