@@ -82,6 +82,20 @@ fn open_with(dir: &Path, layout: DecoderLayout, options: GeneratorOptions) -> Ge
     .unwrap()
 }
 
+/// The split layout on the joint schedule with `threads` × `workers`, waves of `max_rows`.
+fn joint_split(dir: &Path, threads: usize, workers: usize, max_rows: usize) -> Generator {
+    open_with(
+        dir,
+        DecoderLayout::Split,
+        GeneratorOptions {
+            threads,
+            workers,
+            schedule: Schedule::Joint { max_rows },
+            ..Default::default()
+        },
+    )
+}
+
 fn one_thread(schedule: Schedule) -> GeneratorOptions {
     GeneratorOptions {
         threads: 1,
@@ -343,16 +357,7 @@ fn rewritten_decoders_are_deterministic_per_prompt_and_close_to_the_plain_graph(
             "{model}: no row grew the cache"
         );
         for (threads, workers, max_rows) in [(2, 1, 64), (1, 2, 10)] {
-            let g = open_with(
-                &dir,
-                DecoderLayout::Split,
-                GeneratorOptions {
-                    threads,
-                    workers,
-                    schedule: Schedule::Joint { max_rows },
-                    ..Default::default()
-                },
-            );
+            let g = joint_split(&dir, threads, workers, max_rows);
             assert_eq!(
                 g.generate_ids(&ps, 5, &s, &seeds).unwrap(),
                 want,
@@ -393,16 +398,7 @@ fn rewritten_decoder_is_deterministic_and_close(variant: &str, s: &Sampling) {
         );
         let want = alone.generate(&requests, &s).unwrap();
         for (threads, workers, max_rows) in [(1, 1, 64), (2, 1, 64), (1, 2, 8)] {
-            let g = open_with(
-                &dir,
-                DecoderLayout::Split,
-                GeneratorOptions {
-                    threads,
-                    workers,
-                    schedule: Schedule::Joint { max_rows },
-                    ..Default::default()
-                },
-            );
+            let g = joint_split(&dir, threads, workers, max_rows);
             assert_eq!(
                 g.generate(&requests, &s).unwrap(),
                 want,
