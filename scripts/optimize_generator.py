@@ -113,8 +113,6 @@ def share_cross_attention(model):
     and the existing transpose and reshape turn that into [B, 1, H·d] in row order.
     P is read from the key input at run time, so P = B (S = 1) is the original graph.
     """
-    from onnx import helper
-
     g = model.graph
     producers = {o: n for n in g.node for o in n.output}
     done = 0
@@ -324,8 +322,6 @@ def per_row_activations(model):
     in any batch. The input is viewed as [rows, K] so that one QuantizeLinear with a scale
     per row (per-axis, axis 0) does the division, rounding and shift in one pass.
     """
-    from onnx import helper
-
     g = model.graph
     g.initializer.extend([
         onnx.numpy_helper.from_array(np.array([-1], np.int64), "xqdb_rowq/axes"),

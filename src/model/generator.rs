@@ -429,36 +429,29 @@ fn read_manifest(dir: &Path, config: &Seq2SeqConfig) -> Result<FolderManifest> {
             ),
         ));
     }
-    let trimmed = match m.logits.as_deref() {
-        None | Some("full") => false,
-        Some("trimmed") => true,
-        Some(o) => {
-            return Err(model_err(
-                &path,
-                format!("logits {o:?} is not full or trimmed"),
-            ))
-        }
+    // A two-valued field: absent or `off` is false, `on` true, anything else an error.
+    let choice = |field: &str, value: Option<&str>, off: &str, on: &str| match value {
+        None => Ok(false),
+        Some(v) if v == off => Ok(false),
+        Some(v) if v == on => Ok(true),
+        Some(o) => Err(model_err(
+            &path,
+            format!("{field} {o:?} is not {off} or {on}"),
+        )),
     };
-    let shared_cross = match m.cross_attention.as_deref() {
-        None | Some("per_row") => false,
-        Some("per_prompt") => true,
-        Some(o) => {
-            return Err(model_err(
-                &path,
-                format!("cross_attention {o:?} is not per_row or per_prompt"),
-            ))
-        }
-    };
-    let in_place_cache = match m.decoder_cache.as_deref() {
-        None | Some("concat") => false,
-        Some("in_place") => true,
-        Some(o) => {
-            return Err(model_err(
-                &path,
-                format!("decoder_cache {o:?} is not concat or in_place"),
-            ))
-        }
-    };
+    let trimmed = choice("logits", m.logits.as_deref(), "full", "trimmed")?;
+    let shared_cross = choice(
+        "cross_attention",
+        m.cross_attention.as_deref(),
+        "per_row",
+        "per_prompt",
+    )?;
+    let in_place_cache = choice(
+        "decoder_cache",
+        m.decoder_cache.as_deref(),
+        "concat",
+        "in_place",
+    )?;
     let Some(file) = m.target_vocab else {
         if trimmed {
             return Err(model_err(&path, "trimmed logits need a target_vocab file"));
