@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example proptest-soak
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -20,8 +20,12 @@ demo: setup
 		echo "== $$q"; $(XQDB_BIN) search $(DEMO_DOCS) "$$q" -k 2 || exit 1; \
 	done
 
+# Property tests draw their cases from one fixed seed here (plus each test's
+# proptest-regressions file), so `make test` is the same run on every machine;
+# `make proptest-soak` searches for new cases with random seeds.
+PROPTEST_SEED ?= 3370162812
 test: setup kernels lint features
-	$(CARGO) test --release --all-targets
+	PROPTEST_RNG_SEED=$(PROPTEST_SEED) $(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) python-test
 
@@ -170,3 +174,19 @@ ray-example: setup wheel
 	$(RAY_VENV)/bin/pip install -q "ray[data]>=2.40,<3" pyarrow numpy onnxruntime==1.32.0
 	$(RAY_VENV)/bin/pip install -q --force-reinstall --no-deps target/wheels/xqdb-*-abi3-*.whl
 	$(RAY_VENV)/bin/python scripts/ray_example.py $(ARGS)
+
+# Random-seed runs of every property test (the model-based store test and the kernels',
+# codecs' and fuzz entry points' unit tests), PROPTEST_RUNS times with PROPTEST_CASES cases
+# each; a failing case is saved to the test's proptest-regressions file (commit it), and the
+# seed of the run is printed.
+PROPTEST_RUNS ?= 200
+PROPTEST_CASES ?= 48
+proptest-soak:
+	$(CARGO) test --release --test model_based --lib --no-run
+	for i in $$(seq $(PROPTEST_RUNS)); do \
+		seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+		{ PROPTEST_RNG_SEED=$$seed PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -q --test model_based && \
+		  PROPTEST_RNG_SEED=$$seed PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -q --lib -- scan:: store::codec segment::format fuzzing; \
+		} > target/proptest-soak.log 2>&1 \
+			|| { cat target/proptest-soak.log; echo "run $$i failed with PROPTEST_RNG_SEED=$$seed"; exit 1; }; \
+	done; echo "$(PROPTEST_RUNS) random-seed runs passed"

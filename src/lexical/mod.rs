@@ -11,7 +11,7 @@ pub(crate) mod blocks;
 pub(crate) mod store;
 
 use rust_stemmers::{Algorithm, Stemmer};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -330,6 +330,10 @@ impl Postings {
 
     /// The BM25 score of every document for `query` terms (a repeated query term counts
     /// once per occurrence, as Lucene's boolean query of term clauses does).
+    ///
+    /// The terms are summed in the order the stored index sums them — each distinct term
+    /// once, in byte order, its weight times its count — so that both give the same bits,
+    /// not only the same score up to rounding: ties are then ties in both.
     pub fn scores(&self, query: &[String], bm25: &Bm25) -> Vec<f64> {
         let mut out = vec![0f64; self.lens.len()];
         let n = self.lens.len() as u64;
@@ -338,13 +342,17 @@ impl Postings {
         } else {
             self.total_len as f64 / n as f64
         };
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for t in query {
+            *counts.entry(t.as_str()).or_default() += 1;
+        }
+        for (t, times) in counts {
             let Some(list) = self.terms.get(t) else {
                 continue;
             };
             let idf = bm25.idf(n, list.len() as u64);
             for &(d, tf) in list {
-                out[d as usize] += bm25.weight(idf, tf, self.lens[d as usize], avg);
+                out[d as usize] += bm25.weight(idf, tf, self.lens[d as usize], avg) * times as f64;
             }
         }
         out

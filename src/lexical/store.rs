@@ -357,17 +357,17 @@ pub(crate) fn search(
         merged.extend(old);
         std::mem::swap(&mut scores, &mut merged);
     }
-    let mut ranked: Vec<(f64, u64)> = scores.into_iter().map(|(r, s)| (s, r)).collect();
-    let by_score = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    // The tie rule of every search (README, "Order of hits"): the reported f32 score, then
+    // the row id. Ranking by the f64 sum instead would order hits whose reported scores are
+    // equal by bits the caller never sees.
+    let mut ranked: Vec<(f32, u64)> = scores.into_iter().map(|(r, s)| (s as f32, r)).collect();
+    let by_score = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if ranked.len() > k {
         ranked.select_nth_unstable_by(k - 1, by_score);
         ranked.truncate(k);
     }
     ranked.sort_unstable_by(by_score);
-    Ok((
-        ranked.into_iter().map(|(s, r)| (s as f32, r)).collect(),
-        bound,
-    ))
+    Ok((ranked, bound))
 }
 
 /// A row's postings in a form that takes constant memory: their number and the wrapping
