@@ -181,7 +181,7 @@ pub fn document_text(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let kind = [Kind::Text, Kind::Markdown, Kind::Html][pick as usize % 3];
+    let kind = [Kind::Text, Kind::Markdown, Kind::Html, Kind::Mdx][pick as usize % 4];
     let chunking = ChunkOptions {
         target_words: 1 + (pick as usize / 3) % 40,
         max_words: 60,
@@ -189,11 +189,17 @@ pub fn document_text(data: &[u8]) {
     };
     let limit = 20 + pick as usize % 30;
     let detector = crate::documents::Detector::default();
-    let passages =
-        crate::documents::passages_of("f", kind, text, &chunking, None, &detector, &mut |t| {
-            Ok(t.unicode_words().count() <= limit)
-        })
-        .expect("the fuzz tokenizer never fails");
+    let passages = crate::documents::passages_of(
+        "f",
+        kind,
+        text,
+        &chunking,
+        &Default::default(),
+        None,
+        &detector,
+        &mut |t| Ok(t.unicode_words().count() <= limit),
+    )
+    .expect("the fuzz tokenizer never fails");
     for p in passages {
         assert!(!p.text.trim().is_empty());
         let words = p.text.unicode_words().count();

@@ -61,8 +61,9 @@ pub mod xqg;
 
 pub use error::{Error, Result};
 pub use index::{
-    AugmentBudget, AugmentReport, CommitInfo, Index, IndexBuilder, RefuseReport, Rerank,
-    SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
+    group_by_file, AugmentBudget, AugmentReport, CommitInfo, FileHit, FileRanking, Index,
+    IndexBuilder, RefuseReport, Rerank, SearchOptions, Snapshot, VerifyPolicy, VerifyReport,
+    Writer,
 };
 pub use ingest::{IngestItem, Progress};
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};

@@ -147,17 +147,24 @@ fn syncs_replace_only_what_changed() {
                 m["line"].as_u64().unwrap() as usize,
                 source[..s].matches('\n').count() + 1
             );
-            assert_eq!(m["title"], p.title.clone().unwrap().as_str());
+            // The passage carries its document's title and section in front of its text
+            // when encoded, unless its text opens with them.
+            let title = m["title"].as_str().unwrap();
+            if let Some(t) = &p.title {
+                assert!(t.starts_with(title), "{}: {t:?}", p.id);
+            } else {
+                assert!(p.text.starts_with(title), "{}: {:?}", p.id, p.text);
+            }
         }
     }
     let ru = passages_of(&index, "ru/page.html");
-    assert_eq!(ru[0].title.as_deref(), Some("Правила библиотеки"));
+    assert_eq!(ru[0].meta.as_ref().unwrap()["title"], "Правила библиотеки");
     assert!(ru
         .iter()
         .all(|p| !p.text.contains("track()") && !p.text.contains("margin")));
     assert_eq!(
-        passages_of(&index, "ja/memo.md")[0].title.as_deref(),
-        Some("図書館の案内")
+        passages_of(&index, "ja/memo.md")[0].meta.as_ref().unwrap()["title"],
+        "図書館の案内"
     );
 
     // A second sync reads and encodes nothing and leaves the index as it was.
@@ -642,6 +649,11 @@ fn pdf_files_are_read_page_by_page() {
             max_words: 12,
             overlap_sentences: 0,
         },
+        // Passages only: each one's page is what this test reads.
+        context: xqdb::documents::DocumentContext {
+            document_row: false,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let r = run(&index, &folder, &o);
@@ -776,4 +788,170 @@ fn the_example_folder_answers_cross_lingual_questions_with_a_path_and_a_snippet(
             "{snippet}"
         );
     }
+}
+
+const GUIDE: &str = "---
+title: Using custom fonts
+description: >-
+  Add typefaces to a website with Fontsource
+  or with font files of your own.
+---
+import Steps from '~/components/Steps.astro';
+
+This guide adds web fonts to a project.
+
+## Local font files
+
+Put the file `DistantGalaxy.woff2` in the assets folder, then name it in the config.
+Every page that uses the font loads it once.
+
+### Fallbacks
+
+A fallback font shows while the web font loads.
+";
+
+#[test]
+fn documents_carry_their_title_sections_and_a_document_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    write(&folder, "guide.mdx", GUIDE);
+    let index = new_index(&tmp.path().join("index"));
+    let o = SyncOptions {
+        chunk: xqdb::documents::ChunkOptions {
+            target_words: 10,
+            max_words: 15,
+            overlap_sentences: 0,
+        },
+        ..Default::default()
+    };
+    let r = run(&index, &folder, &o);
+    let ps = passages_of(&index, "guide.mdx");
+    assert_eq!(r.passages_encoded, ps.len());
+    let (row, passages) = ps.split_last().unwrap();
+    assert!(passages.len() >= 3, "{ps:?}");
+    // The front matter and the MDX import are no passage's text; the title comes from the
+    // front matter, each passage carries its heading path.
+    for p in passages {
+        let m = p.meta.as_ref().unwrap();
+        assert_eq!(m["title"], "Using custom fonts");
+        assert!(m.get("document").is_none());
+        assert!(
+            !p.text.contains("description") && !p.text.contains("import"),
+            "{p:?}"
+        );
+    }
+    assert!(passages[0]
+        .text
+        .starts_with("This guide adds web fonts to a project."));
+    assert_eq!(passages[0].title.as_deref(), Some("Using custom fonts"));
+    let local = passages
+        .iter()
+        .find(|p| p.text.starts_with("Put the file"))
+        .unwrap();
+    assert_eq!(
+        local.title.as_deref(),
+        Some("Using custom fonts › Local font files")
+    );
+    assert_eq!(
+        local.meta.as_ref().unwrap()["section"],
+        serde_json::json!(["Local font files"])
+    );
+    let fallback = passages
+        .iter()
+        .find(|p| p.text.starts_with("A fallback"))
+        .unwrap();
+    assert_eq!(
+        fallback.title.as_deref(),
+        Some("Using custom fonts › Local font files › Fallbacks")
+    );
+    // The document row: the summary, then the opening, as the file's own bytes.
+    let m = row.meta.as_ref().unwrap();
+    assert_eq!(m["document"], true);
+    assert_eq!(row.title.as_deref(), Some("Using custom fonts"));
+    assert!(
+        row.text.starts_with(
+            "Add typefaces to a website with Fontsource or with font files of your own. \
+             This guide adds web fonts"
+        ),
+        "{:?}",
+        row.text
+    );
+    let (s, e) = (
+        m["start"].as_u64().unwrap() as usize,
+        m["end"].as_u64().unwrap() as usize,
+    );
+    assert!(GUIDE[s..].starts_with("description:"), "{:?}", &GUIDE[s..e]);
+    assert!(GUIDE[..e].ends_with("loads."), "{:?}", &GUIDE[s..e]);
+    assert_eq!(row.lang.as_deref(), Some("en"));
+
+    // The file shrinks to one passage without a summary: its document row goes too.
+    write(&folder, "guide.mdx", "# Fonts\n\nA short note on fonts.\n");
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.changed, r.passages_removed), (1, ps.len() - 1), "{r:?}");
+    let ps = passages_of(&index, "guide.mdx");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(ps[0].meta.as_ref().unwrap().get("document").is_none());
+}
+
+#[test]
+fn search_by_file_gives_each_file_once_with_its_best_passage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("docs");
+    write_folder(&folder);
+    let index = new_index(&tmp.path().join("index"));
+    run(&index, &folder, &options());
+    let query = "図書館は何時に開きますか？";
+    let passages = index.search_text(query, 100).unwrap();
+    let files = index
+        .search_files(&[query], &xqdb::SearchOptions::new(3), &Default::default())
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(files.len(), 3);
+    // The files in the order of their best passages, each with that passage and its score.
+    let mut order: Vec<String> = Vec::new();
+    for h in &passages {
+        let p = h.passage.meta.as_ref().unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if !order.contains(&p) {
+            order.push(p);
+        }
+    }
+    let got: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        got,
+        order[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for f in &files {
+        let best = passages
+            .iter()
+            .find(|h| h.passage.meta.as_ref().unwrap()["path"] == f.path.as_str())
+            .unwrap();
+        assert_eq!((&f.best.id, f.score), (&best.id, best.score));
+        let n = passages
+            .iter()
+            .filter(|h| h.passage.meta.as_ref().unwrap()["path"] == f.path.as_str())
+            .count();
+        assert_eq!(f.passages, n);
+    }
+    let dir = index.path().to_path_buf();
+    drop(index);
+    let cli = xqdb_json(&[
+        "search",
+        dir.to_str().unwrap(),
+        query,
+        "-k",
+        "2",
+        "--by-file",
+    ]);
+    let listed: Vec<&str> = cli["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, got[..2]);
+    assert!(cli["files"][0]["best"]["location"].is_string(), "{cli}");
 }

@@ -384,6 +384,34 @@ impl Index {
         hits_to_py(py, hits)
     }
 
+    /// Top `k` files for a text query (passages grouped by their `path` metadata, as
+    /// `xqdb sync` writes it): a list of (path, score, best passage), best first.
+    #[pyo3(signature = (query, k = 10, lang = None, meta = None, mode = "dense", query_lang = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    fn search_files(
+        &self,
+        py: Python<'_>,
+        query: String,
+        k: usize,
+        lang: Option<Vec<String>>,
+        meta: Option<&Bound<'_, PyDict>>,
+        mode: &str,
+        query_lang: Option<String>,
+    ) -> PyResult<Vec<(String, f32, Hit)>> {
+        let o = options(k, lang, meta, mode, query_lang)?;
+        let files = py
+            .detach(|| {
+                self.index
+                    .search_files(&[query.as_str()], &o, &Default::default())
+            })
+            .map_err(to_py)?;
+        files
+            .into_iter()
+            .flatten()
+            .map(|f| Ok((f.path, f.score, hit_to_py(py, f.best)?)))
+            .collect()
+    }
+
     /// Top `k` passages for a query vector (a 1-D float32 array).
     #[pyo3(signature = (vector, k = 10, lang = None, meta = None))]
     fn search(

@@ -76,6 +76,25 @@ def test_text_round_trip_with_the_default_model(tmp_path):
     assert [h.id for h in only] == ["helsinki"]
 
 
+def test_search_files_gives_each_file_once_with_its_best_passage(tmp_path):
+    index = xqdb.Index.create(str(tmp_path / "idx"))
+    with index.writer() as w:
+        w.insert_texts(
+            [
+                {"id": "fi.md#0", "text": "Helsinki is the capital of Finland.",
+                 "meta": {"path": "fi.md"}},
+                {"id": "fi.md#1", "text": "Finland has many lakes and saunas.",
+                 "meta": {"path": "fi.md"}},
+                {"id": "jp.md#0", "text": "Tokyo is the capital of Japan.",
+                 "meta": {"path": "jp.md"}},
+            ]
+        )
+    files = index.search_files("Mikä on Suomen pääkaupunki?", k=5)
+    assert [f[0] for f in files] == ["fi.md", "jp.md"]
+    path, score, best = files[0]
+    assert best.id == "fi.md#0" and score == pytest.approx(best.score)
+
+
 def _xqdb_cli():
     """The xqdb binary `make test` built (XQDB_BIN overrides), or None."""
     import os

@@ -121,6 +121,15 @@ class Index:
         mode: str = "dense",
         query_lang: Optional[str] = None,
     ) -> list[Hit]: ...
+    def search_files(
+        self,
+        query: str,
+        k: int = 10,
+        lang: Optional[list[str]] = None,
+        meta: Optional[dict[str, Any]] = None,
+        mode: str = "dense",
+        query_lang: Optional[str] = None,
+    ) -> list[tuple[str, float, Hit]]: ...
     def search(
         self,
         vector: npt.NDArray[np.float32],

@@ -35,6 +35,10 @@ pub struct Chunk {
     pub start: usize,
     /// One past the last source byte.
     pub end: usize,
+    /// The headings above the passage's first sentence, outermost first (Markdown).
+    pub section: Vec<String>,
+    /// The passage's prose: its text without the sentences of code blocks.
+    pub prose: String,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +47,8 @@ struct Sentence {
     words: usize,
     start: usize,
     end: usize,
+    section: Vec<String>,
+    code: bool,
 }
 
 fn words(s: &str) -> usize {
@@ -63,6 +69,8 @@ fn sentence(block: &Block, from: usize, to: usize) -> Option<Sentence> {
         words: words(trimmed),
         start: block.source_at(a, false),
         end: block.source_at(b, true).max(block.source_at(a, false)),
+        section: block.section.clone(),
+        code: block.code,
     })
 }
 
@@ -103,6 +111,16 @@ fn join(sentences: &[Sentence]) -> Chunk {
         text,
         start: sentences.iter().map(|s| s.start).min().unwrap_or(0),
         end: sentences.iter().map(|s| s.end).max().unwrap_or(0),
+        section: sentences
+            .first()
+            .map(|s| s.section.clone())
+            .unwrap_or_default(),
+        prose: sentences
+            .iter()
+            .filter(|s| !s.code)
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -141,6 +159,8 @@ fn emit<E>(
             words: words(t),
             start: *a,
             end: *b,
+            section: s.section.clone(),
+            code: s.code,
         })
         .collect();
     emit(&halves[..1], fits, out)?;

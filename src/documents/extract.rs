@@ -8,8 +8,13 @@ use std::ops::Range;
 pub enum Kind {
     /// `.txt`, `.text`: paragraphs separated by blank lines.
     Text,
-    /// `.md`, `.markdown`: CommonMark's visible text; the first heading is the title.
+    /// `.md`, `.markdown`: CommonMark's visible text; the front matter's `title` (YAML
+    /// between `---` lines), else the first heading, is the title, and its `description`
+    /// the summary.
     Markdown,
+    /// `.mdx`: Markdown with JSX: read as Markdown, leaving out top-level `import` and
+    /// `export` statements.
+    Mdx,
     /// `.html`, `.htm`, `.xhtml`: visible text outside `script`, `style`, `template` and the
     /// head; `<title>` (or the first `h1`) is the title.
     Html,
@@ -25,6 +30,7 @@ impl Kind {
         match ext.as_str() {
             "txt" | "text" => Some(Kind::Text),
             "md" | "markdown" => Some(Kind::Markdown),
+            "mdx" => Some(Kind::Mdx),
             "html" | "htm" | "xhtml" => Some(Kind::Html),
             "pdf" => Some(Kind::Pdf),
             _ => None,
@@ -48,6 +54,10 @@ pub(crate) struct Piece {
 pub(crate) struct Block {
     pub text: String,
     pub pieces: Vec<Piece>,
+    /// The headings above the block, outermost first (Markdown).
+    pub section: Vec<String>,
+    /// Whether the block is code (a Markdown code block, an HTML `pre`), not prose.
+    pub code: bool,
 }
 
 impl Block {
@@ -81,10 +91,13 @@ impl Block {
     }
 }
 
-/// A document's title and blocks.
+/// A document's title, summary and blocks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Extracted {
     pub title: Option<String>,
+    /// What the document says it is about (a Markdown front matter's `description`) and the
+    /// source bytes of that value's line(s).
+    pub summary: Option<(String, Range<usize>)>,
     pub blocks: Vec<Block>,
 }
 
@@ -101,7 +114,8 @@ impl Extracted {
 pub(crate) fn extract(kind: Kind, source: &str) -> Extracted {
     match kind {
         Kind::Text | Kind::Pdf => text(source),
-        Kind::Markdown => markdown(source),
+        Kind::Markdown => markdown(source, false),
+        Kind::Mdx => markdown(source, true),
         Kind::Html => html(source),
     }
 }
@@ -123,38 +137,70 @@ fn text(source: &str) -> Extracted {
     out
 }
 
-fn markdown(source: &str) -> Extracted {
-    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+fn markdown(source: &str, mdx: bool) -> Extracted {
+    use pulldown_cmark::{Event, MetadataBlockKind, Options, Parser, Tag, TagEnd};
     let mut out = Extracted::default();
     let mut block = Block::default();
-    let mut heading: Option<String> = None;
+    let mut heading: Option<(usize, String)> = None;
+    // The heading path above the current block: (level, text), outermost first.
+    let mut section: Vec<(usize, String)> = Vec::new();
+    let mut metadata: Option<(String, usize)> = None;
+    let mut front_title = None;
     let parser = Parser::new_ext(
         source,
-        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+        Options::ENABLE_TABLES
+            | Options::ENABLE_STRIKETHROUGH
+            | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
+            | Options::ENABLE_PLUSES_DELIMITED_METADATA_BLOCKS,
     );
+    let path_of = |section: &[(usize, String)]| section.iter().map(|(_, h)| h.clone()).collect();
+    let mut in_code = false;
     for (event, range) in parser.into_offset_iter() {
+        let event_end_code = matches!(event, Event::End(TagEnd::CodeBlock));
         match event {
+            Event::Start(Tag::MetadataBlock(kind)) => {
+                metadata = (kind == MetadataBlockKind::YamlStyle).then(|| (String::new(), 0));
+            }
+            Event::Text(t) if metadata.is_some() => {
+                let m = metadata.as_mut().expect("checked");
+                if m.0.is_empty() {
+                    m.1 = range.start;
+                }
+                m.0.push_str(&t);
+            }
+            Event::End(TagEnd::MetadataBlock(_)) => {
+                if let Some((yaml, at)) = metadata.take() {
+                    let (title, summary) = front_matter(&yaml, at);
+                    front_title = title;
+                    out.summary = summary;
+                }
+            }
             Event::Text(t) | Event::Code(t) => {
-                if let Some(h) = heading.as_mut() {
+                if let Some((_, h)) = heading.as_mut() {
                     h.push_str(&t);
                 }
                 block.push(&t, range);
             }
             Event::SoftBreak | Event::HardBreak => block.push(" ", range.start..range.start),
-            Event::Start(Tag::Heading { .. }) => {
+            Event::Start(Tag::Heading { level, .. }) => {
                 out.flush(&mut block);
-                if out.title.is_none() {
-                    heading = Some(String::new());
-                }
+                heading = Some((level as usize, String::new()));
             }
             Event::End(TagEnd::Heading(_)) => {
-                if let Some(h) = heading.take() {
-                    let h = h.trim();
+                if let Some((level, h)) = heading.take() {
+                    let h = collapse(&h);
                     if !h.is_empty() {
-                        out.title = Some(h.to_string());
+                        if out.title.is_none() {
+                            out.title = Some(h.clone());
+                        }
+                        section.retain(|(l, _)| *l < level);
+                        section.push((level, h));
                     }
                 }
                 out.flush(&mut block);
+            }
+            Event::End(TagEnd::Paragraph) if mdx && is_esm(&block.text) => {
+                block = Block::default();
             }
             Event::End(
                 TagEnd::Paragraph
@@ -163,12 +209,63 @@ fn markdown(source: &str) -> Extracted {
                 | TagEnd::BlockQuote(_)
                 | TagEnd::TableCell,
             )
-            | Event::Start(Tag::Item | Tag::CodeBlock(_)) => out.flush(&mut block),
+            | Event::Start(Tag::Item) => out.flush(&mut block),
+            Event::Start(Tag::CodeBlock(_)) => {
+                out.flush(&mut block);
+                in_code = true;
+            }
             _ => {}
+        }
+        if event_end_code {
+            in_code = false;
+        }
+        if block.pieces.is_empty() {
+            block.section = path_of(&section);
+            block.code = in_code;
         }
     }
     out.flush(&mut block);
+    if front_title.is_some() {
+        out.title = front_title;
+    }
     out
+}
+
+/// Whether a paragraph of an MDX file is made of ESM `import`/`export` statements only.
+fn is_esm(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with("import ") || t.starts_with("export ")
+}
+
+/// The `title` and `description` of a YAML front matter whose text starts at source offset
+/// `at`; the description with the source range of its line(s). Front matter that is not YAML
+/// (or not a mapping) gives nothing.
+fn front_matter(yaml: &str, at: usize) -> (Option<String>, Option<(String, Range<usize>)>) {
+    let Ok(docs) = yaml_rust2::YamlLoader::load_from_str(yaml) else {
+        return (None, None);
+    };
+    let Some(doc) = docs.first() else {
+        return (None, None);
+    };
+    let text = |key: &str| doc[key].as_str().map(collapse).filter(|s| !s.is_empty());
+    let summary = text("description").map(|d| {
+        // The value's bytes: from its key to the next top-level key (or the end).
+        let start = yaml
+            .match_indices("description:")
+            .find(|(i, _)| *i == 0 || yaml.as_bytes()[i - 1] == b'\n')
+            .map_or(0, |(i, _)| i);
+        let end = yaml[start..]
+            .match_indices('\n')
+            .map(|(i, _)| start + i + 1)
+            .find(|&i| {
+                yaml.as_bytes()
+                    .get(i)
+                    .is_some_and(|b| !b.is_ascii_whitespace())
+            })
+            .unwrap_or(yaml.len());
+        (d, at + start..at + end)
+    });
+    (text("title"), summary)
 }
 
 /// Elements whose content is never shown.

@@ -167,6 +167,32 @@ impl Detector {
     }
 }
 
+/// The words of `text` a language detector should judge by: tokens that look like code,
+/// paths, URLs, options or numbers are left out (technical prose is full of them, and they
+/// read as English, French or Norwegian to trigram models).
+pub(crate) fn prose(text: &str) -> String {
+    let code_like = |w: &str| {
+        w.contains("://")
+            || w.chars().any(|c| {
+                matches!(
+                    c,
+                    '/' | '\\' | '=' | '<' | '>' | '{' | '}' | '[' | ']' | '(' | ')' | '_' | '$'
+                        | '#' | '@' | '|' | '`' | '*' | '~' | ';'
+                )
+            })
+            || w.starts_with('-')
+            || w.chars().filter(|c| c.is_alphabetic()).count() * 2 < w.chars().count()
+            // camelCase and dotted names (`Astro.glob`, `getStaticPaths`)
+            || (w.is_ascii()
+                && (w.trim_end_matches(['.', ',', ':', '!', '?']).contains('.')
+                    || w.chars().skip(1).any(|c| c.is_ascii_uppercase())))
+    };
+    text.split_whitespace()
+        .filter(|w| !code_like(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Every ISO 639-1 tag (or 639-3 code) [`detect_language`] can answer.
 pub fn detectable_languages() -> Vec<&'static str> {
     Lang::all().iter().map(|&l| tag(l)).collect()
@@ -175,6 +201,18 @@ pub fn detectable_languages() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prose_leaves_out_code_paths_and_options() {
+        assert_eq!(
+            prose("Run `npm run dev` or npx astro --help, see https://x.y/z and src/pages/."),
+            "Run run or npx astro see and"
+        );
+        assert_eq!(
+            prose("Astro.glob() と getStaticPaths を使います"),
+            "と を使います"
+        );
+    }
 
     #[test]
     fn every_language_has_a_distinct_tag() {

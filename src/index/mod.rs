@@ -1,11 +1,13 @@
 //! `Index`: opening and creating a store, the writer lock, and publishing snapshots.
 
+mod by_file;
 mod lexical;
 mod rerank;
 mod snapshot;
 mod verify;
 mod writer;
 
+pub use by_file::{group_by_file, FileHit, FileRanking};
 pub use rerank::Rerank;
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth"}` | `{"hits": [..]}` |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth", "by_file"}` | `{"hits": [..]}`; with `"by_file": true`, `{"files": [{"path", "score", "passages", "best"}]}` (each synced file once, with its best passage) |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
@@ -346,14 +346,35 @@ impl Server {
                 }
             },
         }
+        let by_file = match obj.get("by_file") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return fail(400, "by_file must be true or false"),
+        };
+        if by_file {
+            let files = match (obj.get("text"), obj.get("vector")) {
+                (Some(Value::String(t)), None) => self
+                    .index
+                    .search_files(&[t], &options, &Default::default())
+                    .map(|mut all| all.pop().unwrap_or_default()),
+                (None, Some(v)) => {
+                    let Some(vector) = vector_of(v) else {
+                        return fail(400, "vector must be an array of numbers");
+                    };
+                    self.index
+                        .search_files_by_vector(&vector, &options, &Default::default())
+                }
+                _ => return fail(400, "give exactly one of text (a string) or vector"),
+            };
+            return match files {
+                Ok(f) => reply(200, json!({ "files": f })),
+                Err(e) => from_error(e),
+            };
+        }
         let hits = match (obj.get("text"), obj.get("vector")) {
             (Some(Value::String(t)), None) => self.index.search_text_with(t, &options),
             (None, Some(v)) => {
-                let Some(vector) = v.as_array().and_then(|a| {
-                    a.iter()
-                        .map(|x| x.as_f64().map(|f| f as f32))
-                        .collect::<Option<Vec<f32>>>()
-                }) else {
+                let Some(vector) = vector_of(v) else {
                     return fail(400, "vector must be an array of numbers");
                 };
                 self.index.search_with(&vector, &options)
@@ -438,6 +459,14 @@ impl Server {
         drop(self.writer);
         drop(self.index);
     }
+}
+
+/// A JSON array of numbers as a query vector.
+fn vector_of(v: &Value) -> Option<Vec<f32>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32))
+        .collect()
 }
 
 #[cfg(test)]

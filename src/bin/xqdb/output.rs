@@ -33,6 +33,19 @@ pub(crate) fn finish(result: CliResult, json_out: bool) -> ExitCode {
 }
 
 fn print_human(v: &Value) {
+    if let Some(files) = v.get("files").and_then(Value::as_array) {
+        // Each file's best passage, shown with the file's score.
+        let hits: Vec<Value> = files
+            .iter()
+            .map(|f| {
+                let mut h = f["best"].clone();
+                h["score"] = f["score"].clone();
+                h
+            })
+            .collect();
+        print_hits(&hits);
+        return;
+    }
     if let Some(hits) = v.get("hits").and_then(Value::as_array) {
         print_hits(hits);
         return;

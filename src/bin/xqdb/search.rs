@@ -77,6 +77,10 @@ pub(crate) struct SearchArgs {
     /// Candidates each list contributes to a hybrid search (default: max(k, 100)).
     #[arg(long)]
     depth: Option<usize>,
+    /// Rank synced files instead of passages: each file once, with its best passage
+    /// (`{"files": [{"path", "score", "passages", "best"}]}` with --json).
+    #[arg(long)]
+    by_file: bool,
 }
 
 /// The fusion the search flags describe.
@@ -124,6 +128,7 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         lexical_weight,
         rrf_k,
         depth,
+        by_file,
     } = a;
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
@@ -179,6 +184,7 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
                     .search_text_reranked(&query, &options, &r)
                     .map_err(err)?]
             }
+            None if by_file => return search_files(&index, &t, &options, width),
             None => {
                 let hits = index.search_texts(&[&t], &options).map_err(err)?;
                 let hits = hits.into_iter().next().unwrap_or_default();
@@ -187,8 +193,37 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         },
         (None, None) => return Err("give a query text or --vector-file".into()),
     };
+    if by_file {
+        return Err("--by-file works on text queries without --rerank".into());
+    }
     let hits: Vec<xqdb::Hit> = hits.into_iter().next().unwrap_or_default();
     Ok(json!({ "hits": hits }))
+}
+
+fn search_files(
+    index: &xqdb::Index,
+    query: &str,
+    options: &SearchOptions,
+    width: usize,
+) -> crate::common::CliResult {
+    let files = index
+        .search_files(&[query], options, &Default::default())
+        .map_err(err)?
+        .pop()
+        .unwrap_or_default();
+    let (best, rest): (Vec<xqdb::Hit>, Vec<_>) = files
+        .into_iter()
+        .map(|f| (f.best, (f.path, f.score, f.passages)))
+        .unzip();
+    let best = with_snippets(index, query, best, width)?;
+    let files: Vec<Value> = best
+        .into_iter()
+        .zip(rest)
+        .map(|(hit, (path, score, passages))| {
+            json!({ "path": path, "score": score, "passages": passages, "best": hit })
+        })
+        .collect();
+    Ok(json!({ "files": files }))
 }
 
 #[cfg(feature = "documents")]
