@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example proptest-soak
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example proptest-soak bench-docs
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -36,7 +36,7 @@ kernels:
 # The core library alone (built and unit-tested), each optional feature alone (checked),
 # and the rule that the core pulls none of the optional features' crates. `make test`
 # builds and tests everything with all features.
-OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|pdf-extract|rust-stemmers|unicode-normalization) v
+OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|yaml-rust2|pdf-extract|rust-stemmers|unicode-normalization) v
 features:
 	$(CARGO) build --release --lib --no-default-features
 	$(CARGO) test --release --lib --no-default-features
@@ -67,6 +67,15 @@ bench-lexical:
 # target/hybrid-quality.json.
 hybrid-quality: setup
 	$(CARGO) run --release --example hybrid_quality -- $(ARGS)
+
+# The real-document benchmark (BENCHMARKS.md, "Documents"; ~15 min): the naive baseline
+# computed outside xqdb (each English page embedded whole, fp32, plain ONNX Runtime:
+# scripts/docs_baseline.py), then `xqdb sync` of examples/docs-bench/en and its questions
+# searched as `xqdb search` and `--by-file` do, on the test split; language tags of the
+# synced non-English pages. Add e.g. `ARGS="--split tune --heading title"` to compare settings.
+bench-docs: setup
+	$(SETUP_PY) scripts/docs_baseline.py --out target/docs-baseline.json
+	$(CARGO) run --release --example docs_bench -- --baseline target/docs-baseline.json --tags --json target/docs-bench.json $(ARGS)
 
 # A T5/mT5/UMT5 checkpoint (a Hugging Face id or a local folder) as a fast generator folder:
 # exported with optimum (split and merged layouts, fp32, into $(GENERATOR_OUT)-fp32), its

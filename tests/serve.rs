@@ -783,3 +783,43 @@ fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
         assert_eq!(st, 400, "{bad}: {v}");
     }
 }
+
+#[test]
+fn search_by_file_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &[]);
+    let a = srv.addr.as_str();
+    let in_file = |id: &str, path: &str, v: [f32; 4]| json!({ "id": id, "text": format!("passage {id}"), "vector": v, "meta": { "path": path } });
+    let (st, v) = post(
+        a,
+        "/passages",
+        &json!({ "passages": [
+            in_file("a#0", "a.md", [1.0, 0.0, 0.0, 0.0]),
+            in_file("a#1", "a.md", [0.9, 0.1, 0.0, 0.0]),
+            in_file("b#0", "b.md", [0.8, 0.3, 0.0, 0.0]),
+            row("loose", [0.0, 1.0, 0.0, 0.0]),
+        ] }),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "vector": [1.0, 0.0, 0.0, 0.0], "k": 3, "by_file": true }),
+    );
+    assert_eq!(st, 200, "{v}");
+    let files = v["files"].as_array().unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    // Each file once, best passage first; a passage of no file stands for itself.
+    assert_eq!(paths, ["a.md", "b.md", "loose"], "{v}");
+    assert_eq!(files[0]["best"]["id"], "a#0");
+    assert_eq!(files[0]["passages"], 2);
+    assert_eq!(files[0]["score"], files[0]["best"]["score"]);
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "vector": [1.0, 0.0, 0.0, 0.0], "by_file": "yes" }),
+    );
+    assert_eq!(st, 400, "{v}");
+}

@@ -28,6 +28,8 @@ pub struct FileRanking {
     pub depth: usize,
     /// Weight of a file's other candidate passages' scores added to its best one's.
     pub share: f32,
+    /// How many of a file's other passages (the next best) `share` counts.
+    pub others: usize,
 }
 
 impl Default for FileRanking {
@@ -35,6 +37,7 @@ impl Default for FileRanking {
         FileRanking {
             depth: 10,
             share: 0.0,
+            others: usize::MAX,
         }
     }
 }
@@ -58,7 +61,9 @@ pub fn group_by_file(hits: Vec<Hit>, ranking: &FileRanking, k: usize) -> Vec<Fil
         let path = file_of(&hit).to_string();
         match at.get(&path) {
             Some(&i) => {
-                files[i].score += ranking.share * hit.score;
+                if files[i].passages <= ranking.others {
+                    files[i].score += ranking.share * hit.score;
+                }
                 files[i].passages += 1;
             }
             None => {
