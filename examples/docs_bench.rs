@@ -10,8 +10,9 @@
 //!
 //! ```text
 //! cargo run --release --example docs_bench -- [--baseline target/docs-baseline.json]
-//!     [--split tune|test] [--heading none|title|path] [--no-document-row] [--words N]
-//!     [--share S] [--model DIR] [--json OUT]
+//!     [--split tune|test] [--heading none|title|path] [--no-document-row] [--fuse B]
+//!     [--words N] [--share S,...] [--others N] [--keep DIR] [--fusion-sweep B,...] [--tags]
+//!     [--model DIR] [--json OUT]
 //! ```
 
 use std::collections::BTreeMap;
@@ -55,6 +56,9 @@ fn main() -> xqdb::Result<()> {
         };
     }
     options.context.document_row = !args.iter().any(|a| a == "--no-document-row");
+    if let Some(b) = arg(&args, "--fuse") {
+        options.context.fuse = b.parse().expect("--fuse B");
+    }
     if let Some(w) = arg(&args, "--words") {
         let w: usize = w.parse().expect("--words N");
         options.chunk.target_words = w;
@@ -171,12 +175,13 @@ fn main() -> xqdb::Result<()> {
         }
     }
     println!(
-        "split {split}: {} questions, {} files, {} rows; heading {:?}, document row {}, {} words; by-file shares {shares:?}",
+        "split {split}: {} questions, {} files, {} rows; heading {:?}, document row {}, fuse {}, {} words; by-file shares {shares:?}",
         chosen.len(),
         report_files,
         stats.passages,
         options.context.heading,
         options.context.document_row,
+        options.context.fuse,
         options.chunk.target_words,
     );
     let heads: String = shares

@@ -405,6 +405,16 @@ fn check_whole_files(index: &Index, versions_written: usize) -> BTreeMap<String,
             })
             .collect();
         assert_eq!(vs.len(), 1, "{path} mixes versions {vs:?}");
+        // Two passages and the document row, whose vector each passage's is fused with.
+        let (row, passages) = ps.split_last().unwrap();
+        assert_eq!(row.meta.as_ref().unwrap()["document"], true, "{path}");
+        let snap = index.snapshot();
+        let doc = snap.vector(&row.id).unwrap().unwrap();
+        for p in passages {
+            let v = snap.vector(&p.id).unwrap().unwrap();
+            let cos: f32 = v.iter().zip(&doc).map(|(a, b)| a * b).sum();
+            assert!(cos > 0.95, "{}: {cos} to its document row", p.id);
+        }
         let v = *vs.iter().next().unwrap();
         assert!(v < versions_written);
         seen.insert(path, v);
@@ -883,6 +893,54 @@ fn documents_carry_their_title_sections_and_a_document_row() {
     assert!(GUIDE[s..].starts_with("description:"), "{:?}", &GUIDE[s..e]);
     assert!(GUIDE[..e].ends_with("loads."), "{:?}", &GUIDE[s..e]);
     assert_eq!(row.lang.as_deref(), Some("en"));
+
+    // Each passage's vector is fused with the document row's: normalize(0.3·e_p + 0.7·e_doc).
+    let encoder = default_encoder();
+    let input = |p: &Passage| match &p.title {
+        Some(t) => format!("{t} {}", p.text),
+        None => p.text.clone(),
+    };
+    let plain = encoder
+        .encode_passages(&ps.iter().map(input).collect::<Vec<_>>())
+        .unwrap();
+    let doc = plain.last().unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for (p, e) in ps.iter().zip(&plain) {
+        let stored = index.snapshot().vector(&p.id).unwrap().unwrap();
+        let want = if p.id == row.id {
+            e.clone()
+        } else {
+            xqdb::xqg::fuse(e, doc, 1, 0.7, true)
+        };
+        // The same text encoded in another batch: int8 activations differ slightly.
+        assert!(
+            dot(&stored, &want) > 0.998,
+            "{}: {}",
+            p.id,
+            dot(&stored, &want)
+        );
+        if p.id != row.id {
+            assert!(dot(&stored, e) < 0.99, "{} is not fused", p.id);
+        }
+    }
+    // Other settings (no fusion) re-encode the file though its content did not change.
+    let plain_options = SyncOptions {
+        context: xqdb::documents::DocumentContext {
+            fuse: 0.0,
+            ..Default::default()
+        },
+        ..o.clone()
+    };
+    let r = run(&index, &folder, &plain_options);
+    assert_eq!(
+        (r.changed, r.unchanged, r.passages_encoded),
+        (1, 0, ps.len()),
+        "{r:?}"
+    );
+    let first = index.snapshot().vector(&ps[0].id).unwrap().unwrap();
+    assert!(dot(&first, &plain[0]) > 0.998);
+    let r = run(&index, &folder, &plain_options);
+    assert_eq!((r.changed, r.unchanged), (0, 1), "{r:?}");
 
     // The file shrinks to one passage without a summary: its document row goes too.
     write(&folder, "guide.mdx", "# Fonts\n\nA short note on fonts.\n");

@@ -52,6 +52,10 @@ pub struct FileRecord {
     pub hash: String,
     /// Passages stored for it: ids `path#0` … `path#(passages-1)`.
     pub passages: u32,
+    /// The settings its passages were cut and encoded with ([`SyncOptions::fingerprint`]);
+    /// empty in records of builds before it. A sync with other settings reads the file again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub settings: String,
 }
 
 impl FileRecord {
@@ -373,6 +377,11 @@ pub struct DocumentContext {
     /// encoder takes. A question about the document as a whole then finds the document even
     /// where no single passage says what it is about.
     pub document_row: bool,
+    /// β: the weight of the document row's vector in each of the file's passage vectors,
+    /// `normalize((1 − β)·E(passage) + β·E(document row))` (xQG's fusion arithmetic), for files
+    /// with a document row in indexes without an xQG profile (there xQG's own fusion applies).
+    /// 0 keeps passage vectors as they are.
+    pub fuse: f32,
 }
 
 impl Default for DocumentContext {
@@ -380,7 +389,27 @@ impl Default for DocumentContext {
         DocumentContext {
             heading: Heading::Path,
             document_row: true,
+            fuse: 0.7,
         }
+    }
+}
+
+impl SyncOptions {
+    /// The settings that decide a file's stored passages and vectors, as the file record
+    /// keeps them: a sync with other settings reads and encodes the file again.
+    pub fn fingerprint(&self) -> String {
+        let c = &self.chunk;
+        format!(
+            "words {}/{}/{}; heading {:?}; document row {}; fuse {}; lang {}; languages {}",
+            c.target_words,
+            c.max_words,
+            c.overlap_sentences,
+            self.context.heading,
+            self.context.document_row,
+            self.context.fuse,
+            self.lang.as_deref().unwrap_or("-"),
+            self.languages.join(",")
+        )
     }
 }
 
@@ -624,6 +653,7 @@ pub fn sync(
         seen.insert(f.rel.clone());
         let before = old.get(&f.rel);
         let outcome = sync_file(
+            index,
             f,
             before,
             options,
@@ -661,7 +691,9 @@ pub fn sync(
 }
 
 /// Syncs one file. `Ok(Err(reason))` is a skip; `Err` stops the sync.
+#[allow(clippy::too_many_arguments)]
 fn sync_file(
+    index: &Index,
     f: &Found,
     before: Option<&FileRecord>,
     o: &SyncOptions,
@@ -675,6 +707,12 @@ fn sync_file(
         Err(e) => return Ok(Err(format!("cannot read: {e}"))),
     };
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
+    let settings = o.fingerprint();
+    // Its passages now, whatever settings stored them (surplus ones are deleted).
+    let old_passages = before.map_or(0, |b| b.passages);
+    let is_new = before.is_none();
+    // A file synced with other settings is read and encoded again, whatever its content.
+    let before = before.filter(|b| b.settings == settings);
     if let Some(b) = before {
         if b.size == size && b.mtime_ns == mtime {
             report.unchanged += 1;
@@ -707,6 +745,7 @@ fn sync_file(
         mtime_ns: mtime,
         hash,
         passages: 0,
+        settings,
     };
     if let Some(b) = before.filter(|b| b.hash == record.hash) {
         // Touched but not changed: remember the new time, read nothing next time.
@@ -779,9 +818,9 @@ fn sync_file(
         Err(e) => return Ok(Err(format!("cannot read: {e}"))),
     }
     let n = passages.len() as u32;
-    let old_n = before.map_or(0, |b| b.passages);
+    let old_n = old_passages;
     if let Some(w) = writer {
-        let rows = passages.into_iter().map(Row::text).collect();
+        let rows = rows_of(index, passages, o.context.fuse)?;
         if let Err(e) = w.stage_rows(rows, WriteMode::Upsert, &|_| {}) {
             w.rollback();
             return match e.row {
@@ -804,11 +843,38 @@ fn sync_file(
     if n == 0 {
         return Ok(Err("no text".into()));
     }
-    match before {
-        Some(_) => report.changed += 1,
-        None => report.added += 1,
+    if is_new {
+        report.added += 1;
+    } else {
+        report.changed += 1;
     }
     Ok(Ok(()))
+}
+
+/// The rows a file's passages are staged as: as text (the index encodes them), or, when the
+/// file has a document row, `fuse` > 0 and the index has no xQG profile, with each passage's
+/// vector fused with its document row's.
+fn rows_of(index: &Index, passages: Vec<Passage>, fuse: f32) -> Result<Vec<Row>> {
+    let has_row = passages
+        .last()
+        .and_then(|p| p.meta.as_ref())
+        .is_some_and(|m| m.get("document").is_some());
+    if !(fuse > 0.0 && has_row && index.snapshot().xqg_profile().is_none()) {
+        return Ok(passages.into_iter().map(Row::text).collect());
+    }
+    let texts: Vec<String> = passages.iter().map(crate::ingest::encoder_input).collect();
+    let mut vectors = index.encoder()?.encode_passages(&texts)?;
+    let doc = vectors.pop().expect("the document row's vector");
+    let mut fused: Vec<Vec<f32>> = vectors
+        .iter()
+        .map(|e| crate::xqg::fuse(e, &doc, 1, fuse, true))
+        .collect();
+    fused.push(doc);
+    Ok(passages
+        .into_iter()
+        .zip(fused)
+        .map(|(p, v)| Row::with_vector(p, v))
+        .collect())
 }
 
 /// The sentences of `text` (Unicode sentence boundaries), trimmed, blank ones left out.

@@ -359,13 +359,7 @@ impl Pipeline<'_> {
     }
 
     fn encode_chunk(&self, chunk: Vec<IngestItem>) -> Result<Vec<Ingested>> {
-        let texts: Vec<String> = chunk
-            .iter()
-            .map(|i| match &i.passage.title {
-                Some(t) if !t.is_empty() => format!("{t} {}", i.passage.text),
-                _ => i.passage.text.clone(),
-            })
-            .collect();
+        let texts: Vec<String> = chunk.iter().map(|i| encoder_input(&i.passage)).collect();
         let vectors = self.encoder.encode_passages(&texts)?;
         let query_texts: Vec<&str> = chunk
             .iter()
@@ -398,5 +392,13 @@ impl Pipeline<'_> {
             });
         }
         Ok(out)
+    }
+}
+
+/// What the encoder reads of a passage: its title (when it has one) and its text.
+pub(crate) fn encoder_input(p: &Passage) -> String {
+    match &p.title {
+        Some(t) if !t.is_empty() => format!("{t} {}", p.text),
+        _ => p.text.clone(),
     }
 }
