@@ -510,6 +510,17 @@ pub(crate) fn passages_of(
     // A document of one passage and no summary is its own document row already.
     if context.document_row && (out.len() > 1 || (!out.is_empty() && doc.summary.is_some())) {
         let (row_text, start, end) = opening(&doc, fits)?;
+        // A range that does not fall on the text's characters (a front matter whose value
+        // the YAML reader moved) is narrowed to what it can name.
+        let floor = |mut i: usize| {
+            i = i.min(text.len());
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let (start, end) = (floor(start), floor(end));
+        let start = start.min(end);
         let mut meta = serde_json::json!({
             "path": rel,
             "start": start,
@@ -982,6 +993,40 @@ mod tests {
         assert_eq!(langs, ["en", "en", "fi", "en"], "{ps:?}");
         assert!(ps[2].text.starts_with("Kirjasto"));
         assert_eq!(ps[3].meta.as_ref().unwrap()["document"], true);
+    }
+
+    #[test]
+    fn document_rows_name_source_ranges_whatever_the_front_matter() {
+        let docs = [
+            "---\r\ntitle: Über\r\ndescription: >-\r\n  Zwei Zeilen\r\n  über Fonts\r\n---\r\n\r\nErster Absatz hier. Zweiter Satz dort.\r\n\r\n## Teil\r\n\r\nNoch ein Absatz mit Text.\r\n",
+            "---\ndescription: \"日本語の説明\"\ntitle: '引用'\n---\n本文の最初の段落です。次の文です。\n\n## 見出し\n\n二つ目の段落です。\n",
+            "---\ndescription: [not, a, string]\n---\nOne. Two.\n\nThree. Four.\n",
+            "---\n: : bad yaml {\n---\nOne. Two.\n\nThree. Four.\n",
+        ];
+        for doc in docs {
+            let ps = passages(Kind::Mdx, doc, 3);
+            assert!(ps.len() >= 2, "{doc:?}: {ps:?}");
+            for p in &ps {
+                let m = p.meta.as_ref().unwrap();
+                let (s, e) = (
+                    m["start"].as_u64().unwrap() as usize,
+                    m["end"].as_u64().unwrap() as usize,
+                );
+                assert!(s <= e && e <= doc.len(), "{doc:?}: {s}..{e}");
+                assert!(
+                    doc.is_char_boundary(s) && doc.is_char_boundary(e),
+                    "{doc:?}: {s}..{e}"
+                );
+                assert!(!p.text.contains("description"), "{p:?}");
+            }
+        }
+        let ps = passages(Kind::Mdx, docs[1], 3);
+        let row = ps.last().unwrap();
+        assert!(
+            row.text.starts_with("日本語の説明 本文の最初の段落です。"),
+            "{row:?}"
+        );
+        assert_eq!(row.meta.as_ref().unwrap()["title"], "引用");
     }
 
     #[test]
