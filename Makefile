@@ -24,8 +24,9 @@ demo: setup
 # proptest-regressions file), so `make test` is the same run on every machine;
 # `make proptest-soak` searches for new cases with random seeds.
 PROPTEST_SEED ?= 3370162812
+test features: export PROPTEST_RNG_SEED := $(PROPTEST_SEED)
 test: setup kernels lint features
-	PROPTEST_RNG_SEED=$(PROPTEST_SEED) $(CARGO) test --release --all-targets
+	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) python-test
 
