@@ -56,6 +56,9 @@ fn main() -> xqdb::Result<()> {
         };
     }
     options.context.document_row = !args.iter().any(|a| a == "--no-document-row");
+    if args.iter().any(|a| a == "--sections") {
+        options.context.sections = true;
+    }
     if let Some(b) = arg(&args, "--fuse") {
         options.context.fuse = b.parse().expect("--fuse B");
     }

@@ -49,6 +49,7 @@ struct Sentence {
     end: usize,
     section: Vec<String>,
     code: bool,
+    heading: bool,
 }
 
 fn words(s: &str) -> usize {
@@ -71,6 +72,7 @@ fn sentence(block: &Block, from: usize, to: usize) -> Option<Sentence> {
         end: block.source_at(b, true).max(block.source_at(a, false)),
         section: block.section.clone(),
         code: block.code,
+        heading: block.heading,
     })
 }
 
@@ -161,6 +163,7 @@ fn emit<E>(
             end: *b,
             section: s.section.clone(),
             code: s.code,
+            heading: s.heading,
         })
         .collect();
     emit(&halves[..1], fits, out)?;
@@ -172,6 +175,7 @@ fn emit<E>(
 pub(crate) fn chunk<E>(
     blocks: &[Block],
     options: &ChunkOptions,
+    at_headings: bool,
     fits: &mut dyn FnMut(&str) -> Result<bool, E>,
 ) -> Result<Vec<Chunk>, E> {
     let target = options.target_words.max(1);
@@ -182,7 +186,10 @@ pub(crate) fn chunk<E>(
     let mut fresh = 0; // sentences of `cur` not carried over from the previous passage
     let count = |g: &[Sentence]| g.iter().map(|s| s.words).sum::<usize>();
     for s in all {
-        if fresh > 0 && count(&cur) + s.words > max {
+        // A heading starts a passage (with `at_headings`), unless the passage so far is short.
+        let new_section =
+            at_headings && s.heading && count(&cur[cur.len() - fresh..]) >= target / 4;
+        if fresh > 0 && (count(&cur) + s.words > max || new_section) {
             let keep = options.overlap_sentences.min(fresh - 1);
             let carried = cur[cur.len() - keep..].to_vec();
             groups.push(std::mem::replace(&mut cur, carried));
@@ -221,7 +228,7 @@ mod tests {
 
     fn run(src: &str, kind: Kind, o: &ChunkOptions, limit: usize) -> Vec<Chunk> {
         let e = extract(kind, src);
-        chunk::<()>(&e.blocks, o, &mut |t| Ok(words(t) <= limit)).unwrap()
+        chunk::<()>(&e.blocks, o, false, &mut |t| Ok(words(t) <= limit)).unwrap()
     }
 
     #[test]
@@ -238,6 +245,27 @@ mod tests {
         assert_eq!(chunks[0].start, 0);
         assert_eq!(chunks[1].start, chunks[0].end + 1);
         assert_eq!(&src[chunks[2].start..chunks[2].end], chunks[2].text);
+    }
+
+    #[test]
+    fn headings_start_passages_when_asked() {
+        let para = "One two three four five six seven eight nine ten. ".repeat(3);
+        let src = format!(
+            "# Doc\n\n{para}\n\n## Install\n\n{para}\n\n## Tiny\n\nShort.\n\n## Use\n\n{para}\n"
+        );
+        let o = ChunkOptions::default();
+        let e = extract(Kind::Markdown, &src);
+        let words_only = |t: &str| Ok::<bool, ()>(words(t) <= 10_000);
+        let plain = chunk(&e.blocks, &o, false, &mut { words_only }).unwrap();
+        let at = chunk(&e.blocks, &o, true, &mut { words_only }).unwrap();
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        let starts: Vec<&str> = at
+            .iter()
+            .map(|c| c.text.split(' ').next().unwrap())
+            .collect();
+        // "Tiny" is too short a section to stand alone: "Use" joins it.
+        assert_eq!(starts, ["Doc", "Install", "Tiny"], "{at:?}");
+        assert_eq!(at[1].section, ["Doc"]);
     }
 
     #[test]

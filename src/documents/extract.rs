@@ -58,6 +58,8 @@ pub(crate) struct Block {
     pub section: Vec<String>,
     /// Whether the block is code (a Markdown code block, an HTML `pre`), not prose.
     pub code: bool,
+    /// Whether the block is a heading (Markdown).
+    pub heading: bool,
 }
 
 impl Block {
@@ -187,6 +189,7 @@ fn markdown(source: &str, mdx: bool) -> Extracted {
                 heading = Some((level as usize, String::new()));
             }
             Event::End(TagEnd::Heading(_)) => {
+                block.heading = true;
                 if let Some((level, h)) = heading.take() {
                     let h = collapse(&h);
                     if !h.is_empty() {

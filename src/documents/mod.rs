@@ -382,6 +382,9 @@ pub struct DocumentContext {
     /// with a document row in indexes without an xQG profile (there xQG's own fusion applies).
     /// 0 keeps passage vectors as they are.
     pub fuse: f32,
+    /// Start a passage at each Markdown heading (unless the passage before it would be under
+    /// a quarter of the target words), so that a passage stays within its section.
+    pub sections: bool,
 }
 
 impl Default for DocumentContext {
@@ -390,6 +393,7 @@ impl Default for DocumentContext {
             heading: Heading::Path,
             document_row: true,
             fuse: 0.7,
+            sections: false,
         }
     }
 }
@@ -400,13 +404,14 @@ impl SyncOptions {
     pub fn fingerprint(&self) -> String {
         let c = &self.chunk;
         format!(
-            "words {}/{}/{}; heading {:?}; document row {}; fuse {}; lang {}; languages {}",
+            "words {}/{}/{}; heading {:?}; document row {}; fuse {}; sections {}; lang {}; languages {}",
             c.target_words,
             c.max_words,
             c.overlap_sentences,
             self.context.heading,
             self.context.document_row,
             self.context.fuse,
+            self.context.sections,
             self.lang.as_deref().unwrap_or("-"),
             self.languages.join(",")
         )
@@ -452,7 +457,7 @@ pub(crate) fn passages_of(
     fits: &mut dyn FnMut(&str) -> Result<bool>,
 ) -> Result<Vec<Passage>> {
     let doc = extract::extract(kind, text);
-    let chunks = chunk::chunk(&doc.blocks, chunking, fits)?;
+    let chunks = chunk::chunk(&doc.blocks, chunking, context.sections, fits)?;
     let title = doc.title.clone().unwrap_or_else(|| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         name.rsplit_once('.')
