@@ -79,56 +79,50 @@ def first_sentence(body):
     return None
 
 
+def collect(name, repo, root, keep, question_of, out):
+    """Writes the English pages of one source (`root`/en/REL where `keep(REL)`) under
+    out/en/NAME/ and returns their number and the questions of its translated pages: each
+    translation's `question_of(text)`, kept when at least 10 characters long and not the
+    English page's own."""
+    en = {p[len(root) + 4:]: p for p in files(repo, f"{root}/en") if keep(p[len(root) + 4:])}
+    english = {}
+    for rel, path in sorted(en.items()):
+        text = show(repo, path)
+        dest = os.path.join(out, "en", name, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "w", encoding="utf-8") as f:
+            f.write(text)
+        english[rel] = question_of(text)
+    queries = []
+    for path in files(repo, root):
+        lang, rel = path[len(root) + 1:].split("/", 1)
+        if lang == "en" or rel not in en:
+            continue
+        q = question_of(show(repo, path))
+        if not q or len(q) < 10 or q == english[rel]:
+            continue
+        answer = f"{name}/{rel}"
+        queries.append({"lang": lang, "query": q, "answer": answer,
+                        "split": split_of(answer), "source": name})
+    return len(en), queries
+
+
 def main():
     astro, glossary = sys.argv[1], sys.argv[2]
     out = sys.argv[3] if len(sys.argv) > 3 else "examples/docs-bench"
     queries, docs = [], 0
-    # Astro docs.
-    root = "src/content/docs"
-    en = {p[len(root) + 4:]: p for p in files(astro, f"{root}/en") if p.endswith((".md", ".mdx"))}
-    en_desc = {}
-    for rel, path in sorted(en.items()):
-        text = show(astro, path)
-        dest = os.path.join(out, "en", "astro", rel)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "w", encoding="utf-8") as f:
-            f.write(text)
-        docs += 1
-        en_desc[rel] = front_matter(text)[0].get("description", "")
-    for path in files(astro, root):
-        lang, rel = path[len(root) + 1:].split("/", 1)
-        if lang == "en" or rel not in en:
-            continue
-        desc = front_matter(show(astro, path))[0].get("description", "").strip()
-        if len(desc) < 10 or desc == en_desc[rel].strip():
-            continue
-        answer = f"astro/{rel}"
-        queries.append({"lang": lang, "query": desc, "answer": answer,
-                        "split": split_of(answer), "source": "astro"})
-    # CNCF glossary.
-    root = "content"
-    en = {p[len(root) + 4:]: p for p in files(glossary, f"{root}/en")
-          if p.endswith(".md") and "/" not in p[len(root) + 4:] and not p.endswith("_index.md")
-          and "TEMPLATE" not in p}
-    en_first = {}
-    for rel, path in sorted(en.items()):
-        text = show(glossary, path)
-        dest = os.path.join(out, "en", "cncf", rel)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "w", encoding="utf-8") as f:
-            f.write(text)
-        docs += 1
-        en_first[rel] = first_sentence(front_matter(text)[1])
-    for path in files(glossary, root):
-        lang, rel = path[len(root) + 1:].split("/", 1)
-        if lang == "en" or rel not in en:
-            continue
-        q = first_sentence(front_matter(show(glossary, path))[1])
-        if not q or len(q) < 10 or q == en_first[rel]:
-            continue
-        answer = f"cncf/{rel}"
-        queries.append({"lang": lang, "query": q, "answer": answer,
-                        "split": split_of(answer), "source": "cncf"})
+    sources = (
+        ("astro", astro, "src/content/docs", lambda rel: rel.endswith((".md", ".mdx")),
+         lambda text: front_matter(text)[0].get("description", "").strip()),
+        ("cncf", glossary, "content",
+         lambda rel: rel.endswith(".md") and "/" not in rel and not rel.endswith("_index.md")
+         and "TEMPLATE" not in rel,
+         lambda text: first_sentence(front_matter(text)[1])),
+    )
+    for name, repo, root, keep, question_of in sources:
+        n, qs = collect(name, repo, root, keep, question_of, out)
+        docs += n
+        queries += qs
     # Non-English pages for the language-tag check: up to PER_LANG pages of each source and
     # language (picked by hash of the path), under other/LANG/SOURCE/.
     picked = 0

@@ -56,7 +56,7 @@ pub(crate) struct Block {
     pub pieces: Vec<Piece>,
     /// The headings above the block, outermost first (Markdown).
     pub section: Vec<String>,
-    /// Whether the block is code (a Markdown code block, an HTML `pre`), not prose.
+    /// Whether the block is code (a Markdown code block), not prose.
     pub code: bool,
     /// Whether the block is a heading (Markdown).
     pub heading: bool,
@@ -158,7 +158,6 @@ fn markdown(source: &str, mdx: bool) -> Extracted {
     let path_of = |section: &[(usize, String)]| section.iter().map(|(_, h)| h.clone()).collect();
     let mut in_code = false;
     for (event, range) in parser.into_offset_iter() {
-        let event_end_code = matches!(event, Event::End(TagEnd::CodeBlock));
         match event {
             Event::Start(Tag::MetadataBlock(kind)) => {
                 metadata = (kind == MetadataBlockKind::YamlStyle).then(|| (String::new(), 0));
@@ -205,12 +204,12 @@ fn markdown(source: &str, mdx: bool) -> Extracted {
             Event::End(TagEnd::Paragraph) if mdx && is_esm(&block.text) => {
                 block = Block::default();
             }
+            Event::End(TagEnd::CodeBlock) => {
+                out.flush(&mut block);
+                in_code = false;
+            }
             Event::End(
-                TagEnd::Paragraph
-                | TagEnd::Item
-                | TagEnd::CodeBlock
-                | TagEnd::BlockQuote(_)
-                | TagEnd::TableCell,
+                TagEnd::Paragraph | TagEnd::Item | TagEnd::BlockQuote(_) | TagEnd::TableCell,
             )
             | Event::Start(Tag::Item) => out.flush(&mut block),
             Event::Start(Tag::CodeBlock(_)) => {
@@ -218,9 +217,6 @@ fn markdown(source: &str, mdx: bool) -> Extracted {
                 in_code = true;
             }
             _ => {}
-        }
-        if event_end_code {
-            in_code = false;
         }
         if block.pieces.is_empty() {
             block.section = path_of(&section);

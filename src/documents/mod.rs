@@ -582,17 +582,19 @@ fn opening(
     for b in &doc.blocks {
         let t = extract::collapse(&b.text);
         let longer = if text.is_empty() {
-            t.clone()
+            t
         } else {
             format!("{text} {t}")
         };
-        if !text.is_empty() && !fits(&longer)? {
+        let fit = fits(&longer)?;
+        if !fit && !text.is_empty() {
             break;
         }
+        // The first text over the limit is kept: its words are cut to fit below.
         text = longer;
         start = start.min(b.source_at(0, false));
         end = end.max(b.source_at(b.text.len(), true));
-        if !fits(&text)? {
+        if !fit {
             break;
         }
     }
@@ -725,7 +727,7 @@ fn sync_file(
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
     let settings = o.fingerprint();
     // Its passages now, whatever settings stored them (surplus ones are deleted).
-    let old_passages = before.map_or(0, |b| b.passages);
+    let old_n = before.map_or(0, |b| b.passages);
     let is_new = before.is_none();
     // A file synced with other settings is read and encoded again, whatever its content.
     let before = before.filter(|b| b.settings == settings);
@@ -834,7 +836,6 @@ fn sync_file(
         Err(e) => return Ok(Err(format!("cannot read: {e}"))),
     }
     let n = passages.len() as u32;
-    let old_n = old_passages;
     if let Some(w) = writer {
         let rows = rows_of(index, passages, o.context.fuse)?;
         if let Err(e) = w.stage_rows(rows, WriteMode::Upsert, &|_| {}) {

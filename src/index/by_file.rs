@@ -83,36 +83,29 @@ pub fn group_by_file(hits: Vec<Hit>, ranking: &FileRanking, k: usize) -> Vec<Fil
     files
 }
 
+impl FileRanking {
+    /// The options of the passage search a by-file search for the top `options.k` files
+    /// groups: the same, for `options.k × depth` passages (at least 100).
+    pub fn candidates(&self, options: &SearchOptions) -> SearchOptions {
+        let mut deep = options.clone();
+        deep.k = options.k.saturating_mul(self.depth.max(1)).max(100);
+        deep
+    }
+}
+
 impl Index {
-    /// The top `options.k` files for each text query: `options.k × depth` passages (at
-    /// least 100) searched as `options` says, then grouped by [`group_by_file`].
+    /// The top `options.k` files for each text query: the passages of
+    /// [`FileRanking::candidates`] grouped by [`group_by_file`].
     pub fn search_files<S: AsRef<str> + Sync>(
         &self,
         queries: &[S],
         options: &SearchOptions,
         ranking: &FileRanking,
     ) -> Result<Vec<Vec<FileHit>>> {
-        let k = options.k;
-        let mut deep = options.clone();
-        deep.k = k.saturating_mul(ranking.depth.max(1)).max(100);
-        let all = self.search_texts(queries, &deep)?;
+        let all = self.search_texts(queries, &ranking.candidates(options))?;
         Ok(all
             .into_iter()
-            .map(|hits| group_by_file(hits, ranking, k))
+            .map(|hits| group_by_file(hits, ranking, options.k))
             .collect())
-    }
-
-    /// The top `options.k` files for a query vector (see [`Index::search_files`]).
-    pub fn search_files_by_vector(
-        &self,
-        query: &[f32],
-        options: &SearchOptions,
-        ranking: &FileRanking,
-    ) -> Result<Vec<FileHit>> {
-        let k = options.k;
-        let mut deep = options.clone();
-        deep.k = k.saturating_mul(ranking.depth.max(1)).max(100);
-        let hits = self.search_with(query, &deep)?;
-        Ok(group_by_file(hits, ranking, k))
     }
 }

@@ -351,37 +351,28 @@ impl Server {
             Some(Value::Bool(b)) => *b,
             Some(_) => return fail(400, "by_file must be true or false"),
         };
-        if by_file {
-            let files = match (obj.get("text"), obj.get("vector")) {
-                (Some(Value::String(t)), None) => self
-                    .index
-                    .search_files(&[t], &options, &Default::default())
-                    .map(|mut all| all.pop().unwrap_or_default()),
-                (None, Some(v)) => {
-                    let Some(vector) = vector_of(v) else {
-                        return fail(400, "vector must be an array of numbers");
-                    };
-                    self.index
-                        .search_files_by_vector(&vector, &options, &Default::default())
-                }
-                _ => return fail(400, "give exactly one of text (a string) or vector"),
-            };
-            return match files {
-                Ok(f) => reply(200, json!({ "files": f })),
-                Err(e) => from_error(e),
-            };
-        }
+        // A by-file search groups the passages of a deeper search of the same query.
+        let ranking = crate::FileRanking::default();
+        let searched = if by_file {
+            ranking.candidates(&options)
+        } else {
+            options.clone()
+        };
         let hits = match (obj.get("text"), obj.get("vector")) {
-            (Some(Value::String(t)), None) => self.index.search_text_with(t, &options),
+            (Some(Value::String(t)), None) => self.index.search_text_with(t, &searched),
             (None, Some(v)) => {
                 let Some(vector) = vector_of(v) else {
                     return fail(400, "vector must be an array of numbers");
                 };
-                self.index.search_with(&vector, &options)
+                self.index.search_with(&vector, &searched)
             }
             _ => return fail(400, "give exactly one of text (a string) or vector"),
         };
         match hits {
+            Ok(h) if by_file => reply(
+                200,
+                json!({ "files": crate::group_by_file(h, &ranking, options.k) }),
+            ),
             Ok(h) => reply(200, json!({ "hits": h })),
             Err(e) => from_error(e),
         }

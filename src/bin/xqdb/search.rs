@@ -130,6 +130,9 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         depth,
         by_file,
     } = a;
+    if by_file && (vector_file.is_some() || rerank.is_some()) {
+        return Err("--by-file works on text queries without --rerank".into());
+    }
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
     if !langs.is_empty() {
@@ -193,9 +196,6 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
         },
         (None, None) => return Err("give a query text or --vector-file".into()),
     };
-    if by_file {
-        return Err("--by-file works on text queries without --rerank".into());
-    }
     let hits: Vec<xqdb::Hit> = hits.into_iter().next().unwrap_or_default();
     Ok(json!({ "hits": hits }))
 }
