@@ -50,7 +50,7 @@ pub fn model_files(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let path = std::path::Path::new("/bundle/xqdb-bundle.json");
         if let Ok(m) = crate::model::Manifest::parse(text, path) {
-            assert!(m.dim > 0 && m.dim <= crate::MAX_DIM);
+            assert!(m.dim > 0 && m.dim <= crate::types::MAX_DIM);
             for rel in [&m.model, &m.tokenizer].into_iter().chain(m.files.keys()) {
                 let p = std::path::Path::new(rel);
                 assert!(p

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod adapter;
 pub mod distill;
 #[cfg(feature = "documents")]
 pub mod documents;
@@ -59,11 +60,11 @@ mod store;
 mod types;
 pub mod xqg;
 
+pub use distill::Rerank;
 pub use error::{Error, Result};
 pub use index::{
     group_by_file, AugmentBudget, AugmentReport, CommitInfo, FileHit, FileRanking, Index,
-    IndexBuilder, RefuseReport, Rerank, SearchOptions, Snapshot, VerifyPolicy, VerifyReport,
-    Writer,
+    IndexBuilder, RefuseReport, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
 pub use ingest::{IngestItem, Progress};
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
@@ -76,9 +77,4 @@ pub use types::{
 };
 pub use xqg::{Augmentation, XqgProfile};
 
-/// Largest vector dimension an index accepts.
-pub const MAX_DIM: usize = 65_536;
-/// Largest passage text (and title), in bytes.
-pub const MAX_TEXT_BYTES: usize = 16 << 20;
-/// Longest passage id, in bytes.
-pub const MAX_ID_BYTES: usize = 1024;
+pub use types::{MAX_DIM, MAX_ID_BYTES, MAX_TEXT_BYTES};

@@ -1,8 +1,80 @@
 //! Plain data types shared by the public API.
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+
+/// Largest vector dimension an index accepts.
+pub const MAX_DIM: usize = 65_536;
+/// Largest passage text (and title), in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 << 20;
+/// Longest passage id, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
+const LANG_TAG_RULE: &str = "the language tag must be 1-35 ASCII letters, digits, '-' or '_'";
+
+fn lang_tag_ok(lang: &str) -> bool {
+    !lang.is_empty()
+        && lang.len() <= 35
+        && lang
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Checks a language tag the way passages' tags are checked.
+#[cfg_attr(not(feature = "documents"), allow(dead_code))]
+pub(crate) fn check_lang_tag(lang: &str) -> Result<()> {
+    if lang_tag_ok(lang) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("{lang:?}: {LANG_TAG_RULE}")))
+    }
+}
+
+impl Passage {
+    /// Checks the id, text, title, language tag and metadata against the limits every write
+    /// path enforces; returns the metadata as JSON text when there is some.
+    pub(crate) fn validate(&self) -> Result<Option<String>> {
+        let p = self;
+        let bad = |reason: &str| Error::InvalidPassage {
+            id: p.id.clone(),
+            reason: reason.to_string(),
+        };
+        if p.id.is_empty() {
+            return Err(bad("the id is empty"));
+        }
+        if p.id.len() > MAX_ID_BYTES {
+            return Err(bad(&format!(
+                "the id is longer than {} bytes",
+                MAX_ID_BYTES
+            )));
+        }
+        if p.text.trim().is_empty() {
+            return Err(bad("the text is empty"));
+        }
+        if p.text.len() > MAX_TEXT_BYTES {
+            return Err(bad(&format!(
+                "the text has {} bytes; the limit is {}",
+                p.text.len(),
+                MAX_TEXT_BYTES
+            )));
+        }
+        if p.title.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(bad("the title is too long"));
+        }
+        if let Some(lang) = &p.lang {
+            if !lang_tag_ok(lang) {
+                return Err(bad(LANG_TAG_RULE));
+            }
+        }
+        match &p.meta {
+            None => Ok(None),
+            Some(m) if m.is_object() => Ok(Some(m.to_string())),
+            Some(_) => Err(bad("metadata must be a JSON object")),
+        }
+    }
+}
 
 /// How vectors are compared. Scores are always "higher is better".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,13 +436,13 @@ impl FirstPass {
 }
 
 impl std::str::FromStr for FirstPass {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "exact" => Ok(FirstPass::Exact),
             "i8" => Ok(FirstPass::I8),
             "binary" => Ok(FirstPass::Binary),
-            _ => Err(crate::Error::InvalidArgument(format!(
+            _ => Err(Error::InvalidArgument(format!(
                 "first pass {s:?}: expected exact, i8 or binary"
             ))),
         }
@@ -411,14 +483,14 @@ impl Default for Codes {
 impl Codes {
     /// Parses a comma-separated list such as `binary,i8` (the CLI's `--codes`). The default
     /// first pass becomes the cheapest code listed.
-    pub fn parse(list: &str) -> crate::Result<Codes> {
+    pub fn parse(list: &str) -> Result<Codes> {
         let mut c = Codes::default();
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "binary" => c.binary = true,
                 "i8" => c.i8 = true,
                 _ => {
-                    return Err(crate::Error::InvalidArgument(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "codes {part:?}: expected binary and/or i8"
                     )))
                 }
@@ -459,38 +531,6 @@ impl Codes {
         }
         v
     }
-
-    pub(crate) fn flags(&self) -> u8 {
-        use crate::segment::format::{CODES_BINARY, CODES_I8};
-        (if self.binary { CODES_BINARY } else { 0 }) | (if self.i8 { CODES_I8 } else { 0 })
-    }
-
-    /// The meta-table record (FORMAT.md, "Meta table": `codes`).
-    pub(crate) fn encode(&self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0] = self.flags();
-        b[1] = self.centred as u8;
-        b[2] = self.default_first_pass.code();
-        b[4..8].copy_from_slice(&self.default_oversample.unwrap_or(0).to_le_bytes());
-        b
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Option<Codes> {
-        use crate::segment::format::{CODES_BINARY, CODES_I8};
-        let b: [u8; 8] = b.try_into().ok()?;
-        if b[0] & !(CODES_BINARY | CODES_I8) != 0 || b[1] > 1 || b[3] != 0 {
-            return None;
-        }
-        let over = u32::from_le_bytes(b[4..8].try_into().ok()?);
-        let c = Codes {
-            binary: b[0] & CODES_BINARY != 0,
-            i8: b[0] & CODES_I8 != 0,
-            centred: b[1] == 1,
-            default_first_pass: FirstPass::from_code(b[2])?,
-            default_oversample: (over != 0).then_some(over),
-        };
-        c.has(c.default_first_pass).then_some(c)
-    }
 }
 
 /// Settings of an index's lexical (keyword) index, fixed when it is enabled (format
@@ -525,7 +565,7 @@ impl Default for LexicalSettings {
 
 impl LexicalSettings {
     /// Checks that every value is usable.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let ok = self.k1.is_finite()
             && self.k1 >= 0.0
             && self.b.is_finite()
@@ -535,7 +575,7 @@ impl LexicalSettings {
         if ok {
             Ok(())
         } else {
-            Err(crate::Error::InvalidArgument(format!(
+            Err(Error::InvalidArgument(format!(
                 "lexical settings out of range (k1 ≥ 0, b in [0, 1], queries weight ≥ 0): {self:?}"
             )))
         }
@@ -620,7 +660,7 @@ impl Fusion {
     }
 
     /// Checks the parameters.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let ok = match *self {
             Fusion::Rrf { k, lexical_weight } => {
                 k.is_finite() && k >= 0.0 && lexical_weight.is_finite() && lexical_weight >= 0.0
@@ -630,7 +670,7 @@ impl Fusion {
         if ok {
             Ok(())
         } else {
-            Err(crate::Error::InvalidArgument(format!(
+            Err(Error::InvalidArgument(format!(
                 "fusion parameters out of range: {self:?}"
             )))
         }

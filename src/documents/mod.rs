@@ -632,7 +632,7 @@ pub fn sync(
         )));
     }
     if let Some(l) = &options.lang {
-        crate::index::check_lang_tag(l)?;
+        crate::types::check_lang_tag(l)?;
     }
     let detector = Detector::among(&options.languages)?;
     // The model loads when the first changed file needs it: a sync with nothing to do reads

@@ -2,18 +2,14 @@
 
 mod by_file;
 mod lexical;
-mod rerank;
 mod snapshot;
 mod verify;
 mod writer;
 
 pub use by_file::{group_by_file, FileHit, FileRanking};
-pub use rerank::Rerank;
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
 #[cfg(feature = "documents")]
-pub(crate) use writer::check_lang_tag;
-pub(crate) use writer::validate_passage;
 pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
 
 use crate::error::{Error, Result};
@@ -552,10 +548,10 @@ fn check_dim(options: &IndexBuilder) -> Result<()> {
     let dim = options.dim.ok_or_else(|| {
         Error::InvalidArgument("a dimension is required to create an index".into())
     })?;
-    if dim == 0 || dim > crate::MAX_DIM {
+    if dim == 0 || dim > crate::types::MAX_DIM {
         return Err(Error::InvalidArgument(format!(
             "dimension {dim} out of range 1..={}",
-            crate::MAX_DIM
+            crate::types::MAX_DIM
         )));
     }
     Ok(())

@@ -87,9 +87,9 @@ pub(crate) struct SnapshotData {
     pub tail: Arc<Tail>,
     pub live: u64,
     /// The shared query adapter applied to encoded text queries, if one is stored.
-    pub adapter: Option<Arc<crate::distill::StoredAdapter>>,
+    pub adapter: Option<Arc<crate::adapter::StoredAdapter>>,
     /// The query adapters of query languages (format version 6).
-    pub lang_adapters: BTreeMap<String, Arc<crate::distill::StoredAdapter>>,
+    pub lang_adapters: BTreeMap<String, Arc<crate::adapter::StoredAdapter>>,
 }
 
 impl SnapshotData {
@@ -131,8 +131,8 @@ impl SnapshotData {
         prev: Option<&SnapshotData>,
         tombstones_changed: bool,
         (adapter, lang_adapters): (
-            Option<Arc<crate::distill::StoredAdapter>>,
-            BTreeMap<String, Arc<crate::distill::StoredAdapter>>,
+            Option<Arc<crate::adapter::StoredAdapter>>,
+            BTreeMap<String, Arc<crate::adapter::StoredAdapter>>,
         ),
     ) -> Result<Self> {
         let cerr = |e: redb::Error| inner.catalog_err(e);
@@ -849,12 +849,12 @@ impl Snapshot {
 
     /// The shared query adapter stored in this commit, if any: the one text queries use
     /// when their language has none of its own (or they name no language).
-    pub fn adapter(&self) -> Option<&crate::distill::StoredAdapter> {
+    pub fn adapter(&self) -> Option<&crate::adapter::StoredAdapter> {
         self.data.adapter.as_deref()
     }
 
     /// The query adapters of query languages stored in this commit, by language.
-    pub fn lang_adapters(&self) -> impl Iterator<Item = (&str, &crate::distill::StoredAdapter)> {
+    pub fn lang_adapters(&self) -> impl Iterator<Item = (&str, &crate::adapter::StoredAdapter)> {
         self.data
             .lang_adapters
             .iter()
@@ -863,7 +863,7 @@ impl Snapshot {
 
     /// The adapter a text query in `lang` is mapped by: its language's, else the shared
     /// one, else none (searched as encoded).
-    pub fn adapter_for(&self, lang: Option<&str>) -> Option<&crate::distill::StoredAdapter> {
+    pub fn adapter_for(&self, lang: Option<&str>) -> Option<&crate::adapter::StoredAdapter> {
         lang.and_then(|l| self.data.lang_adapters.get(l))
             .map(|a| a.as_ref())
             .or(self.adapter())

@@ -114,68 +114,6 @@ fn check_augmentation(config: &store::StoreConfig, id: &str, a: &Augmentation) -
     crate::ingest::check_queries(id, &a.queries)
 }
 
-const LANG_TAG_RULE: &str = "the language tag must be 1-35 ASCII letters, digits, '-' or '_'";
-
-fn lang_tag_ok(lang: &str) -> bool {
-    !lang.is_empty()
-        && lang.len() <= 35
-        && lang
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// Checks a language tag the way passages' tags are checked.
-#[cfg_attr(not(feature = "documents"), allow(dead_code))]
-pub(crate) fn check_lang_tag(lang: &str) -> Result<()> {
-    if lang_tag_ok(lang) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!("{lang:?}: {LANG_TAG_RULE}")))
-    }
-}
-
-pub(crate) fn validate_passage(p: &Passage) -> Result<Option<String>> {
-    let bad = |reason: &str| Error::InvalidPassage {
-        id: p.id.clone(),
-        reason: reason.to_string(),
-    };
-    if p.id.is_empty() {
-        return Err(bad("the id is empty"));
-    }
-    if p.id.len() > crate::MAX_ID_BYTES {
-        return Err(bad(&format!(
-            "the id is longer than {} bytes",
-            crate::MAX_ID_BYTES
-        )));
-    }
-    if p.text.trim().is_empty() {
-        return Err(bad("the text is empty"));
-    }
-    if p.text.len() > crate::MAX_TEXT_BYTES {
-        return Err(bad(&format!(
-            "the text has {} bytes; the limit is {}",
-            p.text.len(),
-            crate::MAX_TEXT_BYTES
-        )));
-    }
-    if p.title
-        .as_ref()
-        .is_some_and(|t| t.len() > crate::MAX_TEXT_BYTES)
-    {
-        return Err(bad("the title is too long"));
-    }
-    if let Some(lang) = &p.lang {
-        if !lang_tag_ok(lang) {
-            return Err(bad(LANG_TAG_RULE));
-        }
-    }
-    match &p.meta {
-        None => Ok(None),
-        Some(m) if m.is_object() => Ok(Some(m.to_string())),
-        Some(_) => Err(bad("metadata must be a JSON object")),
-    }
-}
-
 /// New rows (of a commit, or the sealed tail), in row-id order, as a segment source. f32
 /// rows are written straight from the vectors; f16 and i8 rows are encoded once.
 struct NewRows<'a> {
@@ -359,7 +297,7 @@ impl Writer {
         replace: bool,
     ) -> Result<()> {
         self.inner.check_poison()?;
-        let meta_json = validate_passage(&passage)?;
+        let meta_json = passage.validate()?;
         let config = self.inner.snapshot_data().config.clone();
         let vector = prepare_vector(&config, &passage.id, vector)?;
         if !replace && self.exists(&passage.id)? {
@@ -483,7 +421,7 @@ impl Writer {
         let mut seen = HashSet::new();
         for i in &items {
             let p = &i.passage;
-            validate_passage(p)?;
+            p.validate()?;
             if !seen.insert(p.id.as_str()) || (!replace && self.exists(&p.id)?) {
                 return Err(Error::DuplicateId { id: p.id.clone() });
             }
@@ -1256,8 +1194,8 @@ impl Writer {
     /// ```
     pub fn set_adapter(
         &mut self,
-        adapter: &crate::distill::Adapter,
-        info: &crate::distill::AdapterInfo,
+        adapter: &crate::adapter::Adapter,
+        info: &crate::adapter::AdapterInfo,
     ) -> Result<()> {
         let record = self.adapter_record(adapter, info)?;
         self.write_adapters(false, &[(info.lang.as_deref(), Some(&record))])
@@ -1268,7 +1206,7 @@ impl Writer {
     /// empty list drops them all.
     pub fn replace_adapters(
         &mut self,
-        adapters: &[(crate::distill::Adapter, crate::distill::AdapterInfo)],
+        adapters: &[(crate::adapter::Adapter, crate::adapter::AdapterInfo)],
     ) -> Result<()> {
         let mut records = Vec::with_capacity(adapters.len());
         for (i, (a, info)) in adapters.iter().enumerate() {
@@ -1291,8 +1229,8 @@ impl Writer {
 
     fn adapter_record(
         &self,
-        adapter: &crate::distill::Adapter,
-        info: &crate::distill::AdapterInfo,
+        adapter: &crate::adapter::Adapter,
+        info: &crate::adapter::AdapterInfo,
     ) -> Result<Vec<u8>> {
         let dim = self.inner.snapshot_data().config.dim;
         if adapter.dim() != dim {
@@ -1503,7 +1441,7 @@ impl Writer {
                     profile.store_query_vectors,
                 );
                 let fused = a.fused(profile.alpha, profile.normalize);
-                let meta_json = validate_passage(&passage)?;
+                let meta_json = passage.validate()?;
                 let vector = prepare_vector(&snap.data().config, &passage.id, &fused)?;
                 self.ops.push(Op::Put {
                     passage,

@@ -5,7 +5,7 @@ use crate::types::Passage;
 use std::collections::BTreeMap;
 
 /// Longest accepted line, in bytes (a passage of the largest size, JSON-escaped).
-pub const MAX_LINE_BYTES: usize = 2 * crate::MAX_TEXT_BYTES;
+pub const MAX_LINE_BYTES: usize = 2 * crate::types::MAX_TEXT_BYTES;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -230,7 +230,7 @@ pub fn augment_passages(
     profile.validate()?;
     let mut seen = std::collections::HashSet::new();
     for p in &passages {
-        crate::index::validate_passage(p)?;
+        p.validate()?;
         if !seen.insert(p.id.as_str()) {
             return Err(Error::DuplicateId { id: p.id.clone() });
         }

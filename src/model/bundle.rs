@@ -118,7 +118,7 @@ impl Manifest {
             ));
         }
         if manifest.dim == 0
-            || manifest.dim > crate::MAX_DIM
+            || manifest.dim > crate::types::MAX_DIM
             || manifest.max_query_tokens == 0
             || manifest.max_passage_tokens == 0
         {

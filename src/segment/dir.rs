@@ -2,7 +2,7 @@
 //! (for in-memory indexes). Everything the engine does to segment files goes through this
 //! small trait, so that the commit protocol is written once.
 
-use super::reader::{Bytes, ReadMode};
+use super::bytes::{Bytes, ReadMode};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -133,7 +133,7 @@ impl SegmentDir for MemDir {
     ) -> io::Result<()> {
         let mut bytes = Vec::new();
         fill(&mut bytes)?;
-        let words = super::reader::aligned_words(&bytes);
+        let words = super::bytes::aligned_words(&bytes);
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if files.contains_key(name) {
             return Err(io::Error::new(

@@ -1,15 +1,17 @@
 //! Immutable segment files: the format, the durable writer and the checked mmap reader.
 
+mod bytes;
 pub(crate) mod codes;
 mod dir;
 pub mod format;
 mod reader;
 mod writer;
 
+pub(crate) use bytes::Bytes;
+pub use bytes::ReadMode;
 pub(crate) use codes::Codebook;
 pub(crate) use dir::{FsDir, MemDir, SegmentDir};
-pub use reader::ReadMode;
-pub(crate) use reader::{Bytes, SegmentHandle};
+pub(crate) use reader::SegmentHandle;
 pub(crate) use writer::{
     decode_row, encode_rows, sync_dir, write_segment, RowSource, SegmentCodes,
 };

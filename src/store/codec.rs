@@ -1,8 +1,9 @@
 //! Byte encodings of catalog values (FORMAT.md, "Catalog values"). Little-endian,
 //! versioned by their first byte; decoders reject anything malformed without panicking.
 
+use crate::segment::format::{CODES_BINARY, CODES_I8};
 use crate::segment::SegmentRecord;
-use crate::types::{Dtype, Passage};
+use crate::types::{Codes, Dtype, FirstPass, Passage};
 use crate::xqg::Augmentation;
 
 const PASSAGE_V1: u8 = 1;
@@ -109,7 +110,7 @@ fn parse(b: &[u8]) -> Result<Parts<'_>, String> {
     let lang = (flags & FLAG_LANG != 0).then(|| r.string()).transpose()?;
     let meta_json = (flags & FLAG_META != 0).then(|| r.string()).transpose()?;
     let raw_len = r.u32()? as usize;
-    if raw_len > crate::MAX_TEXT_BYTES {
+    if raw_len > crate::types::MAX_TEXT_BYTES {
         return Err("text length exceeds the limit".into());
     }
     let text = r.bytes()?;
@@ -266,7 +267,7 @@ pub(crate) fn decode_augmentation(b: &[u8]) -> Result<Augmentation, String> {
     let mut r = Reader { b: &b[2..] };
     let dim = r.u32()? as usize;
     let n = r.u32()? as usize;
-    if dim == 0 || dim > crate::MAX_DIM {
+    if dim == 0 || dim > crate::types::MAX_DIM {
         return Err("dimension out of range".into());
     }
     let passage_vector = r.f32s(dim)?;
@@ -294,6 +295,40 @@ pub(crate) fn decode_augmentation(b: &[u8]) -> Result<Augmentation, String> {
         query_vectors,
         pending: flags & AUG_PENDING != 0,
     })
+}
+
+/// The byte codec of [`Codes`]: its meta-table record and its segment-header flags.
+impl Codes {
+    /// The segment-header flags of the codes kept (FORMAT.md, "Segment header").
+    pub(crate) fn flags(&self) -> u8 {
+        (if self.binary { CODES_BINARY } else { 0 }) | (if self.i8 { CODES_I8 } else { 0 })
+    }
+
+    /// The meta-table record (FORMAT.md, "Meta table": `codes`).
+    pub(crate) fn encode(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.flags();
+        b[1] = self.centred as u8;
+        b[2] = self.default_first_pass.code();
+        b[4..8].copy_from_slice(&self.default_oversample.unwrap_or(0).to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<Codes> {
+        let b: [u8; 8] = b.try_into().ok()?;
+        if b[0] & !(CODES_BINARY | CODES_I8) != 0 || b[1] > 1 || b[3] != 0 {
+            return None;
+        }
+        let over = u32::from_le_bytes(b[4..8].try_into().ok()?);
+        let c = Codes {
+            binary: b[0] & CODES_BINARY != 0,
+            i8: b[0] & CODES_I8 != 0,
+            centred: b[1] == 1,
+            default_first_pass: FirstPass::from_code(b[2])?,
+            default_oversample: (over != 0).then_some(over),
+        };
+        c.has(c.default_first_pass).then_some(c)
+    }
 }
 
 #[cfg(test)]

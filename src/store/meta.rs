@@ -203,7 +203,7 @@ impl StoreConfig {
                     .map_err(|e| MetaError::Bad(format!("xQG profile: {e}")))
             })
             .transpose()?;
-        if dim == 0 || dim > crate::MAX_DIM as u64 {
+        if dim == 0 || dim > crate::types::MAX_DIM as u64 {
             return Err(MetaError::Bad(format!("dimension {dim} out of range")));
         }
         let codes = get(t, MetaKey::Codes)?
@@ -326,17 +326,17 @@ pub(crate) fn adapter_key(lang: Option<&str>) -> String {
 }
 
 type StoredAdapters = (
-    Option<std::sync::Arc<crate::distill::StoredAdapter>>,
-    std::collections::BTreeMap<String, std::sync::Arc<crate::distill::StoredAdapter>>,
+    Option<std::sync::Arc<crate::adapter::StoredAdapter>>,
+    std::collections::BTreeMap<String, std::sync::Arc<crate::adapter::StoredAdapter>>,
 );
 
 /// Decodes one adapter record; when its checksum equals `prev`'s, `prev` is reused without
 /// decoding the weights again.
 fn decode_adapter(
     bytes: &[u8],
-    prev: Option<&std::sync::Arc<crate::distill::StoredAdapter>>,
+    prev: Option<&std::sync::Arc<crate::adapter::StoredAdapter>>,
     key: &str,
-) -> Result<std::sync::Arc<crate::distill::StoredAdapter>, MetaError> {
+) -> Result<std::sync::Arc<crate::adapter::StoredAdapter>, MetaError> {
     let sum = bytes
         .len()
         .checked_sub(8)
@@ -346,9 +346,9 @@ fn decode_adapter(
             return Ok(p.clone());
         }
     }
-    let (adapter, info) = crate::distill::Adapter::from_bytes(bytes)
+    let (adapter, info) = crate::adapter::Adapter::from_bytes(bytes)
         .map_err(|why| MetaError::Bad(format!("{key}: {why}")))?;
-    Ok(std::sync::Arc::new(crate::distill::StoredAdapter {
+    Ok(std::sync::Arc::new(crate::adapter::StoredAdapter {
         adapter,
         info,
         checksum: sum.unwrap_or(0),

@@ -1,8 +1,8 @@
 //! Teacher reranking: the dense top m rescored by a [`Teacher`] and interpolated.
 
-use super::{Index, SearchOptions, Snapshot};
-use crate::distill::{Candidate, Teacher, TeacherQuery};
+use super::{Candidate, Teacher, TeacherQuery};
 use crate::error::{Error, Result};
+use crate::index::{Index, SearchOptions, Snapshot};
 use crate::types::Hit;
 
 /// How to rerank a dense search with a teacher.
