@@ -48,6 +48,8 @@ features:
 		echo "the core library depends on the crates above"; exit 1; fi
 
 lint:
+	$(PYTHON) scripts/check_imports.py --self-test
+	$(PYTHON) scripts/check_imports.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps

@@ -40,15 +40,11 @@ impl<'t> LexWriter<'t> {
         if !cfg!(feature = "lexical") {
             return Err(missing_feature());
         }
-        let stats = {
-            let meta = txn
-                .open_table(store::META)
-                .map_err(|e| inner.catalog_err(e))?;
-            LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?
-        };
-        let table = txn
-            .open_table(store::LEX_POSTINGS)
-            .map_err(|e| inner.catalog_err(e))?;
+        let (stats, table) = store::in_catalog(&inner.catalog_path, || {
+            let meta = txn.open_table(store::META)?;
+            let stats = LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?;
+            Ok((stats, txn.open_table(store::LEX_POSTINGS)?))
+        })?;
         Ok(LexWriter {
             table,
             settings,
@@ -114,12 +110,11 @@ impl<'t> LexWriter<'t> {
             }
         }
         drop(self.table);
-        let mut meta = txn
-            .open_table(store::META)
-            .map_err(|e| inner.catalog_err(e))?;
-        self.stats
-            .write(&mut meta)
-            .map_err(|e| inner.catalog_err(e))
+        let stats = self.stats;
+        store::in_catalog(&inner.catalog_path, || {
+            let mut meta = txn.open_table(store::META)?;
+            Ok(stats.write(&mut meta)?)
+        })
     }
 }
 
@@ -146,14 +141,12 @@ pub(crate) fn write_settings(
     txn: &WriteTransaction,
     settings: &LexicalSettings,
 ) -> Result<()> {
-    let mut meta = txn
-        .open_table(store::META)
-        .map_err(|e| inner.catalog_err(e))?;
-    store::put_lexical(&mut meta, settings).map_err(|e| inner.catalog_err(e))?;
-    LexicalStats::default()
-        .write(&mut meta)
-        .map_err(|e| inner.catalog_err(e))?;
-    Ok(())
+    store::in_catalog(&inner.catalog_path, || {
+        let mut meta = txn.open_table(store::META)?;
+        store::put_lexical(&mut meta, settings)?;
+        LexicalStats::default().write(&mut meta)?;
+        Ok(())
+    })
 }
 
 use super::snapshot::{SearchOptions, Snapshot};

@@ -504,21 +504,18 @@ impl Inner {
     }
 
     fn set_clean(&self, clean: bool) -> Result<()> {
-        let db = self.database()?;
-        let txn = db.begin_write().map_err(|e| self.catalog_err(e))?;
-        {
-            let mut meta = txn
-                .open_table(store::META)
-                .map_err(|e| self.catalog_err(e))?;
-            store::put(&mut meta, MetaKey::CleanShutdown, &[clean as u8])
-                .map_err(|e| self.catalog_err(e))?;
-            // Stores made by format version 1 lack the xQG tables; they are empty there.
-            txn.open_table(store::AUGMENT)
-                .map_err(|e| self.catalog_err(e))?;
-            txn.open_table(store::BACKLOG)
-                .map_err(|e| self.catalog_err(e))?;
-        }
-        txn.commit().map_err(|e| self.catalog_err(e))
+        store::in_catalog(&self.catalog_path, || {
+            let db = self.database()?;
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(store::META)?;
+                store::put(&mut meta, MetaKey::CleanShutdown, &[clean as u8])?;
+                // Stores made by format version 1 lack the xQG tables; they are empty there.
+                txn.open_table(store::AUGMENT)?;
+                txn.open_table(store::BACKLOG)?;
+            }
+            Ok(txn.commit()?)
+        })
     }
 }
 
@@ -533,15 +530,17 @@ impl Drop for Inner {
 /// Whether the last writer closed the catalog cleanly; a redb file without xqdb's tables is
 /// refused as foreign.
 fn read_was_clean(db: &Db, catalog: &Path) -> Result<bool> {
-    let txn = db.begin_read().map_err(|e| Error::catalog(catalog, e))?;
-    let meta = txn.open_table(store::META).map_err(|e| match e {
-        redb::TableError::TableDoesNotExist(_) => Error::Foreign {
-            path: catalog.to_path_buf(),
-            reason: "a redb file without xqdb's tables".into(),
-        },
-        e => Error::catalog(catalog, e),
-    })?;
-    store::read_clean(&meta).map_err(|e| Error::catalog(catalog, e))
+    store::in_catalog(catalog, || {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(store::META).map_err(|e| match e {
+            redb::TableError::TableDoesNotExist(_) => Error::Foreign {
+                path: catalog.to_path_buf(),
+                reason: "a redb file without xqdb's tables".into(),
+            },
+            e => Error::catalog(catalog, e),
+        })?;
+        Ok(store::read_clean(&meta)?)
+    })
 }
 
 fn check_dim(options: &IndexBuilder) -> Result<()> {
@@ -571,86 +570,82 @@ pub(crate) fn check_oversample(o: usize) -> Result<()> {
 
 /// Writes the settings and creates every table of a new catalog, in one commit.
 fn init_catalog(db: &redb::Database, catalog: &Path, options: &IndexBuilder) -> Result<()> {
-    let config = StoreConfig {
-        format_version: store::FORMAT_VERSION,
-        uuid: *uuid::Uuid::new_v4().as_bytes(),
-        dim: options.dim.unwrap_or_default(),
-        dtype: options.dtype,
-        metric: options.metric,
-        i8_scale: None,
-        model_fingerprint: options.model_fingerprint.clone(),
-        model_path: options
-            .encoder
-            .as_ref()
-            .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
-        xqg: match &options.xqg {
-            None => None,
-            Some(p) => {
-                let mut p = p.clone();
-                p.validate()?;
-                if let Some(g) = &options.generator {
-                    p.generator = Some(g.fingerprint().to_string());
-                    p.generator_path = Some(g.dir().to_string_lossy().into_owned());
+    store::in_catalog(catalog, || {
+        let config = StoreConfig {
+            format_version: store::FORMAT_VERSION,
+            uuid: *uuid::Uuid::new_v4().as_bytes(),
+            dim: options.dim.unwrap_or_default(),
+            dtype: options.dtype,
+            metric: options.metric,
+            i8_scale: None,
+            model_fingerprint: options.model_fingerprint.clone(),
+            model_path: options
+                .encoder
+                .as_ref()
+                .map(|e| e.bundle().dir().to_string_lossy().into_owned()),
+            xqg: match &options.xqg {
+                None => None,
+                Some(p) => {
+                    let mut p = p.clone();
+                    p.validate()?;
+                    if let Some(g) = &options.generator {
+                        p.generator = Some(g.fingerprint().to_string());
+                        p.generator_path = Some(g.dir().to_string_lossy().into_owned());
+                    }
+                    if p.deferred && p.generator.is_none() {
+                        return Err(Error::InvalidArgument(
+                            "deferred generation needs a generator".into(),
+                        )
+                        .into());
+                    }
+                    Some(p)
                 }
-                if p.deferred && p.generator.is_none() {
-                    return Err(Error::InvalidArgument(
-                        "deferred generation needs a generator".into(),
-                    ));
+            },
+            codes: match options.codes {
+                Some(c) if options.dtype == Dtype::I8 => {
+                    return Err(Error::InvalidArgument(format!(
+                        "codes ({}) need f32 or f16 rows to rescore with; this index stores i8",
+                        c.names().join(",")
+                    ))
+                    .into())
                 }
-                Some(p)
-            }
-        },
-        codes: match options.codes {
-            Some(c) if options.dtype == Dtype::I8 => {
-                return Err(Error::InvalidArgument(format!(
-                    "codes ({}) need f32 or f16 rows to rescore with; this index stores i8",
-                    c.names().join(",")
-                )))
-            }
-            Some(c) => {
-                if let Some(o) = c.default_oversample {
-                    check_oversample(o as usize)?;
+                Some(c) => {
+                    if let Some(o) = c.default_oversample {
+                        check_oversample(o as usize)?;
+                    }
+                    Some(c)
                 }
-                Some(c)
+                None => None,
+            },
+            codebook: None,
+            lexical: match options.lexical {
+                Some(l) => {
+                    l.validate()?;
+                    Some(l)
+                }
+                None => None,
+            },
+        };
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(store::META)?;
+            config.write(&mut meta)?;
+            Counters::default().write(&mut meta)?;
+            store::put(&mut meta, MetaKey::CleanShutdown, &[0])?;
+            txn.open_table(store::IDS)?;
+            txn.open_table(store::PASSAGES)?;
+            txn.open_multimap_table(store::LANGS)?;
+            txn.open_table(store::TAIL)?;
+            txn.open_table(store::SEGMENTS)?;
+            txn.open_table(store::TOMBSTONES)?;
+            txn.open_table(store::AUGMENT)?;
+            txn.open_table(store::BACKLOG)?;
+            if config.lexical.is_some() {
+                txn.open_table(store::LEX_POSTINGS)?;
             }
-            None => None,
-        },
-        codebook: None,
-        lexical: match options.lexical {
-            Some(l) => {
-                l.validate()?;
-                Some(l)
-            }
-            None => None,
-        },
-    };
-    let cerr = |e: redb::Error| Error::catalog(catalog, e);
-    let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-    {
-        let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-        config.write(&mut meta).map_err(|e| cerr(e.into()))?;
-        Counters::default()
-            .write(&mut meta)
-            .map_err(|e| cerr(e.into()))?;
-        store::put(&mut meta, MetaKey::CleanShutdown, &[0]).map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::PASSAGES)
-            .map_err(|e| cerr(e.into()))?;
-        txn.open_multimap_table(store::LANGS)
-            .map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::SEGMENTS)
-            .map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::TOMBSTONES)
-            .map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
-        txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
-        if config.lexical.is_some() {
-            txn.open_table(store::LEX_POSTINGS)
-                .map_err(|e| cerr(e.into()))?;
         }
-    }
-    txn.commit().map_err(|e| cerr(e.into()))
+        Ok(txn.commit()?)
+    })
 }
 
 /// An open index. Cheap to clone; `Send + Sync`; searches run on any thread against a
@@ -1067,12 +1062,14 @@ impl Inner {
 
     /// Passages waiting for deferred generation in the latest commit.
     pub fn backlog_len(&self) -> Result<u64> {
-        let snap = self.snapshot_data();
-        match snap.txn().open_table(store::BACKLOG) {
-            Ok(t) => redb::ReadableTableMetadata::len(&t).map_err(|e| self.catalog_err(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(self.catalog_err(e)),
-        }
+        store::in_catalog(&self.catalog_path, || {
+            let snap = self.snapshot_data();
+            match snap.txn().open_table(store::BACKLOG) {
+                Ok(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// The generator: the one given at open, else the one recorded in the profile (loaded
@@ -1124,39 +1121,39 @@ impl Inner {
 
     /// Removes segment files the catalog does not list, and temp files (invariant I5).
     fn remove_orphans(&self) -> Result<()> {
-        let listed: std::collections::HashSet<u64> = {
-            let txn = self.begin_read()?;
-            let t = txn
-                .open_table(store::SEGMENTS)
-                .map_err(|e| self.catalog_err(e))?;
-            let mut set = std::collections::HashSet::new();
-            for row in t.iter().map_err(|e| self.catalog_err(e))? {
-                set.insert(row.map_err(|e| self.catalog_err(e))?.0.value());
+        store::in_catalog(&self.catalog_path, || {
+            let listed: std::collections::HashSet<u64> = {
+                let txn = self.begin_read()?;
+                let t = txn.open_table(store::SEGMENTS)?;
+                let mut set = std::collections::HashSet::new();
+                for row in t.iter()? {
+                    set.insert(row?.0.value());
+                }
+                set
+            };
+            let mut removed = false;
+            for name in self
+                .dir
+                .list()
+                .map_err(|e| Error::io(self.dir.path(""), e))?
+            {
+                let orphan = name.ends_with(".seg.tmp")
+                    || (name.ends_with(".seg")
+                        && segment::parse_file_name(&name).is_none_or(|id| !listed.contains(&id)));
+                if orphan {
+                    self.dir
+                        .remove(&name)
+                        .map_err(|e| Error::io(self.dir.path(&name), e))?;
+                    removed = true;
+                }
             }
-            set
-        };
-        let mut removed = false;
-        for name in self
-            .dir
-            .list()
-            .map_err(|e| Error::io(self.dir.path(""), e))?
-        {
-            let orphan = name.ends_with(".seg.tmp")
-                || (name.ends_with(".seg")
-                    && segment::parse_file_name(&name).is_none_or(|id| !listed.contains(&id)));
-            if orphan {
+            if removed {
                 self.dir
-                    .remove(&name)
-                    .map_err(|e| Error::io(self.dir.path(&name), e))?;
-                removed = true;
+                    .sync()
+                    .map_err(|e| Error::io(self.dir.path(""), e))?;
             }
-        }
-        if removed {
-            self.dir
-                .sync()
-                .map_err(|e| Error::io(self.dir.path(""), e))?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -135,57 +135,52 @@ impl SnapshotData {
             BTreeMap<String, Arc<crate::adapter::StoredAdapter>>,
         ),
     ) -> Result<Self> {
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
-            let t = txn
-                .open_table(store::TOMBSTONES)
-                .map_err(|e| cerr(e.into()))?;
-            let mut v = Vec::new();
-            for row in t.iter().map_err(|e| cerr(e.into()))? {
-                v.push(row.map_err(|e| cerr(e.into()))?.0.value());
-            }
-            Some(v)
-        } else {
-            None
-        };
-        let segments = handles
-            .into_iter()
-            .map(|handle| {
-                let (dead, dead_count) = match &tombstones {
-                    Some(ts) => {
-                        let r = &handle.record;
-                        let lo = ts.partition_point(|&x| x < r.min_rid);
-                        let hi = ts.partition_point(|&x| x <= r.max_rid);
-                        let mut b = Bitmap::new(handle.rows());
-                        mark_sorted(handle.rids(), &ts[lo..hi], &mut b);
-                        let n = b.count();
-                        ((n > 0).then(|| Arc::new(b)), n)
-                    }
-                    None => prev
-                        .and_then(|p| p.segments.iter().find(|s| s.handle.id == handle.id))
-                        .map_or((None, 0), |s| (s.dead.clone(), s.dead_count)),
-                };
-                SegmentView {
-                    handle,
-                    dead,
-                    dead_count,
+        store::in_catalog(&inner.catalog_path, || {
+            let tombstones: Option<Vec<u64>> = if tombstones_changed || prev.is_none() {
+                let t = txn.open_table(store::TOMBSTONES)?;
+                let mut v = Vec::new();
+                for row in t.iter()? {
+                    v.push(row?.0.value());
                 }
+                Some(v)
+            } else {
+                None
+            };
+            let segments = handles
+                .into_iter()
+                .map(|handle| {
+                    let (dead, dead_count) = match &tombstones {
+                        Some(ts) => {
+                            let r = &handle.record;
+                            let lo = ts.partition_point(|&x| x < r.min_rid);
+                            let hi = ts.partition_point(|&x| x <= r.max_rid);
+                            let mut b = Bitmap::new(handle.rows());
+                            mark_sorted(handle.rids(), &ts[lo..hi], &mut b);
+                            let n = b.count();
+                            ((n > 0).then(|| Arc::new(b)), n)
+                        }
+                        None => prev
+                            .and_then(|p| p.segments.iter().find(|s| s.handle.id == handle.id))
+                            .map_or((None, 0), |s| (s.dead.clone(), s.dead_count)),
+                    };
+                    SegmentView {
+                        handle,
+                        dead,
+                        dead_count,
+                    }
+                })
+                .collect();
+            let live = txn.open_table(store::IDS)?.len()?;
+            Ok(SnapshotData {
+                txn: Some(txn),
+                config,
+                counters,
+                segments,
+                tail,
+                live,
+                adapter,
+                lang_adapters,
             })
-            .collect();
-        let live = txn
-            .open_table(store::IDS)
-            .map_err(|e| cerr(e.into()))?
-            .len()
-            .map_err(|e| cerr(e.into()))?;
-        Ok(SnapshotData {
-            txn: Some(txn),
-            config,
-            counters,
-            segments,
-            tail,
-            live,
-            adapter,
-            lang_adapters,
         })
     }
 
@@ -675,68 +670,66 @@ impl Snapshot {
 
     /// Row ids (sorted) that pass `filter`.
     pub(super) fn allowed_rids(&self, filter: &Filter) -> Result<Vec<u64>> {
-        let txn = self.data.txn();
-        let mut candidates: Option<Vec<u64>> = None;
-        if let Some(langs) = &filter.langs {
-            let t = txn
-                .open_multimap_table(store::LANGS)
-                .map_err(|e| self.cerr(e))?;
-            let mut v = Vec::new();
-            for lang in langs {
-                for rid in t.get(lang.as_str()).map_err(|e| self.cerr(e))? {
-                    v.push(rid.map_err(|e| self.cerr(e))?.value());
+        store::in_catalog(&self.inner.catalog_path, || {
+            let txn = self.data.txn();
+            let mut candidates: Option<Vec<u64>> = None;
+            if let Some(langs) = &filter.langs {
+                let t = txn.open_multimap_table(store::LANGS)?;
+                let mut v = Vec::new();
+                for lang in langs {
+                    for rid in t.get(lang.as_str())? {
+                        v.push(rid?.value());
+                    }
                 }
+                v.sort_unstable();
+                v.dedup();
+                candidates = Some(v);
             }
-            v.sort_unstable();
-            v.dedup();
-            candidates = Some(v);
-        }
-        if filter.meta.is_empty() {
-            return Ok(candidates.unwrap_or_default());
-        }
-        let t = txn.open_table(store::PASSAGES).map_err(|e| self.cerr(e))?;
-        let mut out = Vec::new();
-        let mut check = |rid: u64, bytes: &[u8]| -> Result<()> {
-            let p = store::decode_passage_meta(bytes).map_err(|r| {
-                Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
-            })?;
-            if filter.matches_meta(p.meta.as_ref()) {
-                out.push(rid);
+            if filter.meta.is_empty() {
+                return Ok(candidates.unwrap_or_default());
             }
-            Ok(())
-        };
-        match candidates {
-            Some(c) => {
-                for rid in c {
-                    if let Some(g) = t.get(rid).map_err(|e| self.cerr(e))? {
-                        check(rid, g.value())?;
+            let t = txn.open_table(store::PASSAGES)?;
+            let mut out = Vec::new();
+            let mut check = |rid: u64, bytes: &[u8]| -> Result<()> {
+                let p = store::decode_passage_meta(bytes).map_err(|r| {
+                    Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
+                })?;
+                if filter.matches_meta(p.meta.as_ref()) {
+                    out.push(rid);
+                }
+                Ok(())
+            };
+            match candidates {
+                Some(c) => {
+                    for rid in c {
+                        if let Some(g) = t.get(rid)? {
+                            check(rid, g.value())?;
+                        }
+                    }
+                }
+                None => {
+                    for row in t.iter()? {
+                        let (rid, bytes) = row?;
+                        check(rid.value(), bytes.value())?;
                     }
                 }
             }
-            None => {
-                for row in t.iter().map_err(|e| self.cerr(e))? {
-                    let (rid, bytes) = row.map_err(|e| self.cerr(e))?;
-                    check(rid.value(), bytes.value())?;
-                }
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub(crate) fn passage_by_rid(&self, rid: u64) -> Result<Passage> {
-        let t = self
-            .data
-            .txn()
-            .open_table(store::PASSAGES)
-            .map_err(|e| self.cerr(e))?;
-        let g = t.get(rid).map_err(|e| self.cerr(e))?.ok_or_else(|| {
-            Error::corrupt(
-                &self.inner.catalog_path,
-                format!("row {rid} has a vector but no passage"),
-            )
-        })?;
-        store::decode_passage(g.value()).map_err(|r| {
-            Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = self.data.txn().open_table(store::PASSAGES)?;
+            let g = t.get(rid)?.ok_or_else(|| {
+                Error::corrupt(
+                    &self.inner.catalog_path,
+                    format!("row {rid} has a vector but no passage"),
+                )
+            })?;
+            Ok(store::decode_passage(g.value()).map_err(|r| {
+                Error::corrupt(&self.inner.catalog_path, format!("passage row {rid}: {r}"))
+            })?)
         })
     }
 
@@ -758,12 +751,10 @@ impl Snapshot {
     }
 
     pub(crate) fn rid_of(&self, id: &str) -> Result<Option<u64>> {
-        let t = self
-            .data
-            .txn()
-            .open_table(store::IDS)
-            .map_err(|e| self.cerr(e))?;
-        Ok(t.get(id).map_err(|e| self.cerr(e))?.map(|g| g.value()))
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = self.data.txn().open_table(store::IDS)?;
+            Ok(t.get(id)?.map(|g| g.value()))
+        })
     }
 
     /// Up to `n` passage ids after `after` (from the first when `None`), in id order: a
@@ -782,22 +773,21 @@ impl Snapshot {
         after: Option<&str>,
         n: usize,
     ) -> Result<Vec<(String, u64)>> {
-        let t = self
-            .data
-            .txn()
-            .open_table(store::IDS)
-            .map_err(|e| self.cerr(e))?;
-        let range = match after {
-            Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            None => t.range::<&str>(..),
-        }
-        .map_err(|e| self.cerr(e))?;
-        let mut out = Vec::with_capacity(n.min(1 << 16));
-        for row in range.take(n) {
-            let (id, rid) = row.map_err(|e| self.cerr(e))?;
-            out.push((id.value().to_string(), rid.value()));
-        }
-        Ok(out)
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = self.data.txn().open_table(store::IDS)?;
+            let range = match after {
+                Some(a) => {
+                    t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                }
+                None => t.range::<&str>(..),
+            }?;
+            let mut out = Vec::with_capacity(n.min(1 << 16));
+            for row in range.take(n) {
+                let (id, rid) = row?;
+                out.push((id.value().to_string(), rid.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// The stored passage with this id.
@@ -818,33 +808,38 @@ impl Snapshot {
     }
 
     pub(crate) fn augmentation_by_rid(&self, rid: u64) -> Result<Option<Augmentation>> {
-        let t = match self.data.txn().open_table(store::AUGMENT) {
-            Ok(t) => t,
-            // Format version 1 stores have no xQG table.
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.cerr(e)),
-        };
-        let Some(g) = t.get(rid).map_err(|e| self.cerr(e))? else {
-            return Ok(None);
-        };
-        store::decode_augmentation(g.value())
-            .map(Some)
-            .map_err(|r| Error::corrupt(&self.inner.catalog_path, format!("xQG row {rid}: {r}")))
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = match self.data.txn().open_table(store::AUGMENT) {
+                Ok(t) => t,
+                // Format version 1 stores have no xQG table.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(g) = t.get(rid)? else {
+                return Ok(None);
+            };
+            let augmentation = store::decode_augmentation(g.value()).map_err(|r| {
+                Error::corrupt(&self.inner.catalog_path, format!("xQG row {rid}: {r}"))
+            })?;
+            Ok(Some(augmentation))
+        })
     }
 
     /// The synced-file table (path, raw record), in path order; empty before any sync.
     pub(crate) fn file_records(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let t = match self.data.txn().open_table(store::FILES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.cerr(e)),
-        };
-        let mut out = Vec::new();
-        for row in t.iter().map_err(|e| self.cerr(e))? {
-            let (k, v) = row.map_err(|e| self.cerr(e))?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = match self.data.txn().open_table(store::FILES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// The shared query adapter stored in this commit, if any: the one text queries use
@@ -880,11 +875,13 @@ impl Snapshot {
     }
 
     fn table_len(&self, t: TableDefinition<u64, impl redb::Value + 'static>) -> Result<u64> {
-        match self.data.txn().open_table(t) {
-            Ok(t) => t.len().map_err(|e| self.cerr(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(self.cerr(e)),
-        }
+        store::in_catalog(&self.inner.catalog_path, || {
+            match self.data.txn().open_table(t) {
+                Ok(t) => Ok(t.len()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// True when a passage with this id exists.
@@ -933,16 +930,14 @@ impl Snapshot {
 
     /// All passage ids, in id order.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let t = self
-            .data
-            .txn()
-            .open_table(store::IDS)
-            .map_err(|e| self.cerr(e))?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(|e| self.cerr(e))? {
-            out.push(row.map_err(|e| self.cerr(e))?.0.value().to_string());
-        }
-        Ok(out)
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = self.data.txn().open_table(store::IDS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                out.push(row?.0.value().to_string());
+            }
+            Ok(out)
+        })
     }
 
     /// Counts and sizes.

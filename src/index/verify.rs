@@ -39,173 +39,170 @@ impl Snapshot {
         let d = self.data();
         let inner = self.inner();
         let catalog = &inner.catalog_path;
-        let corrupt = |reason: String| Error::corrupt(catalog, reason);
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let mut report = VerifyReport::default();
-        let mut live: Vec<u64> = Vec::new();
-        for s in &d.segments {
-            s.handle.verify_full()?;
-            report.segments += 1;
-            report.segment_bytes += s.handle.file_len();
-            report.segment_rows += s.handle.rows() as u64;
-            for (i, &rid) in s.handle.rids().iter().enumerate() {
-                if !s.dead.as_ref().is_some_and(|m| m.get(i)) {
-                    live.push(rid);
+        store::in_catalog(&inner.catalog_path, || {
+            let corrupt = |reason: String| Error::corrupt(catalog, reason);
+            let mut report = VerifyReport::default();
+            let mut live: Vec<u64> = Vec::new();
+            for s in &d.segments {
+                s.handle.verify_full()?;
+                report.segments += 1;
+                report.segment_bytes += s.handle.file_len();
+                report.segment_rows += s.handle.rows() as u64;
+                for (i, &rid) in s.handle.rids().iter().enumerate() {
+                    if !s.dead.as_ref().is_some_and(|m| m.get(i)) {
+                        live.push(rid);
+                    }
                 }
             }
-        }
-        let dim = d.config.dim;
-        for (i, &rid) in d.tail.rids.iter().enumerate() {
-            if d.tail.vectors[i * dim..(i + 1) * dim]
-                .iter()
-                .any(|x| !x.is_finite())
-            {
-                return Err(corrupt(format!("tail row {rid} holds a non-finite value")));
-            }
-            live.push(rid);
-        }
-        report.tail_rows = d.tail.len() as u64;
-        live.sort_unstable();
-        if let Some(w) = live.windows(2).find(|w| w[0] == w[1]) {
-            return Err(corrupt(format!("row {} is stored twice", w[0])));
-        }
-        let txn = d.txn();
-        let tombstones = txn
-            .open_table(store::TOMBSTONES)
-            .map_err(|e| cerr(e.into()))?;
-        let tomb_count = tombstones.len().map_err(|e| cerr(e.into()))?;
-        if tomb_count != d.tombstone_count() as u64 {
-            return Err(corrupt(format!(
-                "{tomb_count} tombstones listed but {} match segment rows",
-                d.tombstone_count()
-            )));
-        }
-        report.tombstones = tomb_count;
-        let passages = txn
-            .open_table(store::PASSAGES)
-            .map_err(|e| cerr(e.into()))?;
-        let mut expected = live.iter();
-        for row in passages.iter().map_err(|e| cerr(e.into()))? {
-            let (rid, _) = row.map_err(|e| cerr(e.into()))?;
-            let rid = rid.value();
-            match expected.next() {
-                Some(&want) if want == rid => {}
-                Some(&want) if want < rid => {
-                    return Err(corrupt(format!("row {want} has a vector but no passage")))
+            let dim = d.config.dim;
+            for (i, &rid) in d.tail.rids.iter().enumerate() {
+                if d.tail.vectors[i * dim..(i + 1) * dim]
+                    .iter()
+                    .any(|x| !x.is_finite())
+                {
+                    return Err(corrupt(format!("tail row {rid} holds a non-finite value")).into());
                 }
-                _ => return Err(corrupt(format!("passage row {rid} has no vector"))),
+                live.push(rid);
             }
-        }
-        if let Some(rid) = expected.next() {
-            return Err(corrupt(format!("row {rid} has a vector but no passage")));
-        }
-        let ids = txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-        for row in ids.iter().map_err(|e| cerr(e.into()))? {
-            let (id, rid) = row.map_err(|e| cerr(e.into()))?;
-            let (id, rid) = (id.value(), rid.value());
-            let g = passages
-                .get(rid)
-                .map_err(|e| cerr(e.into()))?
-                .ok_or_else(|| corrupt(format!("id {id:?} points at missing row {rid}")))?;
-            let p = store::decode_passage(g.value())
-                .map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
-            if p.id != id {
+            report.tail_rows = d.tail.len() as u64;
+            live.sort_unstable();
+            if let Some(w) = live.windows(2).find(|w| w[0] == w[1]) {
+                return Err(corrupt(format!("row {} is stored twice", w[0])).into());
+            }
+            let txn = d.txn();
+            let tombstones = txn.open_table(store::TOMBSTONES)?;
+            let tomb_count = tombstones.len()?;
+            if tomb_count != d.tombstone_count() as u64 {
                 return Err(corrupt(format!(
-                    "id {id:?} points at the passage of {:?}",
-                    p.id
-                )));
+                    "{tomb_count} tombstones listed but {} match segment rows",
+                    d.tombstone_count()
+                ))
+                .into());
             }
-        }
-        let id_count = ids.len().map_err(|e| cerr(e.into()))?;
-        if id_count != live.len() as u64 {
-            return Err(corrupt(format!(
-                "{id_count} ids but {} live rows",
-                live.len()
-            )));
-        }
-        report.passages = id_count;
-        report.lexical_postings = self.check_lexical()?;
-        report.files = self.check_files()?;
-        self.check_no_orphans()?;
-        Ok(report)
+            report.tombstones = tomb_count;
+            let passages = txn.open_table(store::PASSAGES)?;
+            let mut expected = live.iter();
+            for row in passages.iter()? {
+                let (rid, _) = row?;
+                let rid = rid.value();
+                match expected.next() {
+                    Some(&want) if want == rid => {}
+                    Some(&want) if want < rid => {
+                        return Err(
+                            corrupt(format!("row {want} has a vector but no passage")).into()
+                        )
+                    }
+                    _ => return Err(corrupt(format!("passage row {rid} has no vector")).into()),
+                }
+            }
+            if let Some(rid) = expected.next() {
+                return Err(corrupt(format!("row {rid} has a vector but no passage")).into());
+            }
+            let ids = txn.open_table(store::IDS)?;
+            for row in ids.iter()? {
+                let (id, rid) = row?;
+                let (id, rid) = (id.value(), rid.value());
+                let g = passages
+                    .get(rid)?
+                    .ok_or_else(|| corrupt(format!("id {id:?} points at missing row {rid}")))?;
+                let p = store::decode_passage(g.value())
+                    .map_err(|r| corrupt(format!("passage row {rid}: {r}")))?;
+                if p.id != id {
+                    return Err(
+                        corrupt(format!("id {id:?} points at the passage of {:?}", p.id)).into(),
+                    );
+                }
+            }
+            let id_count = ids.len()?;
+            if id_count != live.len() as u64 {
+                return Err(corrupt(format!("{id_count} ids but {} live rows", live.len())).into());
+            }
+            report.passages = id_count;
+            report.lexical_postings = self.check_lexical()?;
+            report.files = self.check_files()?;
+            self.check_no_orphans()?;
+            Ok(report)
+        })
     }
 
     /// The lexical index holds exactly the postings of the live passages and their
     /// queries, and statistics that sum them; returns the number of postings.
     fn check_lexical(&self) -> Result<u64> {
-        let Some(settings) = self.data().config.lexical else {
-            return Ok(0);
-        };
-        #[cfg(feature = "lexical")]
-        {
-            use crate::lexical::store as lex;
-            let inner = self.inner();
-            let corrupt = |reason: String| Error::corrupt(&inner.catalog_path, reason);
-            let cerr = |e: redb::Error| inner.catalog_err(e);
-            let lerr = |e: lex::LexError| match e {
-                lex::LexError::Storage(e) => cerr(e),
-                lex::LexError::Corrupt(r) => corrupt(r),
+        store::in_catalog(&self.inner().catalog_path, || {
+            let Some(settings) = self.data().config.lexical else {
+                return Ok(0);
             };
-            let txn = self.data().txn();
-            let mut stored = lex::digests_by_row(txn).map_err(lerr)?;
-            let passages = txn
-                .open_table(store::PASSAGES)
-                .map_err(|e| cerr(e.into()))?;
-            let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
-            let mut stats = store::LexicalStats::default();
-            let mut count = 0u64;
-            for row in passages.iter().map_err(|e| cerr(e.into()))? {
-                let (rid, bytes) = row.map_err(|e| cerr(e.into()))?;
-                let rid = rid.value();
-                let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
-                let (p, queries) = super::lexical::stored_fields(
-                    inner,
-                    rid,
-                    bytes.value(),
-                    aug.as_ref().map(|a| a.value()),
-                )?;
-                let doc = lex::analyze(
-                    &settings,
-                    p.title.as_deref(),
-                    &p.text,
-                    p.lang.as_deref(),
-                    &queries,
-                );
-                let want = lex::digest(&doc);
-                let have = stored.remove(&rid).unwrap_or_default();
-                if want != have {
-                    return Err(corrupt(format!(
+            #[cfg(feature = "lexical")]
+            {
+                use crate::lexical::store as lex;
+                let inner = self.inner();
+                let corrupt = |reason: String| Error::corrupt(&inner.catalog_path, reason);
+                let lerr = |e: lex::LexError| match e {
+                    lex::LexError::Storage(e) => Error::catalog(&inner.catalog_path, e),
+                    lex::LexError::Corrupt(r) => corrupt(r),
+                };
+                let txn = self.data().txn();
+                let mut stored = lex::digests_by_row(txn).map_err(lerr)?;
+                let passages = txn.open_table(store::PASSAGES)?;
+                let augment = txn.open_table(store::AUGMENT)?;
+                let mut stats = store::LexicalStats::default();
+                let mut count = 0u64;
+                for row in passages.iter()? {
+                    let (rid, bytes) = row?;
+                    let rid = rid.value();
+                    let aug = augment.get(rid)?;
+                    let (p, queries) = super::lexical::stored_fields(
+                        inner,
+                        rid,
+                        bytes.value(),
+                        aug.as_ref().map(|a| a.value()),
+                    )?;
+                    let doc = lex::analyze(
+                        &settings,
+                        p.title.as_deref(),
+                        &p.text,
+                        p.lang.as_deref(),
+                        &queries,
+                    );
+                    let want = lex::digest(&doc);
+                    let have = stored.remove(&rid).unwrap_or_default();
+                    if want != have {
+                        return Err(corrupt(format!(
                         "the lexical postings of row {rid} ({} terms) do not match its passage \
                          ({} terms)",
                         have.0, want.0
-                    )));
+                    ))
+                        .into());
+                    }
+                    if want.0 > 0 {
+                        stats.docs += 1;
+                        stats.text_len += doc.text_len as u64;
+                        stats.queries_len += doc.queries_len as u64;
+                    }
+                    count += want.0;
                 }
-                if want.0 > 0 {
-                    stats.docs += 1;
-                    stats.text_len += doc.text_len as u64;
-                    stats.queries_len += doc.queries_len as u64;
+                if let Some(rid) = stored.keys().min() {
+                    return Err(corrupt(format!(
+                        "lexical postings for row {rid}, which holds no passage"
+                    ))
+                    .into());
                 }
-                count += want.0;
+                let meta = txn.open_table(store::META)?;
+                let have = store::LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?;
+                if have != stats {
+                    return Err(corrupt(format!(
+                        "lexical statistics {have:?} do not sum the postings ({stats:?})"
+                    ))
+                    .into());
+                }
+                Ok(count)
             }
-            if let Some(rid) = stored.keys().min() {
-                return Err(corrupt(format!(
-                    "lexical postings for row {rid}, which holds no passage"
-                )));
+            #[cfg(not(feature = "lexical"))]
+            {
+                let _ = settings;
+                Ok(0)
             }
-            let meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            let have = store::LexicalStats::read(&meta).map_err(|e| inner.meta_err(e))?;
-            if have != stats {
-                return Err(corrupt(format!(
-                    "lexical statistics {have:?} do not sum the postings ({stats:?})"
-                )));
-            }
-            Ok(count)
-        }
-        #[cfg(not(feature = "lexical"))]
-        {
-            let _ = settings;
-            Ok(0)
-        }
+        })
     }
 
     /// Each synced file's record is readable; returns the number of files. (Whether its

@@ -11,7 +11,7 @@ use crate::segment::{
 
 /// Rows of the first coded segment the codebook is fitted on (evenly spaced).
 const CODEBOOK_SAMPLE: usize = 65_536;
-use crate::store::{self, Counters, MetaKey};
+use crate::store::{self, CatalogResult, Counters, MetaKey};
 use crate::types::{Dtype, Passage};
 use crate::xqg::Augmentation;
 use redb::{ReadableTable, WriteTransaction};
@@ -605,162 +605,146 @@ impl Writer {
 
     fn apply(&mut self, ops: Vec<Op>, files: Vec<(String, Option<Vec<u8>>)>) -> Result<CommitInfo> {
         let inner = &*self.inner;
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let snap = inner.snapshot_data();
-        let mut config = snap.config.clone();
-        let mut counters = snap.counters;
-        let first_new_rid = counters.next_rid;
-        let db = inner.database()?;
-        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-        let mut new_rows: Vec<(u64, Vec<f32>)> = Vec::new();
-        let mut dead_new: HashSet<u64> = HashSet::new();
-        let mut tail_removed: Vec<u64> = Vec::new();
-        let mut tombstoned = false;
-        let (mut written, mut deleted) = (0, 0);
-        {
-            let mut ids = txn.open_table(store::IDS).map_err(|e| cerr(e.into()))?;
-            let mut passages = txn
-                .open_table(store::PASSAGES)
-                .map_err(|e| cerr(e.into()))?;
-            let mut langs = txn
-                .open_multimap_table(store::LANGS)
-                .map_err(|e| cerr(e.into()))?;
-            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            let mut tombstones = txn
-                .open_table(store::TOMBSTONES)
-                .map_err(|e| cerr(e.into()))?;
-            let mut augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
-            let mut backlog = txn.open_table(store::BACKLOG).map_err(|e| cerr(e.into()))?;
-            let mut lex = match config.lexical {
-                Some(settings) if !ops.is_empty() => {
-                    Some(super::lexical::LexWriter::open(inner, &txn, settings)?)
-                }
-                _ => None,
-            };
-            for op in ops {
-                let id = match &op {
-                    Op::Put { passage, .. } => passage.id.clone(),
-                    Op::Delete(id) => id.clone(),
+        store::in_catalog(&inner.catalog_path, || {
+            let snap = inner.snapshot_data();
+            let mut config = snap.config.clone();
+            let mut counters = snap.counters;
+            let first_new_rid = counters.next_rid;
+            let db = inner.database()?;
+            let txn = db.begin_write()?;
+            let mut new_rows: Vec<(u64, Vec<f32>)> = Vec::new();
+            let mut dead_new: HashSet<u64> = HashSet::new();
+            let mut tail_removed: Vec<u64> = Vec::new();
+            let mut tombstoned = false;
+            let (mut written, mut deleted) = (0, 0);
+            {
+                let mut ids = txn.open_table(store::IDS)?;
+                let mut passages = txn.open_table(store::PASSAGES)?;
+                let mut langs = txn.open_multimap_table(store::LANGS)?;
+                let mut tail = txn.open_table(store::TAIL)?;
+                let mut tombstones = txn.open_table(store::TOMBSTONES)?;
+                let mut augment = txn.open_table(store::AUGMENT)?;
+                let mut backlog = txn.open_table(store::BACKLOG)?;
+                let mut lex = match config.lexical {
+                    Some(settings) if !ops.is_empty() => {
+                        Some(super::lexical::LexWriter::open(inner, &txn, settings)?)
+                    }
+                    _ => None,
                 };
-                let old = ids
-                    .remove(id.as_str())
-                    .map_err(|e| cerr(e.into()))?
-                    .map(|g| g.value());
-                if let Some(rid) = old {
-                    let old_aug = augment.remove(rid).map_err(|e| cerr(e.into()))?;
-                    backlog.remove(rid).map_err(|e| cerr(e.into()))?;
-                    let record = passages.remove(rid).map_err(|e| cerr(e.into()))?;
-                    if let Some(lex) = &mut lex {
-                        let record = record.as_ref().ok_or_else(|| {
-                            Error::corrupt(&inner.catalog_path, format!("row {rid} has no passage"))
-                        })?;
-                        let aug = old_aug.as_ref().map(|a| a.value());
-                        let (passage, queries) =
-                            super::lexical::stored_fields(inner, rid, record.value(), aug)?;
-                        lex.update(false, rid, &passage, &queries)?;
-                    }
-                    drop(old_aug);
-                    if let Some(lang) = record
-                        .as_ref()
-                        .and_then(|r| store::decode_passage_meta(r.value()).ok())
-                        .and_then(|p| p.lang)
-                    {
-                        langs
-                            .remove(lang.as_str(), rid)
-                            .map_err(|e| cerr(e.into()))?;
-                    }
-                    if rid >= first_new_rid {
-                        dead_new.insert(rid);
-                    } else if tail.remove(rid).map_err(|e| cerr(e.into()))?.is_some() {
-                        tail_removed.push(rid);
-                    } else {
-                        tombstones.insert(rid, ()).map_err(|e| cerr(e.into()))?;
-                        tombstoned = true;
-                    }
-                }
-                match op {
-                    Op::Put {
-                        passage,
-                        meta_json,
-                        vector,
-                        aug,
-                    } => {
-                        let rid = counters.next_rid;
-                        counters.next_rid += 1;
-                        ids.insert(passage.id.as_str(), rid)
-                            .map_err(|e| cerr(e.into()))?;
-                        let record = store::encode_passage(&passage, meta_json.as_deref());
-                        passages
-                            .insert(rid, record.as_slice())
-                            .map_err(|e| cerr(e.into()))?;
-                        if let Some(lang) = &passage.lang {
-                            langs
-                                .insert(lang.as_str(), rid)
-                                .map_err(|e| cerr(e.into()))?;
-                        }
+                for op in ops {
+                    let id = match &op {
+                        Op::Put { passage, .. } => passage.id.clone(),
+                        Op::Delete(id) => id.clone(),
+                    };
+                    let old = ids.remove(id.as_str())?.map(|g| g.value());
+                    if let Some(rid) = old {
+                        let old_aug = augment.remove(rid)?;
+                        backlog.remove(rid)?;
+                        let record = passages.remove(rid)?;
                         if let Some(lex) = &mut lex {
-                            let queries = aug.as_ref().map_or(&[][..], |a| &a.queries[..]);
-                            lex.update(true, rid, &passage, queries)?;
+                            let record = record.as_ref().ok_or_else(|| {
+                                Error::corrupt(
+                                    &inner.catalog_path,
+                                    format!("row {rid} has no passage"),
+                                )
+                            })?;
+                            let aug = old_aug.as_ref().map(|a| a.value());
+                            let (passage, queries) =
+                                super::lexical::stored_fields(inner, rid, record.value(), aug)?;
+                            lex.update(false, rid, &passage, &queries)?;
                         }
-                        if let Some(a) = &aug {
-                            augment
-                                .insert(rid, store::encode_augmentation(a).as_slice())
-                                .map_err(|e| cerr(e.into()))?;
-                            if a.pending {
-                                backlog.insert(rid, ()).map_err(|e| cerr(e.into()))?;
+                        drop(old_aug);
+                        if let Some(lang) = record
+                            .as_ref()
+                            .and_then(|r| store::decode_passage_meta(r.value()).ok())
+                            .and_then(|p| p.lang)
+                        {
+                            langs.remove(lang.as_str(), rid)?;
+                        }
+                        if rid >= first_new_rid {
+                            dead_new.insert(rid);
+                        } else if tail.remove(rid)?.is_some() {
+                            tail_removed.push(rid);
+                        } else {
+                            tombstones.insert(rid, ())?;
+                            tombstoned = true;
+                        }
+                    }
+                    match op {
+                        Op::Put {
+                            passage,
+                            meta_json,
+                            vector,
+                            aug,
+                        } => {
+                            let rid = counters.next_rid;
+                            counters.next_rid += 1;
+                            ids.insert(passage.id.as_str(), rid)?;
+                            let record = store::encode_passage(&passage, meta_json.as_deref());
+                            passages.insert(rid, record.as_slice())?;
+                            if let Some(lang) = &passage.lang {
+                                langs.insert(lang.as_str(), rid)?;
                             }
+                            if let Some(lex) = &mut lex {
+                                let queries = aug.as_ref().map_or(&[][..], |a| &a.queries[..]);
+                                lex.update(true, rid, &passage, queries)?;
+                            }
+                            if let Some(a) = &aug {
+                                augment.insert(rid, store::encode_augmentation(a).as_slice())?;
+                                if a.pending {
+                                    backlog.insert(rid, ())?;
+                                }
+                            }
+                            new_rows.push((rid, vector));
+                            written += 1;
                         }
-                        new_rows.push((rid, vector));
-                        written += 1;
+                        Op::Delete(_) => deleted += old.is_some() as usize,
                     }
-                    Op::Delete(_) => deleted += old.is_some() as usize,
                 }
-            }
-            if !files.is_empty() {
-                let mut table = txn.open_table(store::FILES).map_err(|e| cerr(e.into()))?;
-                for (path, record) in &files {
-                    match record {
-                        Some(r) => table.insert(path.as_str(), r.as_slice()),
-                        None => table.remove(path.as_str()),
+                if !files.is_empty() {
+                    let mut table = txn.open_table(store::FILES)?;
+                    for (path, record) in &files {
+                        match record {
+                            Some(r) => table.insert(path.as_str(), r.as_slice()),
+                            None => table.remove(path.as_str()),
+                        }?;
                     }
-                    .map_err(|e| cerr(e.into()))?;
+                    let mut meta = txn.open_table(store::META)?;
+                    raise_version(&mut meta, config.format_version, 4)?;
+                    config.format_version = config.format_version.max(4);
                 }
-                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-                raise_version(&mut meta, config.format_version, 4).map_err(|e| cerr(e.into()))?;
-                config.format_version = config.format_version.max(4);
-            }
-            if let Some(lex) = lex {
-                lex.finish(&txn)?;
-            }
-            new_rows.retain(|(rid, _)| !dead_new.contains(rid));
-            if new_rows.len() < inner.options.direct_segment_rows {
-                for (rid, v) in &new_rows {
-                    tail.insert(*rid, bytemuck::cast_slice::<f32, u8>(v))
-                        .map_err(|e| cerr(e.into()))?;
+                if let Some(lex) = lex {
+                    lex.finish(&txn)?;
+                }
+                new_rows.retain(|(rid, _)| !dead_new.contains(rid));
+                if new_rows.len() < inner.options.direct_segment_rows {
+                    for (rid, v) in &new_rows {
+                        tail.insert(*rid, bytemuck::cast_slice::<f32, u8>(v))?;
+                    }
                 }
             }
-        }
-        let direct = new_rows.len() >= inner.options.direct_segment_rows;
-        if direct {
-            let rids = new_rows.iter().map(|r| r.0).collect();
-            let vectors = new_rows.iter().map(|r| r.1.as_slice()).collect();
-            self.write_rows(&txn, &mut config, &mut counters, rids, vectors)?;
-        }
-        self.write_counters(&txn, &mut counters)?;
-        txn.commit().map_err(|e| cerr(e.into()))?;
-        let added: &[(u64, Vec<f32>)] = if direct { &[] } else { &new_rows };
-        let tail = if tail_removed.is_empty() && added.is_empty() {
-            snap.tail.clone()
-        } else {
-            Arc::new(snap.tail.with_changes(config.dim, &tail_removed, added))
-        };
-        let next = inner.load_snapshot(Some(&snap), Some(tail), tombstoned, false)?;
-        inner.publish(next);
-        Ok(CommitInfo {
-            commit_seq: counters.commit_seq,
-            written,
-            deleted,
-            merged: false,
+            let direct = new_rows.len() >= inner.options.direct_segment_rows;
+            if direct {
+                let rids = new_rows.iter().map(|r| r.0).collect();
+                let vectors = new_rows.iter().map(|r| r.1.as_slice()).collect();
+                self.write_rows(&txn, &mut config, &mut counters, rids, vectors)?;
+            }
+            self.write_counters(&txn, &mut counters)?;
+            txn.commit()?;
+            let added: &[(u64, Vec<f32>)] = if direct { &[] } else { &new_rows };
+            let tail = if tail_removed.is_empty() && added.is_empty() {
+                snap.tail.clone()
+            } else {
+                Arc::new(snap.tail.with_changes(config.dim, &tail_removed, added))
+            };
+            let next = inner.load_snapshot(Some(&snap), Some(tail), tombstoned, false)?;
+            inner.publish(next);
+            Ok(CommitInfo {
+                commit_seq: counters.commit_seq,
+                written,
+                deleted,
+                merged: false,
+            })
         })
     }
 
@@ -775,31 +759,31 @@ impl Writer {
         vectors: Vec<&[f32]>,
     ) -> Result<(u64, SegmentRecord)> {
         let inner = &*self.inner;
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let scale = if config.dtype == Dtype::I8 {
-            i8_scale_for(config.i8_scale, &vectors)
-        } else {
-            1.0
-        };
-        if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            config.i8_scale = Some(scale);
-            store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes())
-                .map_err(|e| cerr(e.into()))?;
-        }
-        let encoded = (config.dtype != Dtype::F32).then(|| {
-            vectors
-                .iter()
-                .flat_map(|v| encode_rows(v, config.dtype, scale))
-                .collect()
-        });
-        let source = NewRows {
-            rids,
-            vectors,
-            encoded,
-            width: config.dim * config.dtype.size(),
-        };
-        self.add_segment(txn, config, counters, &source)
+        store::in_catalog(&inner.catalog_path, || {
+            let scale = if config.dtype == Dtype::I8 {
+                i8_scale_for(config.i8_scale, &vectors)
+            } else {
+                1.0
+            };
+            if config.dtype == Dtype::I8 && config.i8_scale.is_none() {
+                let mut meta = txn.open_table(store::META)?;
+                config.i8_scale = Some(scale);
+                store::put(&mut meta, MetaKey::I8Scale, &scale.to_le_bytes())?;
+            }
+            let encoded = (config.dtype != Dtype::F32).then(|| {
+                vectors
+                    .iter()
+                    .flat_map(|v| encode_rows(v, config.dtype, scale))
+                    .collect()
+            });
+            let source = NewRows {
+                rids,
+                vectors,
+                encoded,
+                width: config.dim * config.dtype.size(),
+            };
+            Ok(self.add_segment(txn, config, counters, &source)?)
+        })
     }
 
     /// Writes `rows` as the next segment (durable before it returns, I2) and lists it in `txn`.
@@ -811,24 +795,23 @@ impl Writer {
         rows: &dyn RowSource,
     ) -> Result<(u64, SegmentRecord)> {
         let inner = &*self.inner;
-        let id = counters.next_segment;
-        counters.next_segment += 1;
-        let dim = config.dim as u32;
-        let codebook = self.codebook_for(txn, config, rows)?;
-        let codes = config
-            .codes
-            .zip(codebook.as_deref())
-            .map(|(c, codebook)| SegmentCodes {
-                flags: c.flags(),
-                codebook,
-            });
-        let rec = write_segment(&*inner.dir, config.uuid, id, dim, config.dtype, rows, codes)?;
-        let mut segs = txn
-            .open_table(store::SEGMENTS)
-            .map_err(|e| inner.catalog_err(e))?;
-        segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())
-            .map_err(|e| inner.catalog_err(e))?;
-        Ok((id, rec))
+        store::in_catalog(&self.inner.catalog_path, || {
+            let id = counters.next_segment;
+            counters.next_segment += 1;
+            let dim = config.dim as u32;
+            let codebook = self.codebook_for(txn, config, rows)?;
+            let codes = config
+                .codes
+                .zip(codebook.as_deref())
+                .map(|(c, codebook)| SegmentCodes {
+                    flags: c.flags(),
+                    codebook,
+                });
+            let rec = write_segment(&*inner.dir, config.uuid, id, dim, config.dtype, rows, codes)?;
+            let mut segs = txn.open_table(store::SEGMENTS)?;
+            segs.insert(id, store::SegmentRecordCodec::encode(&rec).as_slice())?;
+            Ok((id, rec))
+        })
     }
 
     /// The codebook for a new segment's codes: the index's, or (for its first segment with
@@ -839,39 +822,36 @@ impl Writer {
         config: &mut store::StoreConfig,
         rows: &dyn RowSource,
     ) -> Result<Option<Arc<Codebook>>> {
-        let Some(codes) = config.codes else {
-            return Ok(None);
-        };
-        if let Some(cb) = &config.codebook {
-            return Ok(Some(cb.clone()));
-        }
-        let n = rows.len().min(CODEBOOK_SAMPLE);
-        let step = (rows.len() / n.max(1)).max(1);
-        let mut sample = Vec::with_capacity(n * config.dim);
-        let mut row = Vec::with_capacity(config.dim);
-        for i in (0..rows.len()).step_by(step).take(n) {
-            decode_row(rows.row(i), config.dtype, &mut row);
-            sample.extend_from_slice(&row);
-        }
-        let cb = Arc::new(Codebook::fit(&sample, config.dim, codes.centred));
-        let mut meta = txn
-            .open_table(store::META)
-            .map_err(|e| self.inner.catalog_err(e))?;
-        store::put(&mut meta, MetaKey::Codebook, &cb.encode())
-            .map_err(|e| self.inner.catalog_err(e))?;
-        config.codebook = Some(cb.clone());
-        Ok(Some(cb))
+        store::in_catalog(&self.inner.catalog_path, || {
+            let Some(codes) = config.codes else {
+                return Ok(None);
+            };
+            if let Some(cb) = &config.codebook {
+                return Ok(Some(cb.clone()));
+            }
+            let n = rows.len().min(CODEBOOK_SAMPLE);
+            let step = (rows.len() / n.max(1)).max(1);
+            let mut sample = Vec::with_capacity(n * config.dim);
+            let mut row = Vec::with_capacity(config.dim);
+            for i in (0..rows.len()).step_by(step).take(n) {
+                decode_row(rows.row(i), config.dtype, &mut row);
+                sample.extend_from_slice(&row);
+            }
+            let cb = Arc::new(Codebook::fit(&sample, config.dim, codes.centred));
+            let mut meta = txn.open_table(store::META)?;
+            store::put(&mut meta, MetaKey::Codebook, &cb.encode())?;
+            config.codebook = Some(cb.clone());
+            Ok(Some(cb))
+        })
     }
 
     /// Advances the commit sequence and stores the counters in `txn`.
     fn write_counters(&self, txn: &WriteTransaction, counters: &mut Counters) -> Result<()> {
-        counters.commit_seq += 1;
-        let mut meta = txn
-            .open_table(store::META)
-            .map_err(|e| self.inner.catalog_err(e))?;
-        counters
-            .write(&mut meta)
-            .map_err(|e| self.inner.catalog_err(e))
+        store::in_catalog(&self.inner.catalog_path, || {
+            counters.commit_seq += 1;
+            let mut meta = txn.open_table(store::META)?;
+            Ok(counters.write(&mut meta)?)
+        })
     }
 
     fn guard<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
@@ -895,36 +875,37 @@ impl Writer {
 
     fn seal_tail(&self) -> Result<Option<u64>> {
         let inner = &*self.inner;
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let snap = inner.snapshot_data();
-        if snap.tail.is_empty() {
-            return Ok(None);
-        }
-        let mut config = snap.config.clone();
-        let mut counters = snap.counters;
-        let db = inner.database()?;
-        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-        let dim = config.dim;
-        let vectors = snap.tail.vectors.chunks_exact(dim).collect();
-        let (id, _) = self.write_rows(
-            &txn,
-            &mut config,
-            &mut counters,
-            snap.tail.rids.clone(),
-            vectors,
-        )?;
-        {
-            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            for rid in &snap.tail.rids {
-                tail.remove(*rid).map_err(|e| cerr(e.into()))?;
+        store::in_catalog(&inner.catalog_path, || {
+            let snap = inner.snapshot_data();
+            if snap.tail.is_empty() {
+                return Ok(None);
             }
-        }
-        self.write_counters(&txn, &mut counters)?;
-        txn.commit().map_err(|e| cerr(e.into()))?;
-        let next =
-            inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
-        inner.publish(next);
-        Ok(Some(id))
+            let mut config = snap.config.clone();
+            let mut counters = snap.counters;
+            let db = inner.database()?;
+            let txn = db.begin_write()?;
+            let dim = config.dim;
+            let vectors = snap.tail.vectors.chunks_exact(dim).collect();
+            let (id, _) = self.write_rows(
+                &txn,
+                &mut config,
+                &mut counters,
+                snap.tail.rids.clone(),
+                vectors,
+            )?;
+            {
+                let mut tail = txn.open_table(store::TAIL)?;
+                for rid in &snap.tail.rids {
+                    tail.remove(*rid)?;
+                }
+            }
+            self.write_counters(&txn, &mut counters)?;
+            txn.commit()?;
+            let next =
+                inner.load_snapshot(Some(&snap), Some(Arc::new(Tail::default())), false, false)?;
+            inner.publish(next);
+            Ok(Some(id))
+        })
     }
 
     /// Seals the tail, then merges every segment into one, dropping deleted rows. The new
@@ -972,69 +953,64 @@ impl Writer {
     /// dropping their deleted rows and those rows' tombstones.
     fn merge_segments(&self, only: Option<&[usize]>) -> Result<bool> {
         let inner = &*self.inner;
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let snap: Arc<SnapshotData> = inner.snapshot_data();
-        if only.is_none() && snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
-            return Ok(false);
-        }
-        let chosen: Vec<&SegmentView> = match only {
-            Some(p) => p.iter().map(|&i| &snap.segments[i]).collect(),
-            None => snap.segments.iter().collect(),
-        };
-        let mut config = snap.config.clone();
-        let mut counters = snap.counters;
-        let width = config.dim * config.dtype.size();
-        let mut picks: Vec<(u64, &[u8])> = Vec::new();
-        let mut dropped: Vec<u64> = Vec::new();
-        for s in &chosen {
-            let bytes = s.handle.row_bytes();
-            for (i, &rid) in s.handle.rids().iter().enumerate() {
-                if s.dead.as_ref().is_some_and(|d| d.get(i)) {
-                    dropped.push(rid);
-                } else {
-                    picks.push((rid, &bytes[i * width..(i + 1) * width]));
-                }
+        store::in_catalog(&inner.catalog_path, || {
+            let snap: Arc<SnapshotData> = inner.snapshot_data();
+            if only.is_none() && snap.segments.len() <= 1 && snap.tombstone_count() == 0 {
+                return Ok(false);
             }
-        }
-        picks.sort_unstable_by_key(|p| p.0);
-        let db = inner.database()?;
-        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-        {
-            let mut segs = txn
-                .open_table(store::SEGMENTS)
-                .map_err(|e| cerr(e.into()))?;
+            let chosen: Vec<&SegmentView> = match only {
+                Some(p) => p.iter().map(|&i| &snap.segments[i]).collect(),
+                None => snap.segments.iter().collect(),
+            };
+            let mut config = snap.config.clone();
+            let mut counters = snap.counters;
+            let width = config.dim * config.dtype.size();
+            let mut picks: Vec<(u64, &[u8])> = Vec::new();
+            let mut dropped: Vec<u64> = Vec::new();
             for s in &chosen {
-                segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
-            }
-            let mut tombstones = txn
-                .open_table(store::TOMBSTONES)
-                .map_err(|e| cerr(e.into()))?;
-            if only.is_none() {
-                tombstones
-                    .retain(|_, _| false)
-                    .map_err(|e| cerr(e.into()))?;
-            } else {
-                for rid in &dropped {
-                    tombstones.remove(*rid).map_err(|e| cerr(e.into()))?;
+                let bytes = s.handle.row_bytes();
+                for (i, &rid) in s.handle.rids().iter().enumerate() {
+                    if s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                        dropped.push(rid);
+                    } else {
+                        picks.push((rid, &bytes[i * width..(i + 1) * width]));
+                    }
                 }
             }
-        }
-        if only.is_none() {
-            // A full compaction rewrites every code: the codebook is fitted again on a
-            // sample of all rows (the first one saw only the first segment's).
-            config.codebook = None;
-        }
-        if !picks.is_empty() {
-            self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
-        }
-        self.write_counters(&txn, &mut counters)?;
-        txn.commit().map_err(|e| cerr(e.into()))?;
-        for s in &chosen {
-            inner.retire(&s.handle);
-        }
-        let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), true, false)?;
-        inner.publish(next);
-        Ok(true)
+            picks.sort_unstable_by_key(|p| p.0);
+            let db = inner.database()?;
+            let txn = db.begin_write()?;
+            {
+                let mut segs = txn.open_table(store::SEGMENTS)?;
+                for s in &chosen {
+                    segs.remove(s.handle.id)?;
+                }
+                let mut tombstones = txn.open_table(store::TOMBSTONES)?;
+                if only.is_none() {
+                    tombstones.retain(|_, _| false)?;
+                } else {
+                    for rid in &dropped {
+                        tombstones.remove(*rid)?;
+                    }
+                }
+            }
+            if only.is_none() {
+                // A full compaction rewrites every code: the codebook is fitted again on a
+                // sample of all rows (the first one saw only the first segment's).
+                config.codebook = None;
+            }
+            if !picks.is_empty() {
+                self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
+            }
+            self.write_counters(&txn, &mut counters)?;
+            txn.commit()?;
+            for s in &chosen {
+                inner.retire(&s.handle);
+            }
+            let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), true, false)?;
+            inner.publish(next);
+            Ok(true)
+        })
     }
 
     /// Recomputes every fused vector from the stored E(passage) and Σ E(query) with a new
@@ -1076,101 +1052,92 @@ impl Writer {
 
     fn refuse_all(&self, profile: crate::xqg::XqgProfile) -> Result<RefuseReport> {
         let inner = &*self.inner;
-        let cerr = |e: redb::Error| inner.catalog_err(e);
-        let snap: Arc<SnapshotData> = inner.snapshot_data();
-        let mut config = snap.config.clone();
-        let mut counters = snap.counters;
-        let augs: HashMap<u64, Augmentation> = {
-            let t = snap
-                .txn()
-                .open_table(store::AUGMENT)
-                .map_err(|e| cerr(e.into()))?;
-            let mut m = HashMap::new();
-            for row in t.iter().map_err(|e| cerr(e.into()))? {
-                let (k, v) = row.map_err(|e| cerr(e.into()))?;
-                let a = store::decode_augmentation(v.value()).map_err(|r| {
-                    Error::corrupt(&inner.catalog_path, format!("xQG row {}: {r}", k.value()))
-                })?;
-                m.insert(k.value(), a);
-            }
-            m
-        };
-        let mut report = RefuseReport {
-            refused: 0,
-            unchanged: 0,
-        };
-        let fused = |rid: u64, a: &Augmentation| {
-            prepare_vector(
-                &config,
-                &format!("row {rid}"),
-                &a.fused(profile.alpha, profile.normalize),
-            )
-        };
-        let width = config.dim * config.dtype.size();
-        let scale = config.i8_scale.unwrap_or(1.0);
-        let mut picks: Vec<(u64, std::borrow::Cow<[u8]>)> = Vec::new();
-        for s in &snap.segments {
-            let bytes = s.handle.row_bytes();
-            for (i, &rid) in s.handle.rids().iter().enumerate() {
-                if s.dead.as_ref().is_some_and(|d| d.get(i)) {
-                    continue;
+        store::in_catalog(&inner.catalog_path, || {
+            let snap: Arc<SnapshotData> = inner.snapshot_data();
+            let mut config = snap.config.clone();
+            let mut counters = snap.counters;
+            let augs: HashMap<u64, Augmentation> = {
+                let t = snap.txn().open_table(store::AUGMENT)?;
+                let mut m = HashMap::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    let a = store::decode_augmentation(v.value()).map_err(|r| {
+                        Error::corrupt(&inner.catalog_path, format!("xQG row {}: {r}", k.value()))
+                    })?;
+                    m.insert(k.value(), a);
                 }
-                match augs.get(&rid) {
-                    Some(a) => {
-                        let v = fused(rid, a)?;
-                        picks.push((rid, encode_rows(&v, config.dtype, scale).into()));
-                        report.refused += 1;
-                    }
-                    None => {
-                        picks.push((rid, bytes[i * width..(i + 1) * width].into()));
-                        report.unchanged += 1;
-                    }
-                }
-            }
-        }
-        picks.sort_unstable_by_key(|p| p.0);
-        let db = inner.database()?;
-        let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-        {
-            let mut tail = txn.open_table(store::TAIL).map_err(|e| cerr(e.into()))?;
-            for &rid in &snap.tail.rids {
-                match augs.get(&rid) {
-                    Some(a) => {
-                        let v = fused(rid, a)?;
-                        tail.insert(rid, bytemuck::cast_slice::<f32, u8>(&v))
-                            .map_err(|e| cerr(e.into()))?;
-                        report.refused += 1;
-                    }
-                    None => report.unchanged += 1,
-                }
-            }
-            let mut segs = txn
-                .open_table(store::SEGMENTS)
-                .map_err(|e| cerr(e.into()))?;
+                m
+            };
+            let mut report = RefuseReport {
+                refused: 0,
+                unchanged: 0,
+            };
+            let fused = |rid: u64, a: &Augmentation| {
+                prepare_vector(
+                    &config,
+                    &format!("row {rid}"),
+                    &a.fused(profile.alpha, profile.normalize),
+                )
+            };
+            let width = config.dim * config.dtype.size();
+            let scale = config.i8_scale.unwrap_or(1.0);
+            let mut picks: Vec<(u64, std::borrow::Cow<[u8]>)> = Vec::new();
             for s in &snap.segments {
-                segs.remove(s.handle.id).map_err(|e| cerr(e.into()))?;
+                let bytes = s.handle.row_bytes();
+                for (i, &rid) in s.handle.rids().iter().enumerate() {
+                    if s.dead.as_ref().is_some_and(|d| d.get(i)) {
+                        continue;
+                    }
+                    match augs.get(&rid) {
+                        Some(a) => {
+                            let v = fused(rid, a)?;
+                            picks.push((rid, encode_rows(&v, config.dtype, scale).into()));
+                            report.refused += 1;
+                        }
+                        None => {
+                            picks.push((rid, bytes[i * width..(i + 1) * width].into()));
+                            report.unchanged += 1;
+                        }
+                    }
+                }
             }
-            let mut tombstones = txn
-                .open_table(store::TOMBSTONES)
-                .map_err(|e| cerr(e.into()))?;
-            tombstones
-                .retain(|_, _| false)
-                .map_err(|e| cerr(e.into()))?;
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-            store::put_profile(&mut meta, &profile).map_err(|e| cerr(e.into()))?;
-        }
-        config.xqg = Some(profile);
-        if !picks.is_empty() {
-            self.add_segment(&txn, &mut config, &mut counters, &RefusedRows { picks })?;
-        }
-        self.write_counters(&txn, &mut counters)?;
-        txn.commit().map_err(|e| cerr(e.into()))?;
-        for s in &snap.segments {
-            inner.retire(&s.handle);
-        }
-        let next = inner.load_snapshot(Some(&snap), None, true, false)?;
-        inner.publish(next);
-        Ok(report)
+            picks.sort_unstable_by_key(|p| p.0);
+            let db = inner.database()?;
+            let txn = db.begin_write()?;
+            {
+                let mut tail = txn.open_table(store::TAIL)?;
+                for &rid in &snap.tail.rids {
+                    match augs.get(&rid) {
+                        Some(a) => {
+                            let v = fused(rid, a)?;
+                            tail.insert(rid, bytemuck::cast_slice::<f32, u8>(&v))?;
+                            report.refused += 1;
+                        }
+                        None => report.unchanged += 1,
+                    }
+                }
+                let mut segs = txn.open_table(store::SEGMENTS)?;
+                for s in &snap.segments {
+                    segs.remove(s.handle.id)?;
+                }
+                let mut tombstones = txn.open_table(store::TOMBSTONES)?;
+                tombstones.retain(|_, _| false)?;
+                let mut meta = txn.open_table(store::META)?;
+                store::put_profile(&mut meta, &profile)?;
+            }
+            config.xqg = Some(profile);
+            if !picks.is_empty() {
+                self.add_segment(&txn, &mut config, &mut counters, &RefusedRows { picks })?;
+            }
+            self.write_counters(&txn, &mut counters)?;
+            txn.commit()?;
+            for s in &snap.segments {
+                inner.retire(&s.handle);
+            }
+            let next = inner.load_snapshot(Some(&snap), None, true, false)?;
+            inner.publish(next);
+            Ok(report)
+        })
     }
 
     /// Stores a query adapter in one durable commit (after committing the buffered changes),
@@ -1282,22 +1249,18 @@ impl Writer {
             return Ok(false);
         }
         self.settings_commit(|inner, txn, snap| {
-            let cerr = |e: redb::Error| inner.catalog_err(e);
             super::lexical::write_settings(inner, txn, &settings)?;
             {
-                let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
-                raise_version(&mut meta, snap.config.format_version, 7)
-                    .map_err(|e| cerr(e.into()))?;
+                let mut meta = txn.open_table(store::META)?;
+                raise_version(&mut meta, snap.config.format_version, 7)?;
             }
             let mut lex = super::lexical::LexWriter::open(inner, txn, settings)?;
-            let passages = txn
-                .open_table(store::PASSAGES)
-                .map_err(|e| cerr(e.into()))?;
-            let augment = txn.open_table(store::AUGMENT).map_err(|e| cerr(e.into()))?;
-            for row in passages.iter().map_err(|e| cerr(e.into()))? {
-                let (rid, record) = row.map_err(|e| cerr(e.into()))?;
+            let passages = txn.open_table(store::PASSAGES)?;
+            let augment = txn.open_table(store::AUGMENT)?;
+            for row in passages.iter()? {
+                let (rid, record) = row?;
                 let rid = rid.value();
-                let aug = augment.get(rid).map_err(|e| cerr(e.into()))?;
+                let aug = augment.get(rid)?;
                 let (passage, queries) = super::lexical::stored_fields(
                     inner,
                     rid,
@@ -1306,7 +1269,7 @@ impl Writer {
                 )?;
                 lex.update(true, rid, &passage, &queries)?;
             }
-            lex.finish(txn)
+            Ok(lex.finish(txn)?)
         })?;
         Ok(true)
     }
@@ -1316,41 +1279,42 @@ impl Writer {
     /// it is published.
     fn settings_commit(
         &mut self,
-        change: impl FnOnce(&Inner, &WriteTransaction, &SnapshotData) -> Result<()>,
+        change: impl FnOnce(&Inner, &WriteTransaction, &SnapshotData) -> CatalogResult<()>,
     ) -> Result<()> {
         if !self.ops.is_empty() {
             self.commit()?;
         }
         self.guard(|w| {
             let inner = &*w.inner;
-            let cerr = |e: redb::Error| inner.catalog_err(e);
-            let snap = inner.snapshot_data();
-            let mut counters = snap.counters;
-            let db = inner.database()?;
-            let txn = db.begin_write().map_err(|e| cerr(e.into()))?;
-            change(inner, &txn, &snap)?;
-            w.write_counters(&txn, &mut counters)?;
-            txn.commit().map_err(|e| cerr(e.into()))?;
-            let next = inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
-            inner.publish(next);
-            Ok(())
+            store::in_catalog(&inner.catalog_path, || {
+                let snap = inner.snapshot_data();
+                let mut counters = snap.counters;
+                let db = inner.database()?;
+                let txn = db.begin_write()?;
+                change(inner, &txn, &snap)?;
+                w.write_counters(&txn, &mut counters)?;
+                txn.commit()?;
+                let next =
+                    inner.load_snapshot(Some(&snap), Some(snap.tail.clone()), false, false)?;
+                inner.publish(next);
+                Ok(())
+            })
         })
     }
 
     /// One commit: with `clear`, every stored adapter is removed first; then each (slot,
     /// record) is written (`None` removes the slot).
     fn write_adapters(&mut self, clear: bool, ops: &[(Option<&str>, Option<&[u8]>)]) -> Result<()> {
-        self.settings_commit(|inner, txn, snap| {
-            let cerr = |e: redb::Error| inner.catalog_err(e);
-            let mut meta = txn.open_table(store::META).map_err(|e| cerr(e.into()))?;
+        self.settings_commit(|_inner, txn, snap| {
+            let mut meta = txn.open_table(store::META)?;
             if clear {
                 let langs = snap.lang_adapters.keys().map(|l| Some(l.as_str()));
                 for lang in std::iter::once(None).chain(langs) {
-                    store::put_adapter(&mut meta, lang, None).map_err(|e| cerr(e.into()))?;
+                    store::put_adapter(&mut meta, lang, None)?;
                 }
             }
             for (lang, record) in ops {
-                store::put_adapter(&mut meta, *lang, *record).map_err(|e| cerr(e.into()))?;
+                store::put_adapter(&mut meta, *lang, *record)?;
             }
             let needs = ops
                 .iter()
@@ -1358,8 +1322,7 @@ impl Writer {
                 .map(|(l, _)| if l.is_some() { 6 } else { 3 })
                 .max();
             if let Some(v) = needs {
-                raise_version(&mut meta, snap.config.format_version, v)
-                    .map_err(|e| cerr(e.into()))?;
+                raise_version(&mut meta, snap.config.format_version, v)?;
             }
             Ok(())
         })
@@ -1386,23 +1349,25 @@ impl Writer {
         loop {
             let snap = Snapshot::new(self.inner.clone(), self.inner.snapshot_data());
             let rids: Vec<u64> = {
-                let t = match snap.data().txn().open_table(store::BACKLOG) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => break,
-                    Err(e) => return Err(self.inner.catalog_err(e)),
-                };
                 let want = budget
                     .per_commit
                     .max(1)
                     .min(budget.max_passages - report.augmented);
-                let mut v = Vec::new();
-                for row in t.iter().map_err(|e| self.inner.catalog_err(e))? {
-                    if v.len() >= want {
-                        break;
+                store::in_catalog(&self.inner.catalog_path, || {
+                    let t = match snap.data().txn().open_table(store::BACKLOG) {
+                        Ok(t) => t,
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let mut v = Vec::new();
+                    for row in t.iter()? {
+                        if v.len() >= want {
+                            break;
+                        }
+                        v.push(row?.0.value());
                     }
-                    v.push(row.map_err(|e| self.inner.catalog_err(e))?.0.value());
-                }
-                v
+                    Ok(v)
+                })?
             };
             if rids.is_empty() {
                 break;

@@ -1,12 +1,14 @@
 //! The redb catalog: table definitions, value codecs and the stored configuration.
 
 mod codec;
+mod failure;
 mod meta;
 
 pub(crate) use codec::{
     decode_augmentation, decode_passage, decode_passage_meta, encode_augmentation, encode_passage,
     SegmentRecordCodec,
 };
+pub(crate) use failure::{in_catalog, CatalogResult};
 pub(crate) use meta::{
     put, put_adapter, put_lexical, put_profile, read_adapters, read_clean, read_u64, Counters,
     LexicalStats, MetaError, MetaKey, StoreConfig,
