@@ -54,7 +54,7 @@ fn main() -> xqdb::Result<()> {
         index.snapshot().queries("helsinki")?
     );
     // Re-fuse every passage with another α from the stored E(p) and Σ E(q).
-    w.refuse(0.0, true)?;
+    w.re_fuse(0.0, true)?;
     show("α = 0 (plain passage vectors)")?;
     Ok(())
 }

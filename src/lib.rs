@@ -64,9 +64,12 @@ pub use distill::Rerank;
 pub use error::{Error, Result};
 pub use index::{
     group_by_file, AugmentBudget, AugmentReport, CommitInfo, FileHit, FileRanking, Index,
-    IndexBuilder, RefuseReport, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
+    IndexBuilder, ReFuseReport, SearchOptions, Snapshot, VerifyPolicy, VerifyReport, Writer,
 };
 pub use ingest::{IngestItem, Progress};
+/// The former name of [`ReFuseReport`].
+#[deprecated(since = "0.2.0", note = "renamed to `ReFuseReport`")]
+pub type RefuseReport = ReFuseReport;
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
 pub use scan::{kernel_report, kernel_self_check, Kernel, KernelCheck, KernelReport};
 pub use segment::ReadMode;

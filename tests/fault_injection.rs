@@ -21,7 +21,7 @@ enum Op {
     Commit,
     Seal,
     Compact,
-    Refuse(bool),
+    ReFuse(bool),
     /// Replace the query adapters (shared and Finnish) with adapter n, or drop them (0).
     Adapters(u8),
 }
@@ -50,7 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Commit),
         1 => Just(Op::Seal),
         1 => Just(Op::Compact),
-        1 => any::<bool>().prop_map(Op::Refuse),
+        1 => any::<bool>().prop_map(Op::ReFuse),
         1 => (0u8..4).prop_map(Op::Adapters),
     ]
 }
@@ -113,7 +113,7 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
     let mut pending = committed.clone();
     let mut maybe: Vec<Oracle> = Vec::new();
     let mut failed = false;
-    let mut in_refuse = false;
+    let mut in_re_fuse = false;
     // The adapter stored (its n), and the one a failed adapter step may have stored.
     let (mut adapters, mut adapters_maybe) = (None::<u8>, None::<Option<u8>>);
     if let Ok(mut w) = index.writer() {
@@ -141,12 +141,12 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
                 Op::Commit => w.commit().map(|_| ()),
                 Op::Seal => w.seal().map(|_| ()),
                 Op::Compact => w.compact().map(|_| ()),
-                Op::Refuse(quarter) => {
+                Op::ReFuse(quarter) => {
                     let alpha = if *quarter { 0.25 } else { 0.5 };
                     // The buffered changes commit first, then the re-fusion commits.
                     maybe.push(pending.clone());
                     pending.1 = alpha;
-                    w.refuse(alpha, false).map(|_| ())
+                    w.re_fuse(alpha, false).map(|_| ())
                 }
                 Op::Adapters(n) => {
                     adapters_maybe = Some((*n > 0).then_some(*n));
@@ -169,13 +169,13 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
                 }
                 Err(e) => {
                     // The call that failed may have committed before failing (a commit's
-                    // changes, or the data commit inside seal/compact/refuse).
+                    // changes, or the data commit inside seal/compact/re-fusion).
                     if !matches!(op, Op::Put(..) | Op::Delete(..)) {
                         maybe.push(pending.clone());
                     }
                     assert!(!e.to_string().is_empty());
                     failed = true;
-                    in_refuse = matches!(op, Op::Refuse(_));
+                    in_re_fuse = matches!(op, Op::ReFuse(_));
                     break;
                 }
             }
@@ -255,7 +255,7 @@ fn run(ops: Vec<Op>, fail_at: u64) -> (u64, bool, bool) {
     drop(w);
     assert!(index.snapshot().contains("after").unwrap());
     index.verify().unwrap();
-    (op_calls, failed, in_refuse)
+    (op_calls, failed, in_re_fuse)
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn crash_at_any_io_call_keeps_exactly_the_acknowledged_state() {
         ),
     );
     let cases = proptest::collection::vec(op(), 1..60);
-    let (mut crashed, mut calls, mut in_refuse) = (0, 0, 0);
+    let (mut crashed, mut calls, mut in_re_fuse) = (0, 0, 0);
     let rounds = 400;
     for round in 0..rounds as u64 {
         let ops = cases.new_tree(&mut runner).unwrap().current();
@@ -277,14 +277,14 @@ fn crash_at_any_io_call_keeps_exactly_the_acknowledged_state() {
         let fail_at = 1 + (round * 7919) % 200;
         let (n, failed, refusing) = run(ops, fail_at);
         crashed += failed as usize;
-        in_refuse += refusing as usize;
+        in_re_fuse += refusing as usize;
         calls += n;
     }
     eprintln!(
         "{rounds} sequences, {calls} I/O calls, {crashed} ended by an injected fault and a crash \
-         ({in_refuse} of them inside a re-fusion)"
+         ({in_re_fuse} of them inside a re-fusion)"
     );
-    assert!(in_refuse > 0, "no fault landed inside a re-fusion");
+    assert!(in_re_fuse > 0, "no fault landed inside a re-fusion");
     assert!(
         crashed >= rounds / 4,
         "too few sequences reached their fault: {crashed}"

@@ -129,8 +129,8 @@ fn export_then_import_gives_the_same_index() {
         assert_eq!(b.snapshot().xqg_profile().unwrap().alpha, 0.2);
         // The records came along: a new α needs no regeneration.
         let mut w = b.writer().unwrap();
-        let rr = w.refuse(0.5, true).unwrap();
-        assert_eq!(rr.refused as u64, a.stats().unwrap().augmented);
+        let rr = w.re_fuse(0.5, true).unwrap();
+        assert_eq!(rr.re_fused as u64, a.stats().unwrap().augmented);
     }
     // f16 vectors: every stored vector within f16 rounding.
     let file = tmp.path().join("half.parquet");

@@ -101,12 +101,12 @@ fn generated_queries_are_stored_and_fused_as_the_formula_says() {
 }
 
 #[test]
-fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
+fn re_fusion_equals_a_fresh_ingest_with_the_new_alpha() {
     let enc = common::fp32_encoder_threads(2); // batch-invariant vectors
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = build(a_dir.path(), profile(0.01), enc.clone());
     let b = build(b_dir.path(), profile(0.2), enc.clone());
-    for (index, refuse) in [(&a, true), (&b, false)] {
+    for (index, re_fuse) in [(&a, true), (&b, false)] {
         let mut w = index.writer().unwrap();
         let all = passages();
         w.insert_texts(all[..3].to_vec(), &|_| {}).unwrap();
@@ -117,10 +117,10 @@ fn refuse_equals_a_fresh_ingest_with_the_new_alpha() {
         w.commit().unwrap();
         w.delete("p1").unwrap();
         w.commit().unwrap();
-        if refuse {
+        if re_fuse {
             let before = index.snapshot().vector("p0").unwrap().unwrap();
-            let r = w.refuse(0.2, true).unwrap();
-            assert_eq!((r.refused, r.unchanged), (5, 1));
+            let r = w.re_fuse(0.2, true).unwrap();
+            assert_eq!((r.re_fused, r.unchanged), (5, 1));
             assert!(!close(
                 &before,
                 &index.snapshot().vector("p0").unwrap().unwrap(),
@@ -428,8 +428,11 @@ fn the_cli_imports_generated_queries_shows_them_and_refuses() {
     );
     let before = common::xqdb_json(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
     assert_eq!(before["hits"][0]["id"], "hel");
+    let r = common::xqdb_json(&["re-fuse", dir, "--alpha", "0.2"]);
+    assert_eq!(r["re_fused"], 2);
+    // The former name of the command still works (one release).
     let r = common::xqdb_json(&["refuse", dir, "--alpha", "0.3"]);
-    assert_eq!(r["refused"], 2);
+    assert_eq!(r["re_fused"], 2);
     let after = common::xqdb_json(&["search", dir, "ఫిన్లాండ్ రాజధాని", "-k", "1"]);
     assert_eq!(after["hits"][0]["id"], "hel");
     assert!(

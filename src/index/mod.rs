@@ -10,7 +10,7 @@ pub use by_file::{group_by_file, FileHit, FileRanking};
 pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
 #[cfg(feature = "documents")]
-pub use writer::{AugmentBudget, AugmentReport, CommitInfo, RefuseReport, Writer};
+pub use writer::{AugmentBudget, AugmentReport, CommitInfo, ReFuseReport, Writer};
 
 use crate::error::{Error, Result};
 use crate::model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};

@@ -139,11 +139,11 @@ impl RowSource for NewRows<'_> {
 }
 
 /// Rows for a re-fused segment: copied bytes, or new vectors encoded for the segment.
-struct RefusedRows<'a> {
+struct ReFusedRows<'a> {
     picks: Vec<(u64, std::borrow::Cow<'a, [u8]>)>,
 }
 
-impl RowSource for RefusedRows<'_> {
+impl RowSource for ReFusedRows<'_> {
     fn len(&self) -> usize {
         self.picks.len()
     }
@@ -155,11 +155,11 @@ impl RowSource for RefusedRows<'_> {
     }
 }
 
-/// What [`Writer::refuse`] did.
+/// What [`Writer::re_fuse`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RefuseReport {
+pub struct ReFuseReport {
     /// Passages whose vector was recomputed.
-    pub refused: usize,
+    pub re_fused: usize,
     /// Passages with plain vectors, left as they were.
     pub unchanged: usize,
 }
@@ -1030,11 +1030,11 @@ impl Writer {
     /// w.insert_augmented(Passage::new("p", "passage"), a)?;
     /// w.commit()?;
     /// assert_eq!(index.snapshot().vector("p")?, Some(vec![0.5, 0.5]));
-    /// w.refuse(0.0, false)?; // back to E(p), nothing generated or encoded again
+    /// w.re_fuse(0.0, false)?; // back to E(p), nothing generated or encoded again
     /// assert_eq!(index.snapshot().vector("p")?, Some(vec![1.0, 0.0]));
     /// # Ok(()) }
     /// ```
-    pub fn refuse(&mut self, alpha: f32, normalize: bool) -> Result<RefuseReport> {
+    pub fn re_fuse(&mut self, alpha: f32, normalize: bool) -> Result<ReFuseReport> {
         if !self.ops.is_empty() {
             self.commit()?;
         }
@@ -1047,10 +1047,16 @@ impl Writer {
         profile.normalize = normalize;
         profile.validate()?;
         drop(snap);
-        self.guard(|w| w.refuse_all(profile))
+        self.guard(|w| w.re_fuse_all(profile))
     }
 
-    fn refuse_all(&self, profile: crate::xqg::XqgProfile) -> Result<RefuseReport> {
+    /// The former name of [`Writer::re_fuse`].
+    #[deprecated(since = "0.2.0", note = "renamed to `re_fuse`")]
+    pub fn refuse(&mut self, alpha: f32, normalize: bool) -> Result<ReFuseReport> {
+        self.re_fuse(alpha, normalize)
+    }
+
+    fn re_fuse_all(&self, profile: crate::xqg::XqgProfile) -> Result<ReFuseReport> {
         let inner = &*self.inner;
         store::in_catalog(&inner.catalog_path, || {
             let snap: Arc<SnapshotData> = inner.snapshot_data();
@@ -1068,8 +1074,8 @@ impl Writer {
                 }
                 m
             };
-            let mut report = RefuseReport {
-                refused: 0,
+            let mut report = ReFuseReport {
+                re_fused: 0,
                 unchanged: 0,
             };
             let fused = |rid: u64, a: &Augmentation| {
@@ -1092,7 +1098,7 @@ impl Writer {
                         Some(a) => {
                             let v = fused(rid, a)?;
                             picks.push((rid, encode_rows(&v, config.dtype, scale).into()));
-                            report.refused += 1;
+                            report.re_fused += 1;
                         }
                         None => {
                             picks.push((rid, bytes[i * width..(i + 1) * width].into()));
@@ -1111,7 +1117,7 @@ impl Writer {
                         Some(a) => {
                             let v = fused(rid, a)?;
                             tail.insert(rid, bytemuck::cast_slice::<f32, u8>(&v))?;
-                            report.refused += 1;
+                            report.re_fused += 1;
                         }
                         None => report.unchanged += 1,
                     }
@@ -1127,7 +1133,7 @@ impl Writer {
             }
             config.xqg = Some(profile);
             if !picks.is_empty() {
-                self.add_segment(&txn, &mut config, &mut counters, &RefusedRows { picks })?;
+                self.add_segment(&txn, &mut config, &mut counters, &ReFusedRows { picks })?;
             }
             self.write_counters(&txn, &mut counters)?;
             txn.commit()?;

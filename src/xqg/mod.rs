@@ -112,7 +112,7 @@ fn valid_code(code: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// How queries are generated and fused; an index records it when created (and `refuse`
+/// How queries are generated and fused; an index records it when created (and `re_fuse`
 /// updates `alpha` and `normalize`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,7 +16,7 @@
 //!   `stats`: the `Stats` object; `kernels`: `{"report", "checks", "passed"}`; `models`:
 //!   `[{"name", "path", "size_bytes", "dtype", "dim", "default"}, ...]`.
 //! - `queries`: `{"passages": {id: {"pending", "queries": [{"lang", "text"}]}}, "missing"}`;
-//!   `refuse`: `{"refused", "unchanged", "alpha", "normalize", "seconds"}`; `augment`:
+//!   `re-fuse`: `{"re_fused", "unchanged", "alpha", "normalize", "seconds"}`; `augment`:
 //!   `{"augmented", "queries", "remaining", "seconds"}`.
 //! - `distill`: mining and training figures; `adapter`: `{"adapter": null | {...}}` or
 //!   `{"dropped"}`.
@@ -71,8 +71,10 @@ enum Command {
     Lexical(store::EnableLexicalArgs),
     /// Show the queries generated (or imported) for passages.
     Queries(xqg::QueriesArgs),
-    /// Recompute every fused vector with a new alpha, without generating again.
-    Refuse(xqg::RefuseArgs),
+    /// Recompute every fused vector with a new alpha, without generating again (`refuse`
+    /// is its former name).
+    #[command(name = "re-fuse", alias = "refuse")]
+    ReFuse(xqg::ReFuseArgs),
     /// Generate queries for passages added with deferred generation, within a budget.
     Augment(xqg::AugmentArgs),
     /// Add passages from a JSONL file: {"id","text",["title","lang","meta","vector",
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
         Command::Init(a) => store::init(a),
         Command::Lexical(a) => store::enable_lexical(a),
         Command::Queries(a) => xqg::queries(a),
-        Command::Refuse(a) => xqg::refuse(a),
+        Command::ReFuse(a) => xqg::re_fuse(a),
         Command::Augment(a) => xqg::augment(a),
         Command::Add(a) => store::add(a),
         Command::Search(a) => search::search(a),

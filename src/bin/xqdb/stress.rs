@@ -149,8 +149,8 @@ fn stress_writer(
             }
             5 => {
                 let alpha = if (b / 7) % 2 == 0 { 0.25 } else { 0.5 };
-                w.refuse(alpha, false)?;
-                writeln!(out, "refused {b}").ok();
+                w.re_fuse(alpha, false)?;
+                writeln!(out, "re-fused {b}").ok();
             }
             6 => {
                 w.compact()?;

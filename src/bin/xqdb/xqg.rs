@@ -1,4 +1,4 @@
-//! xQG commands: the augmentation profile of `init`, and queries, refuse, augment.
+//! xQG commands: the augmentation profile of `init`, and queries, re-fuse, augment.
 
 use crate::common::{err, CliResult};
 use clap::Args;
@@ -74,7 +74,7 @@ pub(crate) struct QueriesArgs {
 }
 
 #[derive(Args)]
-pub(crate) struct RefuseArgs {
+pub(crate) struct ReFuseArgs {
     dir: PathBuf,
     /// The new fusion weight.
     #[arg(long)]
@@ -119,8 +119,8 @@ pub(crate) fn queries(QueriesArgs { dir, ids }: QueriesArgs) -> CliResult {
     Ok(json!({ "passages": out, "missing": missing }))
 }
 
-pub(crate) fn refuse(a: RefuseArgs) -> CliResult {
-    let RefuseArgs {
+pub(crate) fn re_fuse(a: ReFuseArgs) -> CliResult {
+    let ReFuseArgs {
         dir,
         alpha,
         no_normalize,
@@ -128,9 +128,9 @@ pub(crate) fn refuse(a: RefuseArgs) -> CliResult {
     let index = Index::open(&dir).map_err(err)?;
     let mut w = index.writer().map_err(err)?;
     let start = std::time::Instant::now();
-    let r = w.refuse(alpha, !no_normalize).map_err(err)?;
+    let r = w.re_fuse(alpha, !no_normalize).map_err(err)?;
     Ok(
-        json!({ "refused": r.refused, "unchanged": r.unchanged, "alpha": alpha, "normalize": !no_normalize, "seconds": start.elapsed().as_secs_f64() }),
+        json!({ "re_fused": r.re_fused, "unchanged": r.unchanged, "alpha": alpha, "normalize": !no_normalize, "seconds": start.elapsed().as_secs_f64() }),
     )
 }
 
