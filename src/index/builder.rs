@@ -152,7 +152,7 @@ impl IndexBuilder {
     }
 
     /// Compact codes to keep beside the rows of a new index (binary and/or i8), which
-    /// searches can scan first and rescore (see [`SearchOptions::first_pass`]). Only for
+    /// searches can scan first and rescore (see [`SearchOptions::first_pass`](crate::SearchOptions::first_pass)). Only for
     /// f32 and f16 rows; fixed at creation.
     pub fn codes(mut self, codes: crate::types::Codes) -> Self {
         self.codes = codes.any().then_some(codes);
@@ -160,8 +160,8 @@ impl IndexBuilder {
     }
 
     /// Keep a lexical (keyword) index beside the vectors of a new index, for lexical and
-    /// hybrid searches ([`SearchOptions::mode`]); fixed at creation
-    /// ([`Writer::enable_lexical`] adds one to an existing index). Writing to an index that
+    /// hybrid searches ([`SearchOptions::mode`](crate::SearchOptions::mode)); fixed at creation
+    /// ([`Writer::enable_lexical`](crate::Writer::enable_lexical) adds one to an existing index). Writing to an index that
     /// keeps one needs the `lexical` feature.
     pub fn lexical(mut self, settings: crate::types::LexicalSettings) -> Self {
         self.lexical = Some(settings);
@@ -171,7 +171,7 @@ impl IndexBuilder {
     /// Automatic size-tiered merging: once this many segments share a size tier (tier `t`
     /// holds segments of `seal_rows · fan_in^t` up to `seal_rows · fan_in^(t+1)` live rows),
     /// a commit merges them into one; at most one merge per commit. `0` turns it off
-    /// ([`Writer::compact`] still merges everything). Default 8.
+    /// ([`Writer::compact`](crate::Writer::compact) still merges everything). Default 8.
     pub fn merge_fan_in(mut self, fan_in: usize) -> Self {
         self.merge_fan_in = if fan_in == 1 { 2 } else { fan_in };
         self

@@ -24,5 +24,7 @@ pub use snapshot::{SearchOptions, Snapshot};
 pub use verify::VerifyReport;
 pub use writer::{AugmentBudget, AugmentReport, CommitInfo, ReFuseReport, Writer};
 
-pub(crate) use builder::{check_oversample, MAX_OVERSAMPLE};
+pub(crate) use builder::check_oversample;
+#[cfg(feature = "server")]
+pub(crate) use builder::MAX_OVERSAMPLE;
 pub(crate) use inner::Inner;

@@ -385,6 +385,7 @@ impl Snapshot {
         Snapshot { inner, data }
     }
 
+    #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
     pub(super) fn cerr(&self, e: impl Into<redb::Error>) -> Error {
         self.inner.catalog_err(e)
     }
