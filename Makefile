@@ -41,7 +41,7 @@ OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-
 features:
 	$(CARGO) build --release --lib --no-default-features
 	$(CARGO) test --release --lib --no-default-features
-	for f in cli server interchange documents lexical; do \
+	for f in cli server interchange documents lexical eval; do \
 		$(CARGO) check --no-default-features --features $$f --lib --bins || exit 1; \
 	done
 	if $(CARGO) tree --no-default-features -e normal --prefix none | grep -E '$(OPTIONAL_CRATES)'; then \

@@ -22,11 +22,14 @@
 //!
 //! # Cargo features
 //!
-//! The core (store, segments, scans, models, xQG, ingest, eval, distillation) is always
-//! built. Default features add:
-//! - `cli`: the `xqdb` command-line tool (clap, indicatif, signal-hook);
+//! The core (store, segments, scans, models, xQG, ingest, distillation) is always built.
+//! Default features add:
+//! - `cli`: the `xqdb` command-line tool (clap, indicatif, signal-hook; implies `eval`);
 //! - `server`: [`server`], an HTTP JSON API (httparse, subtle);
-//! - `interchange`: [`interchange`], Parquet and Arrow IPC export/import (arrow-rs, parquet).
+//! - `interchange`: [`interchange`], Parquet and Arrow IPC export/import (arrow-rs, parquet);
+//! - `documents`: [`documents`], folder sync (text, Markdown, HTML, PDF);
+//! - `lexical`: [`lexical`], keyword and hybrid search;
+//! - `eval`: [`eval`], ranking metrics and the evaluation tasks (no dependencies).
 //!
 //! An application that embeds xqdb can depend on it with `default-features = false` and
 //! compile none of them.
@@ -39,6 +42,8 @@ pub mod distill;
 #[cfg(feature = "documents")]
 pub mod documents;
 mod error;
+#[cfg(feature = "eval")]
+#[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
 pub mod eval;
 pub mod faults;
 #[doc(hidden)]
@@ -71,6 +76,8 @@ pub use ingest::{IngestItem, Progress};
 #[deprecated(since = "0.2.0", note = "renamed to `ReFuseReport`")]
 pub type RefuseReport = ReFuseReport;
 pub use model::{Encoder, EncoderOptions, Generator, GeneratorOptions, ModelBundle};
+#[doc(hidden)]
+pub use scan::microbench;
 pub use scan::{kernel_report, kernel_self_check, Kernel, KernelCheck, KernelReport};
 pub use segment::ReadMode;
 pub use store::FORMAT_VERSION;

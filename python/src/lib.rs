@@ -301,7 +301,9 @@ impl Index {
     ) -> PyResult<Index> {
         // None and False: no profile (unless a generator asks for the default one).
         let xqg = xqg.filter(|x| {
-            !x.is_none() && x.cast::<pyo3::types::PyBool>().map_or(true, |b| b.is_true())
+            !x.is_none()
+                && x.cast::<pyo3::types::PyBool>()
+                    .map_or(true, |b| b.is_true())
         });
         let profile = match (xqg, &generator) {
             (None, None) => None,

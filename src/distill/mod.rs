@@ -308,7 +308,7 @@ pub struct TrainReport {
     pub lambda: Option<f32>,
 }
 
-/// Trains an adapter with Adam on a shuffled split of `examples` (`o.holdout` of them held
+/// Trains an adapter with Adam on a shuffled split of `examples` (`options.holdout` of them held
 /// out).
 ///
 /// ```
@@ -330,11 +330,11 @@ pub struct TrainReport {
 /// When several examples share a positive passage (one question in many languages,
 /// several generated queries of a passage), split with [`train_split`] by passage instead,
 /// or the held-out KL rewards memorising passages.
-pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
+pub fn train(examples: &[Example], dim: usize, options: &TrainOptions) -> TrainReport {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.shuffle(&mut rng);
-    let n_hold = ((examples.len() as f32 * o.holdout).round() as usize).min(examples.len());
+    let n_hold = ((examples.len() as f32 * options.holdout).round() as usize).min(examples.len());
     let hold: Vec<Example> = order[..n_hold]
         .iter()
         .map(|&i| examples[i].clone())
@@ -343,18 +343,18 @@ pub fn train(examples: &[Example], dim: usize, o: &TrainOptions) -> TrainReport 
         .iter()
         .map(|&i| examples[i].clone())
         .collect();
-    train_split(&fit, &hold, dim, o)
+    train_split(&fit, &hold, dim, options)
 }
 
 /// Trains an adapter with Adam on `examples`, measuring KL on `holdout` after each epoch
-/// for early stopping (`o.holdout` is ignored).
+/// for early stopping (`options.holdout` is ignored).
 pub fn train_split(
     examples: &[Example],
     hold: &[Example],
     dim: usize,
-    o: &TrainOptions,
+    options: &TrainOptions,
 ) -> TrainReport {
-    train_inner(examples, hold, dim, o, None)
+    train_inner(examples, hold, dim, options, None)
 }
 
 /// Like [`train_split`], but the epoch to keep (and when to stop) is chosen by
@@ -365,27 +365,27 @@ pub fn train_validated(
     examples: &[Example],
     hold: &[Example],
     dim: usize,
-    o: &TrainOptions,
+    options: &TrainOptions,
     validate: &mut dyn FnMut(&Adapter) -> f64,
 ) -> TrainReport {
-    train_inner(examples, hold, dim, o, Some(validate))
+    train_inner(examples, hold, dim, options, Some(validate))
 }
 
 fn train_inner(
     examples: &[Example],
     hold: &[Example],
     dim: usize,
-    o: &TrainOptions,
+    options: &TrainOptions,
     mut validate: Option<&mut dyn FnMut(&Adapter) -> f64>,
 ) -> TrainReport {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut train_idx: Vec<usize> = (0..examples.len()).collect();
-    let mut adapter = match o.rank {
-        Some(r) => Adapter::low_rank(dim, r, o.seed),
+    let mut adapter = match options.rank {
+        Some(r) => Adapter::low_rank(dim, r, options.seed),
         None => Adapter::identity(dim),
     };
     let params = adapter.w.len();
-    let initial = adapter.mean_loss(hold, o.tau_teacher, o.tau_student);
+    let initial = adapter.mean_loss(hold, options.tau_teacher, options.tau_student);
     let initial_validation = validate.as_mut().map(|f| f(&adapter));
     let mut validation = Vec::new();
     let (mut best, mut best_score, mut best_epoch) =
@@ -394,38 +394,39 @@ fn train_inner(
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let mut step = 0i32;
     let mut curve = Vec::new();
-    for epoch in 1..=o.epochs {
+    for epoch in 1..=options.epochs {
         train_idx.shuffle(&mut rng);
-        for batch in train_idx.chunks(o.batch_size.max(1)) {
+        for batch in train_idx.chunks(options.batch_size.max(1)) {
             let mut g = vec![0f32; params];
             for &i in batch {
-                let (_, gi) = adapter.loss_and_grad(&examples[i], o.tau_teacher, o.tau_student);
+                let (_, gi) =
+                    adapter.loss_and_grad(&examples[i], options.tau_teacher, options.tau_student);
                 g.iter_mut()
                     .zip(gi)
                     .for_each(|(a, b)| *a += b / batch.len() as f32);
             }
-            if o.identity_penalty > 0.0 {
-                adapter.add_identity_penalty(&mut g, o.identity_penalty);
+            if options.identity_penalty > 0.0 {
+                adapter.add_identity_penalty(&mut g, options.identity_penalty);
             }
             step += 1;
             let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
             for k in 0..g.len() {
                 m[k] = b1 * m[k] + (1.0 - b1) * g[k];
                 v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
-                adapter.w[k] -= o.learning_rate * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+                adapter.w[k] -= options.learning_rate * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
             }
         }
         let score = measure(
             &adapter,
             hold,
-            o,
+            options,
             &mut validate,
             &mut curve,
             &mut validation,
         );
         if score < best_score {
             (best, best_score, best_epoch) = (adapter.clone(), score, epoch);
-        } else if epoch - best_epoch >= o.patience {
+        } else if epoch - best_epoch >= options.patience {
             break;
         }
     }
@@ -445,12 +446,12 @@ fn train_inner(
 fn measure(
     a: &Adapter,
     hold: &[Example],
-    o: &TrainOptions,
+    options: &TrainOptions,
     validate: &mut Option<&mut dyn FnMut(&Adapter) -> f64>,
     curve: &mut Vec<f64>,
     validation: &mut Vec<f64>,
 ) -> f64 {
-    let kl = a.mean_loss(hold, o.tau_teacher, o.tau_student);
+    let kl = a.mean_loss(hold, options.tau_teacher, options.tau_student);
     curve.push(kl);
     match validate.as_mut() {
         Some(f) => {
@@ -463,7 +464,7 @@ fn measure(
 }
 
 /// The embedding objective: a closed-form [`ridge`] fit of W q ≈ t on (`queries`,
-/// `targets`) for each λ of `o.ridge_lambdas`; the fit with the lowest `validate` (lower is
+/// `targets`) for each λ of `options.ridge_lambdas`; the fit with the lowest `validate` (lower is
 /// better; else held-out KL on `hold`) is kept when it beats the identity's. The report's
 /// "epochs" are the λs in order.
 pub fn train_embedding(
@@ -471,16 +472,16 @@ pub fn train_embedding(
     targets: &[Vec<f32>],
     hold: &[Example],
     dim: usize,
-    o: &TrainOptions,
+    options: &TrainOptions,
     mut validate: Option<&mut dyn FnMut(&Adapter) -> f64>,
 ) -> TrainReport {
     let identity = Adapter::identity(dim);
-    let initial = identity.mean_loss(hold, o.tau_teacher, o.tau_student);
+    let initial = identity.mean_loss(hold, options.tau_teacher, options.tau_student);
     let initial_validation = validate.as_mut().map(|f| f(&identity));
     let (mut best, mut best_score, mut best_epoch, mut lambda) =
         (identity, initial_validation.unwrap_or(initial), 0, None);
     let (mut curve, mut validation) = (Vec::new(), Vec::new());
-    for (i, &l) in o.ridge_lambdas.iter().enumerate() {
+    for (i, &l) in options.ridge_lambdas.iter().enumerate() {
         let Some(a) = ridge(queries, targets, l) else {
             curve.push(f64::INFINITY);
             if validate.is_some() {
@@ -488,7 +489,14 @@ pub fn train_embedding(
             }
             continue;
         };
-        let score = measure(&a, hold, o, &mut validate, &mut curve, &mut validation);
+        let score = measure(
+            &a,
+            hold,
+            options,
+            &mut validate,
+            &mut curve,
+            &mut validation,
+        );
         if score < best_score {
             (best, best_score, best_epoch, lambda) = (a, score, i + 1, Some(l));
         }

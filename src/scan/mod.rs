@@ -8,6 +8,7 @@ mod check;
 mod codes8;
 mod f16;
 mod kernels;
+pub mod microbench;
 mod report;
 mod topk;
 

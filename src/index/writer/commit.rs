@@ -171,6 +171,13 @@ impl Writer {
                         {
                             langs.remove(lang.as_str(), rid)?;
                         }
+                        // Where the old row's vector lives decides how it goes (I6: one
+                        // vector per live passage). Row ids only grow, so a rid at or past
+                        // `first_new_rid` was put by an earlier op of this same commit: its
+                        // vector is still in `new_rows`, and is dropped from there. Otherwise
+                        // it was committed before: in the tail (removed with it, in this
+                        // transaction), or in a segment, which is immutable (I3), so the row
+                        // is tombstoned until a merge leaves it out.
                         if rid >= first_new_rid {
                             dead_new.insert(rid);
                         } else if tail.remove(rid)?.is_some() {

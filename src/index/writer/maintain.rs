@@ -167,6 +167,8 @@ impl Writer {
                     }
                 }
             }
+            // Rows keep their ids; a merged segment lists them ascending, which the snapshot's
+            // `locate` (a binary search over a segment's rids) relies on.
             picks.sort_unstable_by_key(|p| p.0);
             let db = inner.database()?;
             let txn = db.begin_write()?;
@@ -175,6 +177,9 @@ impl Writer {
                 for s in &chosen {
                     segs.remove(s.handle.id)?;
                 }
+                // The tombstones of the rows left out go in the same transaction that drops
+                // their segments: a crash leaves both or neither (a tombstone without its row
+                // would fail verification; a row without its tombstone would come back).
                 let mut tombstones = txn.open_table(store::TOMBSTONES)?;
                 if only.is_none() {
                     tombstones.retain(|_, _| false)?;
@@ -193,6 +198,8 @@ impl Writer {
                 self.add_segment(&txn, &mut config, &mut counters, &MergedRows { picks })?;
             }
             self.write_counters(&txn, &mut counters)?;
+            // The new segment is durable (add_segment fsyncs it, I2) before this commit lists
+            // it; the old files are only retired, and unlinked once no snapshot holds them (I4).
             txn.commit()?;
             for s in &chosen {
                 inner.retire(&s.handle);

@@ -198,6 +198,10 @@ impl Generator {
             c.grow(c.cap + CACHE_CHUNK);
         }
         let d = c.d;
+        // Each buffer is laid out [row][head][position][d] with room for `cap` positions, so
+        // that the decoder reads a row's past as one run; the new position `t` of every
+        // (row, head) pair is written at its slot. The shape check guards the assumption that
+        // the graph returns only the new position (the set-up's `--in-place-cache` rewrite).
         for (buf, new) in c.data.iter_mut().zip(&presents) {
             let (shape, src) = new
                 .try_extract_tensor::<f32>()

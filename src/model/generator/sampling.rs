@@ -293,12 +293,12 @@ pub(super) fn top_k_indices(logits: &[f32], k: usize) -> Option<Vec<usize>> {
 }
 
 /// Picks the next token from one row of logits. `None` when a logit is NaN or +inf.
-pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
-    let top_k = !s.is_greedy() && s.top_k > 0 && s.top_k < logits.len();
+pub fn pick(logits: &[f32], sampling: &Sampling, rng: &mut impl Rng) -> Option<usize> {
+    let top_k = !sampling.is_greedy() && sampling.top_k > 0 && sampling.top_k < logits.len();
     if !top_k && logits.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
         return None;
     }
-    if s.is_greedy() {
+    if sampling.is_greedy() {
         let mut best = 0;
         for (i, &x) in logits.iter().enumerate() {
             if x > logits[best] {
@@ -309,27 +309,27 @@ pub fn pick(logits: &[f32], s: &Sampling, rng: &mut impl Rng) -> Option<usize> {
     }
     // Temperature, then top-k (ties with the k-th kept), then top-p; as Hugging Face.
     let order = if top_k {
-        top_k_indices(logits, s.top_k)?
+        top_k_indices(logits, sampling.top_k)?
     } else {
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         order
     };
     let keep = order.len();
-    let t = s.temperature as f64;
+    let t = sampling.temperature as f64;
     let max = logits[order[0]] as f64;
     let mut probs: Vec<f64> = order[..keep]
         .iter()
         .map(|&i| ((logits[i] as f64 - max) / t).exp())
         .collect();
-    if s.top_p < 1.0 {
+    if sampling.top_p < 1.0 {
         let total: f64 = probs.iter().sum();
         let mut cum = 0.0;
         let mut n = 0;
         for p in &probs {
             n += 1;
             cum += p / total;
-            if cum >= s.top_p as f64 {
+            if cum >= sampling.top_p as f64 {
                 break;
             }
         }

@@ -280,7 +280,9 @@ impl Generator {
             return Ok(());
         }
         let c = self.config.clone();
-        // Encoder: one prompt at a time, at its real length; then padded into one batch.
+        // Encoder: one prompt at a time, at its real length (so a prompt's states, and with a
+        // fixed seed its queries, do not depend on which prompts share its wave); then padded
+        // into one batch for the decoder, whose cross-attention mask hides the padding.
         let mut states = Vec::with_capacity(live.len());
         let mut d = 0;
         for &i in &live {
