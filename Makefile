@@ -51,7 +51,7 @@ lint:
 	$(PYTHON) scripts/check_imports.py --self-test
 	$(PYTHON) scripts/check_imports.py
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 bench: setup

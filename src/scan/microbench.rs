@@ -90,62 +90,70 @@ impl KernelBench {
         self.rows
     }
 
-    fn score(&mut self, rows: Rows<'_>, simd: bool) -> f32 {
-        let (dim, n) = (self.dim, self.rows);
-        if simd {
-            simd_scores(&rows, dim, 0..n, &self.query, &mut self.out);
-        } else {
-            scalar_scores(&rows, dim, 0..n, &self.query, &mut self.out);
-        }
-        self.out[n / 2]
-    }
-
     /// f32 rows, the SIMD kernel (simsimd).
     pub fn f32(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.f32_rows);
-        let s = self.score(Rows::F32(&rows), true);
-        self.f32_rows = rows;
-        s
+        score(
+            Rows::F32(&self.f32_rows),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            true,
+        )
     }
 
     /// f32 rows, plain Rust (the reference every kernel is checked against).
     pub fn f32_scalar(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.f32_rows);
-        let s = self.score(Rows::F32(&rows), false);
-        self.f32_rows = rows;
-        s
+        score(
+            Rows::F32(&self.f32_rows),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            false,
+        )
     }
 
     /// f16 rows, widened and accumulated in f32.
     pub fn f16(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.f16_rows);
-        let s = self.score(Rows::F16(&rows), true);
-        self.f16_rows = rows;
-        s
+        score(
+            Rows::F16(&self.f16_rows),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            true,
+        )
     }
 
     /// i8 rows (simsimd's i8 dot product).
     pub fn i8(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.i8_rows);
-        let s = self.score(Rows::I8(&rows), true);
-        self.i8_rows = rows;
-        s
+        score(
+            Rows::I8(&self.i8_rows),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            true,
+        )
     }
 
     /// i8 codes stored offset by 128 (VNNI where the CPU has it).
     pub fn codes8(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.codes8);
-        let s = self.score(Rows::Codes8(&rows), true);
-        self.codes8 = rows;
-        s
+        score(
+            Rows::Codes8(&self.codes8),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            true,
+        )
     }
 
     /// 1-bit codes (Hamming distance, the binary first pass).
     pub fn bits(&mut self) -> f32 {
-        let rows = std::mem::take(&mut self.bits);
-        let s = self.score(Rows::Bits(&rows), true);
-        self.bits = rows;
-        s
+        score(
+            Rows::Bits(&self.bits),
+            self.dim,
+            &self.query,
+            &mut self.out,
+            true,
+        )
     }
 
     /// The batch tile: every f32 row against 32 queries; `None` on CPUs without it
@@ -158,6 +166,18 @@ impl KernelBench {
         batch::tile_scores(&self.f32_rows, dim, 0..n, &self.tile, &mut self.tile_out, n);
         Some(self.tile_out[n / 2])
     }
+}
+
+/// Scores every row of `rows` into `out` with the SIMD kernel or the scalar reference; returns
+/// one score, so that the work cannot be optimised away.
+fn score(rows: Rows<'_>, dim: usize, query: &PreparedQuery, out: &mut [f32], simd: bool) -> f32 {
+    let n = out.len();
+    if simd {
+        simd_scores(&rows, dim, 0..n, query, out);
+    } else {
+        scalar_scores(&rows, dim, 0..n, query, out);
+    }
+    out[n / 2]
 }
 
 #[cfg(test)]
