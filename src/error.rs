@@ -77,6 +77,17 @@ pub enum Error {
         /// The folder.
         path: PathBuf,
     },
+    /// The catalog was not closed cleanly (a writer was killed or interrupted) and could not
+    /// be recovered by this open. Nothing is lost: the last commit is intact.
+    #[error(
+        "index {path} was not closed cleanly and needs recovery, which this read-only open could not do ({reason}); any command that opens it for writing recovers it (e.g. `xqdb compact {path}`)"
+    )]
+    NeedsRecovery {
+        /// The folder.
+        path: PathBuf,
+        /// Why recovery was not done here.
+        reason: String,
+    },
     /// A second writer was requested while one is alive in this process.
     #[error("another writer is active on this index; drop it before asking for a new one")]
     WriterBusy,

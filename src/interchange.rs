@@ -84,6 +84,8 @@ pub struct TransferReport {
     pub commits: u64,
     /// Bytes of the file.
     pub bytes: u64,
+    /// The import stopped early ([`ImportOptions::stop`]): `rows` counts the committed rows.
+    pub interrupted: bool,
 }
 
 fn arrow_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -631,6 +633,9 @@ pub struct ImportOptions {
     pub commit_rows: usize,
     /// Replace passages whose id exists instead of failing.
     pub upsert: bool,
+    /// Set (by a signal handler, say) to stop before the next commit: the rows since the
+    /// last commit are rolled back and the report says `interrupted`.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for ImportOptions {
@@ -639,6 +644,7 @@ impl Default for ImportOptions {
             batch_rows: 8192,
             commit_rows: 65_536,
             upsert: false,
+            stop: None,
         }
     }
 }
@@ -690,8 +696,27 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
     // The rows of the commit being assembled, and their row numbers in the file.
     let mut rows: Vec<Row> = Vec::new();
     let mut row_nos: Vec<u64> = Vec::new();
+    let stopped = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    };
     let flush = |w: &mut crate::Writer, rows: &mut Vec<Row>, row_nos: &mut Vec<u64>| {
-        let staged = w.stage_rows(std::mem::take(rows), mode, &|_| {});
+        let rows = std::mem::take(rows);
+        // A text longer than the model reads is refused, not cut silently.
+        let fits = if rows
+            .iter()
+            .any(|r| matches!(r.data, RowData::Text | RowData::Queries(_)))
+        {
+            index
+                .encoder()
+                .map_err(|error| crate::ingest::RowError { row: None, error })
+                .and_then(|encoder| crate::ingest::check_fits(&encoder, &rows))
+        } else {
+            Ok(())
+        };
+        let staged = fits.and_then(|()| w.stage_rows(rows, mode, &|_| {}));
         let nos = std::mem::take(row_nos);
         staged.map_err(|e| match e.row {
             Some(r) => bad(&path, nos[r], e.error),
@@ -774,6 +799,12 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
                 report.rows += 1;
                 if rows.len() >= options.commit_rows.max(1) {
                     flush(&mut w, &mut rows, &mut row_nos)?;
+                    if stopped() {
+                        report.rows -= w.pending() as u64;
+                        w.rollback();
+                        report.interrupted = true;
+                        return Ok(());
+                    }
                     w.commit()?;
                     report.commits += 1;
                 }
@@ -781,6 +812,12 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
         }
         if !rows.is_empty() {
             flush(&mut w, &mut rows, &mut row_nos)?;
+            if stopped() {
+                report.rows -= w.pending() as u64;
+                w.rollback();
+                report.interrupted = true;
+                return Ok(());
+            }
             w.commit()?;
             report.commits += 1;
         }

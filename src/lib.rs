@@ -87,4 +87,4 @@ pub use types::{
 };
 pub use xqg::{Augmentation, XqgProfile};
 
-pub use types::{MAX_DIM, MAX_ID_BYTES, MAX_TEXT_BYTES};
+pub use types::{MAX_DIM, MAX_ID_BYTES, MAX_K, MAX_TEXT_BYTES};

@@ -11,6 +11,18 @@ pub const MAX_DIM: usize = 65_536;
 pub const MAX_TEXT_BYTES: usize = 16 << 20;
 /// Longest passage id, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
+/// Most hits one search returns (`k`), and the deepest candidate list it ranks (`depth`).
+pub const MAX_K: usize = 100_000;
+
+/// Refuses a text query with nothing to look for (empty or only whitespace).
+pub(crate) fn check_query_text(query: &str) -> Result<()> {
+    if query.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "the query is empty: give some words to search for".into(),
+        ));
+    }
+    Ok(())
+}
 
 const LANG_TAG_RULE: &str = "the language tag must be 1-35 ASCII letters, digits, '-' or '_'";
 
@@ -661,18 +673,22 @@ impl Fusion {
 
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
-        let ok = match *self {
+        match *self {
             Fusion::Rrf { k, lexical_weight } => {
-                k.is_finite() && k >= 0.0 && lexical_weight.is_finite() && lexical_weight >= 0.0
+                if k.is_finite() && k >= 0.0 && lexical_weight.is_finite() && lexical_weight >= 0.0
+                {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidArgument(format!(
+                        "reciprocal rank fusion needs a rank constant and a lexical weight of 0 \
+                         or more (got k {k}, lexical weight {lexical_weight})"
+                    )))
+                }
             }
-            Fusion::Weighted { lexical_weight } => (0.0..=1.0).contains(&lexical_weight),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "fusion parameters out of range: {self:?}"
-            )))
+            Fusion::Weighted { lexical_weight } if (0.0..=1.0).contains(&lexical_weight) => Ok(()),
+            Fusion::Weighted { lexical_weight } => Err(Error::InvalidArgument(format!(
+                "the lexical weight of a weighted fusion is {lexical_weight}; it must be from 0 to 1"
+            ))),
         }
     }
 }

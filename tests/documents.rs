@@ -1013,3 +1013,154 @@ fn search_by_file_gives_each_file_once_with_its_best_passage() {
     assert_eq!(listed, got[..2]);
     assert!(cli["files"][0]["best"]["location"].is_string(), "{cli}");
 }
+
+/// The folder is the truth: a synced passage deleted by hand comes back at the next sync
+/// (its file is read again), and a file whose passages are all there stays unchanged.
+#[test]
+fn a_synced_passage_deleted_by_hand_comes_back_at_the_next_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, folder) = (tmp.path().join("index"), tmp.path().join("docs"));
+    write_folder(&folder);
+    let index = new_index(&dir);
+    let o = options();
+    run(&index, &folder, &o);
+    let before = passages_of(&index, "en/notes.txt");
+    assert!(before.len() >= 2, "{before:?}");
+    let mut w = index.writer().unwrap();
+    assert!(w.delete("en/notes.txt#1").unwrap());
+    w.commit().unwrap();
+    drop(w);
+    assert!(index.get("en/notes.txt#1").unwrap().is_none());
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.changed, r.unchanged), (1, 3), "{r:?}");
+    let after = passages_of(&index, "en/notes.txt");
+    assert_eq!(
+        after.iter().map(|p| &p.text).collect::<Vec<_>>(),
+        before.iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
+    let r = run(&index, &folder, &o);
+    assert_eq!((r.changed, r.unchanged), (0, 4), "{r:?}");
+}
+
+/// Ctrl-C during `xqdb sync`: the sync stops after the file in progress, says so and exits
+/// 130 (or 0 when it had finished); a read-only process then opens the index without any
+/// writer having recovered it, and every file is wholly one version.
+#[test]
+fn sigint_during_a_sync_stops_after_a_whole_file() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, folder) = (tmp.path().join("index"), tmp.path().join("docs"));
+    let files_n = 32;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x0005_16e7);
+    drop(new_index(&dir));
+    let write_version = |v: usize| {
+        for f in 0..files_n {
+            write(&folder, &format!("shelf/{f:02}.txt"), &version_text(f, v));
+        }
+    };
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_xqdb"))
+            .args(["sync", dir.to_str().unwrap(), folder.to_str().unwrap()])
+            .args(["--words", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    write_version(0);
+    let started = std::time::Instant::now();
+    assert!(spawn().wait().unwrap().success());
+    let whole = started.elapsed();
+    let (rounds, mut stopped) = (8, 0);
+    for round in 1..=rounds {
+        write_version(round);
+        let child = spawn();
+        std::thread::sleep(whole.mul_f64(rng.random_range(0.3..0.9)));
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(130) => {
+                assert!(stderr.contains("interrupted:"), "{stderr}");
+                stopped += 1;
+            }
+            Some(0) => {}
+            other => panic!("round {round}: exit {other:?}: {stderr}"),
+        }
+        let index = Index::builder().read_only(true).open(&dir).unwrap();
+        check_whole_files(&index, round + 1);
+    }
+    assert!(
+        stopped >= rounds / 2,
+        "only {stopped} of {rounds} SIGINTs stopped a sync"
+    );
+}
+
+/// The README's sync example, run as written (in the repository, the index in a temporary
+/// folder): the search answers with the file and line the README shows.
+#[test]
+fn the_readme_sync_example_works_as_written() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme.split("`xqdb sync DIR FOLDER` keeps").nth(1).unwrap();
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ix = tmp.path().join("docs.xqdb");
+    let mut lines = block.lines();
+    let mut last = String::new();
+    let mut ran = 0;
+    while let Some(line) = lines.next() {
+        let Some(cmd) = line.strip_prefix("xqdb ") else {
+            continue;
+        };
+        let cmd = cmd.split("   #").next().unwrap();
+        // Words, with '…' quoting as a shell reads it.
+        let mut args: Vec<String> = Vec::new();
+        let mut rest = cmd.trim();
+        while !rest.is_empty() {
+            let (word, tail) = match rest.chars().next() {
+                Some(q @ ('\'' | '"')) => {
+                    let end = rest[1..].find(q).unwrap() + 1;
+                    (&rest[1..end], &rest[end + 1..])
+                }
+                _ => rest.split_at(rest.find(' ').unwrap_or(rest.len())),
+            };
+            args.push(if word == "docs.xqdb" {
+                ix.to_str().unwrap().to_string()
+            } else {
+                word.to_string()
+            });
+            rest = tail.trim_start();
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+            .args(&args)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "xqdb {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        ran += 1;
+        if args[0] == "search" {
+            // The README shows the answer under the command: its file and line.
+            let shown = lines.next().unwrap();
+            let location = shown.split_whitespace().last().unwrap();
+            assert!(
+                last.contains(location),
+                "README shows {shown:?}; got {last}"
+            );
+        }
+    }
+    assert_eq!(ran, 3, "the README's example has changed: {block}");
+    assert!(!last.trim().is_empty());
+}

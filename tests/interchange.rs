@@ -120,6 +120,7 @@ fn export_then_import_gives_the_same_index() {
                 batch_rows: 100,
                 commit_rows: 250,
                 upsert: false,
+                stop: None,
             },
         )
         .unwrap();

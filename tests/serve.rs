@@ -305,6 +305,17 @@ fn a_token_guards_every_route_but_health() {
     vectors_index(&dir);
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // A token file others may read is refused, naming the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args(["--token-file", token_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let srv = serve(&dir, &["--token-file", token_file.to_str().unwrap()]);
     let a = srv.addr.as_str();
     let add = json!({ "passages": [row("x", [1.0, 0.0, 0.0, 0.0])] }).to_string();
@@ -325,6 +336,14 @@ fn a_token_guards_every_route_but_health() {
     }
     let (st, v) = request_with(a, "GET", "/stats", None, Some(TOKEN)).unwrap();
     assert_eq!((st, v["passages"].as_u64()), (200, Some(0)), "{v}");
+    // The scheme name is case-insensitive (RFC 9110).
+    let mut s = TcpStream::connect(a).unwrap();
+    write!(
+        s,
+        "GET /stats HTTP/1.1\r\nHost: {a}\r\nauthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(s).unwrap().0, 200);
     let (st, v) = request_with(a, "POST", "/passages", Some(add.as_bytes()), Some(TOKEN)).unwrap();
     assert_eq!((st, v["added"].as_u64()), (200, Some(1)), "{v}");
     let (st, v) = request_with(a, "POST", "/search", Some(search.as_bytes()), Some(TOKEN)).unwrap();
@@ -649,9 +668,13 @@ fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
             .arg("--json")
             .output()
             .unwrap();
-        // A bad flag is clap's error on stderr, not a JSON document.
-        let v = serde_json::from_slice(&out.stdout)
+        // A failure is `{"error": …}` under --json (clap's too): its message as a string.
+        let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out.stderr).into()));
+        let v = match v.get("error") {
+            Some(e) if !out.status.success() => e.clone(),
+            _ => v,
+        };
         (out.status.success(), v)
     };
     common::xqdb_json(&["init", d]);
@@ -666,7 +689,7 @@ fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
     common::xqdb_json(&["add", d, file.to_str().unwrap()]);
     let (ok, v) = run(&["search", d, "E1234", "--mode", "lexical"]);
     assert!(
-        !ok && v["error"].as_str().unwrap().contains("no lexical index"),
+        !ok && v.as_str().unwrap().contains("no lexical index"),
         "{v}"
     );
     let (ok, v) = run(&["lexical", d]);
@@ -723,7 +746,7 @@ fn keyword_and_hybrid_search_from_the_cli_and_over_http() {
         "2",
     ]);
     assert!(
-        !ok && v["error"].as_str().unwrap().contains("fusion"),
+        !ok && v.as_str().unwrap().contains("weighted fusion"),
         "{v}"
     );
     // A stemming index: the CLI detects the query's language to stem it like the passages.
@@ -822,4 +845,102 @@ fn search_by_file_over_http() {
         &json!({ "vector": [1.0, 0.0, 0.0, 0.0], "by_file": "yes" }),
     );
     assert_eq!(st, 400, "{v}");
+}
+
+/// What a first-time user meets over HTTP: an empty text query is refused, a metadata value
+/// given as an array matches any of its values, and a duplicate id is named at its own place.
+#[test]
+fn empty_queries_sets_of_values_and_duplicates_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &[]);
+    let a = srv.addr.as_str();
+    let mut rows = Vec::new();
+    for (id, topic, v) in [
+        ("a", "food", [1.0, 0.0, 0.0, 0.0]),
+        ("b", "tech", [0.0, 1.0, 0.0, 0.0]),
+        ("c", "travel", [0.0, 0.0, 1.0, 0.0]),
+    ] {
+        let mut r = row(id, v);
+        r["meta"] = json!({ "topic": topic });
+        rows.push(r);
+    }
+    let (st, v) = post(a, "/passages", &json!({ "passages": rows }));
+    assert_eq!(st, 200, "{v}");
+    for text in ["", "   "] {
+        let (st, v) = post(a, "/search", &json!({ "text": text }));
+        assert_eq!(st, 400, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("empty"), "{v}");
+    }
+    let (st, v) = post(
+        a,
+        "/search",
+        &json!({ "vector": [1, 1, 1, 1], "meta": { "topic": ["food", "tech"] } }),
+    );
+    assert_eq!(st, 200, "{v}");
+    let mut ids: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    let dup =
+        json!({ "passages": [row("n", [1.0, 0.0, 0.0, 0.0]), row("n", [0.0, 1.0, 0.0, 0.0])] });
+    let (st, v) = post(a, "/passages", &dup);
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().starts_with("passage 1:"),
+        "{v}"
+    );
+}
+
+/// The README's HTTP example, run as written (the address of this test's server in place of
+/// `localhost:7700`): every request succeeds and the search finds the passage — the language
+/// filter matches because `POST /passages` tags untagged passages it is sure of.
+#[test]
+fn the_readme_http_example_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## Local HTTP API").nth(1).unwrap();
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    common::xqdb_json(&["init", dir.to_str().unwrap()]);
+    let srv = serve(&dir, &[]);
+    let mut ran = 0;
+    for line in block.lines().filter(|l| l.starts_with("curl ")) {
+        let line = line.split("  #").next().unwrap().trim();
+        let method = if line.contains("-XPOST") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("localhost:7700"))
+            .unwrap();
+        let path = &url["localhost:7700".len()..];
+        let body = line
+            .split_once(" -d '")
+            .map(|(_, b)| b.trim_end_matches('\''));
+        let (st, v) = request(&srv.addr, method, path, body.map(str::as_bytes));
+        assert_eq!(st, 200, "{line}: {v}");
+        if path == "/search" {
+            assert_eq!(v["hits"][0]["id"], "p1", "{line}: {v}");
+        }
+        if path == "/passages/p1" {
+            assert_eq!(v["lang"], "en", "{v}");
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 4, "the README's example has changed: {block}");
 }

@@ -242,3 +242,48 @@ fn bundles_are_listed_measured_and_chosen_by_name() {
     assert_eq!(names, [xqdb::model::DEFAULT_BUNDLE]);
     assert_eq!(listed[0]["default"], true);
 }
+
+/// A passage longer than the model reads is refused by `xqdb add` (naming its line and the
+/// limit), never cut silently; the limit is listed by `xqdb models`.
+#[test]
+fn add_refuses_a_passage_longer_than_the_model_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ix = tmp.path().join("ix");
+    let ix = ix.to_str().unwrap();
+    common::xqdb_json(&["init", ix]);
+    let filler = "the quick brown fox jumps over the lazy dog ".repeat(70);
+    let long = format!("{filler}The capital of Mongolia is Ulaanbaatar.");
+    let file = tmp.path().join("long.jsonl");
+    let rows = [
+        serde_json::json!({ "id": "short", "text": "Helsinki is the capital of Finland." }),
+        serde_json::json!({ "id": "long", "text": long }),
+    ];
+    let lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["add", ix, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("long.jsonl:2:") && stderr.contains("tokens the model reads"),
+        "{stderr}"
+    );
+    assert_eq!(common::xqdb_json(&["stats", ix])["passages"], 0);
+    let models = common::xqdb_json(&["models"]);
+    let default = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["default"] == true)
+        .unwrap();
+    assert!(
+        default["max_passage_tokens"].as_u64().unwrap() >= 128,
+        "{default}"
+    );
+    assert!(
+        stderr.contains(&default["max_passage_tokens"].to_string()),
+        "{stderr}"
+    );
+}

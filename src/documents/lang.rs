@@ -159,12 +159,46 @@ impl Detector {
         self.inner.detect_lang(text).map(|l| tag(l).to_string())
     }
 
+    /// The language of `text` and whatlang's confidence in it (0 to 1: how far the best
+    /// guess is ahead of the runner-up, weighed by the text's length).
+    pub fn detect_confidence(&self, text: &str) -> Option<(String, f64)> {
+        let info = self.inner.detect(text)?;
+        Some((tag(info.lang()).to_string(), info.confidence()))
+    }
+
     /// The language of `text` and whether whatlang deems the guess reliable (a clear margin
     /// over the runner-up on enough text).
     pub fn detect_reliable(&self, text: &str) -> Option<(String, bool)> {
         let info = self.inner.detect(text)?;
         Some((tag(info.lang()).to_string(), info.is_reliable()))
     }
+}
+
+/// Confidence a detected language needs before a passage is tagged with it
+/// ([`tag_rows`]). On 5,600 short UI strings in 7 languages (gettext, rows 300 on), 0.5 tags
+/// 71% of them with 98.2% right; taking every guess would tag all with 85.9% right.
+pub const TAG_CONFIDENCE: f64 = 0.5;
+
+/// Tags rows that name no language with the language of their title and text, where the
+/// detector is confident ([`TAG_CONFIDENCE`]; code, paths and URLs are left out of the
+/// judgement); rows it is unsure of stay untagged. Rows that name one keep it. Returns how
+/// many rows were tagged. `xqdb add` and `POST /passages` call it.
+pub fn tag_rows(detector: &Detector, rows: &mut [crate::ingest::Row]) -> usize {
+    let mut tagged = 0;
+    for row in rows.iter_mut().filter(|r| r.passage.lang.is_none()) {
+        let p = &row.passage;
+        let text = match &p.title {
+            Some(t) => format!("{t}\n{}", p.text),
+            None => p.text.clone(),
+        };
+        if let Some((lang, confidence)) = detector.detect_confidence(&prose(&text)) {
+            if confidence >= TAG_CONFIDENCE {
+                row.passage.lang = Some(lang);
+                tagged += 1;
+            }
+        }
+    }
+    tagged
 }
 
 /// The words of `text` a language detector should judge by: tokens that look like code,

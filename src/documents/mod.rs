@@ -33,7 +33,10 @@ mod walk;
 
 pub use chunk::{Chunk, ChunkOptions};
 pub use extract::Kind;
-pub use lang::{detect_language, detect_language_among, detectable_languages, Detector};
+pub use lang::{
+    detect_language, detect_language_among, detectable_languages, tag_rows, Detector,
+    TAG_CONFIDENCE,
+};
 pub use options::{DocumentContext, Heading, SyncOptions};
 pub(crate) use passages::passages_of;
 pub use record::{files, passage_id, FileRecord, FILE_RECORD_VERSION};

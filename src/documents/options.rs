@@ -28,6 +28,10 @@ pub struct SyncOptions {
     pub languages: Vec<String>,
     /// Walk, read and cut, but write nothing (the report says what a sync would do).
     pub dry_run: bool,
+    /// Set (by a signal handler, say) to stop the sync after the file in progress: every file
+    /// is then wholly old or wholly new, removed files are left for the next sync, and the
+    /// report says `interrupted`.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Test hook: runs after a file's content was read, before the content is checked again.
     #[doc(hidden)]
     pub after_read: Option<fn(&Path)>,
@@ -45,6 +49,7 @@ impl Default for SyncOptions {
             lang: None,
             languages: Vec::new(),
             dry_run: false,
+            stop: None,
             after_read: None,
         }
     }

@@ -49,6 +49,10 @@ pub struct SyncReport {
     pub dry_run: bool,
     /// Wall time.
     pub seconds: f64,
+    /// Stopped early by [`SyncOptions::stop`](super::SyncOptions::stop): the files counted
+    /// are done, the rest (and removals) wait for the next sync.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// How far a sync has come; given to progress callbacks after every file.
@@ -123,7 +127,17 @@ pub fn sync(
             elapsed: started.elapsed(),
         })
     };
+    let stopped = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    };
     for (i, f) in found.iter().enumerate() {
+        if stopped() {
+            report.interrupted = true;
+            break;
+        }
         seen.insert(f.rel.clone());
         let before = old.get(&f.rel);
         let outcome = sync_file(
@@ -145,7 +159,8 @@ pub fn sync(
         tick(&report, i + 1);
     }
     for (path, record) in &old {
-        if seen.contains(path) {
+        // An interrupted walk has not seen every file: nothing is removed.
+        if report.interrupted || seen.contains(path) {
             continue;
         }
         if let Some(w) = writer.as_mut() {
@@ -185,8 +200,12 @@ pub(super) fn sync_file(
     // Its passages now, whatever settings stored them (surplus ones are deleted).
     let old_n = before.map_or(0, |b| b.passages);
     let is_new = before.is_none();
-    // A file synced with other settings is read and encoded again, whatever its content.
-    let before = before.filter(|b| b.settings == settings);
+    // A file synced with other settings is read and encoded again, whatever its content;
+    // so is one whose passages are not all there (deleted by hand since the last sync).
+    let before = match before.filter(|b| b.settings == settings) {
+        Some(b) if passages_present(index, &f.rel, b.passages)? => Some(b),
+        _ => None,
+    };
     if let Some(b) = before {
         if b.size == size && b.mtime_ns == mtime {
             report.unchanged += 1;
@@ -322,4 +341,15 @@ pub(super) fn sync_file(
         report.changed += 1;
     }
     Ok(Ok(()))
+}
+
+/// Whether every passage a file record promises (`path#0` … `path#(n-1)`) is in the index.
+fn passages_present(index: &Index, rel: &str, n: u32) -> Result<bool> {
+    let snap = index.snapshot();
+    for i in 0..n {
+        if !snap.contains(&passage_id(rel, i))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -85,10 +85,14 @@ pub fn group_by_file(hits: Vec<Hit>, ranking: &FileRanking, k: usize) -> Vec<Fil
 
 impl FileRanking {
     /// The options of the passage search a by-file search for the top `options.k` files
-    /// groups: the same, for `options.k × depth` passages (at least 100).
+    /// groups: the same, for `options.k × depth` passages (at least 100, at most
+    /// [`MAX_K`](crate::MAX_K)).
     pub fn candidates(&self, options: &SearchOptions) -> SearchOptions {
         let mut deep = options.clone();
-        deep.k = options.k.saturating_mul(self.depth.max(1)).max(100);
+        deep.k = options
+            .k
+            .saturating_mul(self.depth.max(1))
+            .clamp(100, crate::types::MAX_K);
         deep
     }
 }
@@ -102,6 +106,7 @@ impl Index {
         options: &SearchOptions,
         ranking: &FileRanking,
     ) -> Result<Vec<Vec<FileHit>>> {
+        options.check()?;
         let all = self.search_texts(queries, &ranking.candidates(options))?;
         Ok(all
             .into_iter()

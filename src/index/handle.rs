@@ -153,6 +153,10 @@ impl Index {
         queries: &[S],
         options: &SearchOptions,
     ) -> Result<Vec<Vec<crate::Hit>>> {
+        options.check()?;
+        for query in queries {
+            crate::types::check_query_text(query.as_ref())?;
+        }
         let snap = self.snapshot();
         if options.mode == crate::types::SearchMode::Lexical {
             return queries

@@ -168,7 +168,7 @@ impl Snapshot {
         self.lexical_settings().ok_or_else(|| {
             Error::InvalidArgument(
                 "this index keeps no lexical index: create it with one (`xqdb init --lexical`, \
-                 `IndexBuilder::lexical`) or add one (`xqdb lexical enable`, \
+                 `IndexBuilder::lexical`) or add one (`xqdb lexical DIR`, \
                  `Writer::enable_lexical`)"
                     .into(),
             )
@@ -210,6 +210,8 @@ impl Snapshot {
         options: &SearchOptions,
         n: usize,
     ) -> Result<(Ranked, Vec<String>, f64)> {
+        options.check()?;
+        crate::types::check_query_text(query)?;
         let settings = self.need_lexical()?;
         #[cfg(feature = "lexical")]
         {
@@ -289,6 +291,10 @@ impl Snapshot {
             )));
         }
         options.fusion.validate()?;
+        options.check()?;
+        for text in texts {
+            crate::types::check_query_text(text)?;
+        }
         self.need_lexical()?;
         let depth = options.depth.unwrap_or(options.k.max(100)).max(options.k);
         let mut dense_options = options.clone();

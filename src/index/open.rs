@@ -122,15 +122,43 @@ pub(super) fn catalog_builder() -> redb::Builder {
     b
 }
 
+/// Opens the catalog read-only. A catalog left by an unclean shutdown (a killed or
+/// interrupted writer) needs redb's recovery, which only a writable open runs: when no other
+/// process holds the index, this open runs it (a writable open, closed at once), then opens
+/// read-only as asked. Recovery replays nothing and loses nothing: it rebuilds redb's
+/// allocator state from the last durable commit.
+fn open_read_only(root: &Path, catalog: &Path) -> Result<redb::ReadOnlyDatabase> {
+    match catalog_builder().open_read_only(catalog) {
+        Err(redb::DatabaseError::RepairAborted) => {}
+        other => return other.map_err(|e| map_open_error(root, catalog, e)),
+    }
+    let needs = |reason: String| Error::NeedsRecovery {
+        path: root.to_path_buf(),
+        reason,
+    };
+    match catalog_builder().open(catalog) {
+        Ok(db) => drop(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(needs(
+                "another process holds it open for writing; retry once it has finished".into(),
+            ))
+        }
+        Err(e) => return Err(needs(e.to_string())),
+    }
+    catalog_builder()
+        .open_read_only(catalog)
+        .map_err(|e| map_open_error(root, catalog, e))
+}
+
 pub(super) fn map_open_error(root: &Path, catalog: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
             path: root.to_path_buf(),
         },
-        redb::DatabaseError::RepairAborted => Error::corrupt(
-            catalog,
-            "the catalog needs recovery after an unclean shutdown; open the index for writing once",
-        ),
+        redb::DatabaseError::RepairAborted => Error::NeedsRecovery {
+            path: root.to_path_buf(),
+            reason: "a writable open was refused".into(),
+        },
         redb::DatabaseError::UpgradeRequired(v) => Error::UnsupportedVersion {
             path: catalog.to_path_buf(),
             found: v as u32,
@@ -181,11 +209,7 @@ impl Index {
     pub(super) fn open_existing(root: &Path, options: IndexBuilder) -> Result<Index> {
         let catalog = root.join(CATALOG_FILE);
         let db = if options.read_only {
-            Db::ReadOnly(
-                catalog_builder()
-                    .open_read_only(&catalog)
-                    .map_err(|e| map_open_error(root, &catalog, e))?,
-            )
+            Db::ReadOnly(open_read_only(root, &catalog)?)
         } else {
             Db::Writable(
                 catalog_builder()

@@ -45,10 +45,19 @@ pub fn parse_line(line: &[u8]) -> Result<Option<JsonlRow>, String> {
         ));
     }
     let text = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    // A file saved "with BOM" starts with U+FEFF; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let l: Line = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let l: Line = serde_json::from_str(text).map_err(|e| {
+        // serde's message ends with "at line 1 column N"; the caller names the file's line.
+        let message = e.to_string();
+        let reason = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(reason, _)| reason);
+        format!("{reason} (column {})", e.column())
+    })?;
     if l.vector.is_some() && l.generated_queries.is_some() {
         return Err("a row has both a vector and generated_queries".into());
     }

@@ -395,6 +395,40 @@ impl Pipeline<'_> {
     }
 }
 
+/// Refuses rows the encoder would read only in part: a row to be encoded (no vector, no xQG
+/// record) whose title and text, with the passage prefix, are longer than the model's
+/// passage limit. The error names the row and the limit; nothing is cut silently.
+/// `xqdb add`, `POST /passages` and import call it before staging (synced documents are
+/// cut to fit by `documents::sync`).
+pub fn check_fits(encoder: &Encoder, rows: &[Row]) -> std::result::Result<(), RowError> {
+    for (i, row) in rows.iter().enumerate() {
+        if !matches!(row.data, RowData::Text | RowData::Queries(_)) {
+            continue;
+        }
+        let fits = encoder
+            .passage_fits(&encoder_input(&row.passage))
+            .map_err(|error| RowError {
+                row: Some(i),
+                error,
+            })?;
+        if !fits {
+            return Err(RowError {
+                row: Some(i),
+                error: Error::InvalidPassage {
+                    id: row.passage.id.clone(),
+                    reason: format!(
+                        "the text is longer than the {} tokens the model reads (the rest would \
+                         be ignored); cut it into several passages, or index its file with \
+                         `xqdb sync`, which cuts files to fit",
+                        encoder.max_passage_tokens()
+                    ),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the encoder reads of a passage: its title (when it has one) and its text.
 pub(crate) fn encoder_input(p: &Passage) -> String {
     match &p.title {

@@ -18,6 +18,8 @@ pub struct InstalledBundle {
     pub dtype: String,
     /// Output dimension.
     pub dim: usize,
+    /// Longest passage the model reads, in tokens (with its prefix).
+    pub max_passage_tokens: usize,
     /// Whether it is the default bundle ([`ModelBundle::default_dir`]).
     pub default: bool,
 }
@@ -47,6 +49,7 @@ pub fn installed_bundles() -> Vec<InstalledBundle> {
                 size_bytes: m.files.values().map(|f| f.bytes).sum(),
                 dtype: m.dtype.clone().unwrap_or_else(|| "fp32".to_string()),
                 dim: m.dim,
+                max_passage_tokens: m.max_passage_tokens,
                 default: e.path() == default,
                 path: e.path(),
             })

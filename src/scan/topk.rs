@@ -43,7 +43,8 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Grown as hits come: a large k costs memory only for the rows there are.
+            heap: BinaryHeap::with_capacity(k.min(1024) + 1),
             threshold: if k == 0 {
                 f32::INFINITY
             } else {

@@ -204,7 +204,11 @@ fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Request, Opti
         let given = header("authorization");
         let ok = given
             .as_deref()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme name is case-insensitive (RFC 9110, 11.1).
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+            })
             .is_some_and(|t| token.matches(t.trim()));
         if route != "/health" && !ok {
             return Err(Some(fail(

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth", "by_file"}` | `{"hits": [..]}`; with `"by_file": true`, `{"files": [{"path", "score", "passages", "best"}]}` (each synced file once, with its best passage) |
+//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value or [any of these]}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth", "by_file"}` | `{"hits": [..]}`; with `"by_file": true`, `{"files": [{"path", "score", "passages", "best"}]}` (each synced file once, with its best passage) |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
@@ -31,7 +31,7 @@ mod http;
 
 use crate::error::{Error, Result};
 use crate::ingest::jsonl::parse_line;
-use crate::ingest::{Row, WriteMode};
+use crate::ingest::{Row, RowData, RowError, WriteMode};
 use crate::{Filter, Index, SearchOptions, Writer};
 use http::{fail, reply, Reply, Request};
 use serde_json::{json, Value};
@@ -276,7 +276,10 @@ impl Server {
                 return fail(400, "meta must be an object of field: value");
             };
             for (field, value) in m {
-                filter = filter.meta_eq(field, value.clone());
+                filter = match value {
+                    Value::Array(any_of) => filter.meta_in(field, any_of.clone()),
+                    value => filter.meta_eq(field, value.clone()),
+                };
             }
         }
         let adapter = obj.get("adapter").and_then(Value::as_bool).unwrap_or(true);
@@ -409,7 +412,20 @@ impl Server {
         } else {
             WriteMode::Insert
         };
-        if let Err(e) = w.stage_rows(parsed, mode, &|_| {}) {
+        #[cfg(feature = "documents")]
+        crate::documents::tag_rows(&crate::documents::Detector::default(), &mut parsed);
+        let needs_encoder = parsed
+            .iter()
+            .any(|r| matches!(r.data, RowData::Text | RowData::Queries(_)));
+        let fits = if needs_encoder {
+            self.index
+                .encoder()
+                .map_err(|error| RowError { row: None, error })
+                .and_then(|encoder| crate::ingest::check_fits(&encoder, &parsed))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = fits.and_then(|()| w.stage_rows(parsed, mode, &|_| {})) {
             w.rollback();
             let status = status_of(&e.error);
             return match e.row {

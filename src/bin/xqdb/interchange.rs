@@ -69,6 +69,7 @@ pub(crate) fn import(a: ImportArgs) -> CliResult {
     let options = xqdb::interchange::ImportOptions {
         commit_rows,
         upsert,
+        stop: Some(crate::common::interruptible()),
         ..Default::default()
     };
     let files = input_files(&file)?;
@@ -107,6 +108,14 @@ pub(crate) fn import(a: ImportArgs) -> CliResult {
         r.encoded += one.encoded;
         r.commits += one.commits;
         r.bytes += one.bytes;
+        if one.interrupted {
+            r.interrupted = true;
+            eprintln!(
+                "interrupted: {} rows are committed; the batch in flight was not written",
+                r.rows
+            );
+            break;
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(

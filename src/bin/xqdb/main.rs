@@ -132,7 +132,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return output::parse_error(e),
+    };
     let json = cli.out.json;
     let result = match cli.command {
         Command::Init(a) => store::init(a),
@@ -163,5 +166,10 @@ fn main() -> ExitCode {
         Command::Demo(a) => eval::demo(a, json),
         Command::StressWriter(a) => stress::run(a),
     };
-    output::finish(result, json)
+    let code = output::finish(result, json);
+    if common::interrupted() {
+        // The command stopped at a safe point after SIGINT/SIGTERM (128 + SIGINT).
+        return ExitCode::from(130);
+    }
+    code
 }

@@ -16,15 +16,16 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// A JSON array of numbers (one query) or one array per line (a batch).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "text")]
     vector_file: Option<PathBuf>,
     /// Number of hits.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Only passages in these languages.
-    #[arg(long = "lang")]
+    /// Only passages in these languages (repeat the flag or list them: `--lang en,ja`).
+    #[arg(long = "lang", value_delimiter = ',')]
     langs: Vec<String>,
-    /// Only passages whose metadata field equals a JSON value: FIELD=VALUE.
+    /// Only passages whose metadata field equals a JSON value: FIELD=VALUE; a JSON array
+    /// means any of its values (`topic=["food","tech"]`).
     #[arg(long = "meta")]
     meta: Vec<String>,
     /// Search text queries without the stored query adapter.
@@ -65,15 +66,16 @@ pub(crate) struct SearchArgs {
     /// hybrid need an index with a lexical index (`init --lexical`, `xqdb lexical`).
     #[arg(long, default_value = "dense")]
     mode: xqdb::SearchMode,
-    /// Hybrid fusion: weighted (normalised scores) or rrf (reciprocal rank fusion).
-    #[arg(long, default_value = "weighted")]
-    fusion: String,
+    /// Hybrid fusion: weighted (normalised scores; the default) or rrf (reciprocal rank
+    /// fusion).
+    #[arg(long)]
+    fusion: Option<String>,
     /// Weight of the lexical list (rrf: default 1; weighted: w in [0, 1], default `Fusion::weighted`'s).
     #[arg(long)]
     lexical_weight: Option<f32>,
-    /// The rank constant of reciprocal rank fusion.
-    #[arg(long, default_value_t = 60.0)]
-    rrf_k: f32,
+    /// The rank constant of reciprocal rank fusion (default 60).
+    #[arg(long)]
+    rrf_k: Option<f32>,
     /// Candidates each list contributes to a hybrid search (default: max(k, 100)).
     #[arg(long)]
     depth: Option<usize>,
@@ -136,6 +138,8 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
     let index = open_index(&dir, model.as_deref(), true)?;
     let mut filter = Filter::new();
     if !langs.is_empty() {
+        let langs: Vec<String> = langs.iter().map(|l| l.trim().to_string()).collect();
+        check_langs(&index, &langs)?;
         filter = filter.langs(langs);
     }
     for m in meta {
@@ -144,13 +148,28 @@ pub(crate) fn search(a: SearchArgs) -> CliResult {
             .ok_or_else(|| format!("--meta {m:?}: expected FIELD=VALUE"))?;
         let value: Value =
             serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        filter = filter.meta_eq(field, value);
+        filter = match value {
+            Value::Array(any_of) => filter.meta_in(field, any_of),
+            value => filter.meta_eq(field, value),
+        };
     }
     let mut options = SearchOptions::new(k).filter(filter).adapter(!no_adapter);
     options.first_pass = first_pass;
     options.oversample = oversample;
     options.mode = mode;
-    options.fusion = fusion_of(&fusion, lexical_weight, rrf_k)?;
+    if mode != xqdb::SearchMode::Hybrid
+        && (fusion.is_some() || lexical_weight.is_some() || rrf_k.is_some() || depth.is_some())
+    {
+        return Err(
+            "--fusion, --lexical-weight, --rrf-k and --depth shape a hybrid search; add --mode hybrid"
+                .into(),
+        );
+    }
+    options.fusion = fusion_of(
+        fusion.as_deref().unwrap_or("weighted"),
+        lexical_weight,
+        rrf_k.unwrap_or(60.0),
+    )?;
     options.depth = depth;
     if mode != xqdb::SearchMode::Dense && rerank.is_some() {
         return Err("--rerank works on dense searches".into());
@@ -265,6 +284,30 @@ fn read_vectors(path: &Path) -> Result<(Vec<Vec<f32>>, bool), String> {
         })
         .collect::<Result<_, _>>()?;
     Ok((batch, true))
+}
+
+/// Refuses a `--lang` that no passage of the index has (a filter that can only match
+/// nothing), naming the languages it does have.
+fn check_langs(index: &xqdb::Index, langs: &[String]) -> Result<(), String> {
+    let present = index.snapshot().languages().map_err(err)?;
+    let missing: Vec<&str> = langs
+        .iter()
+        .filter(|l| !present.iter().any(|(p, _)| p == *l))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have: Vec<String> = present.iter().map(|(l, n)| format!("{l} ({n})")).collect();
+    Err(format!(
+        "no passage of the index has language {}; it has {}",
+        missing.join(", "),
+        if have.is_empty() {
+            "no language tags (add passages with \"lang\", or let `xqdb add` detect it)".into()
+        } else {
+            have.join(", ")
+        }
+    ))
 }
 
 /// The language of a text query, detected when the index has per-language query adapters

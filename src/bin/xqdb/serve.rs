@@ -42,14 +42,41 @@ pub(crate) struct ServeArgs {
     model: Option<PathBuf>,
 }
 
+/// A token file others can read is refused (as ssh refuses such a key): the token would be
+/// theirs too.
+fn check_private(f: &std::path::Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f)
+            .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "--token-file {}: other users may read it (mode {:o}); run `chmod 600 {}`",
+                f.display(),
+                mode & 0o777,
+                f.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+    Ok(())
+}
+
 pub(crate) fn serve(a: ServeArgs) -> CliResult {
     let token = match (&a.token_file, std::env::var(TOKEN_ENV)) {
-        (Some(f), _) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("--token-file {}: {e}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
+        (Some(f), _) => {
+            check_private(f)?;
+            Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+                    .trim()
+                    .to_string(),
+            )
+        }
         (None, Ok(t)) => Some(t.trim().to_string()),
         (None, Err(_)) => None,
     };

@@ -17,7 +17,8 @@ pub(crate) struct InitArgs {
     /// Vector dimension (vectors-only index; omit to use a model).
     #[arg(long)]
     dim: Option<usize>,
-    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the set-up's multilingual-e5-small).
+    /// Encoder model bundle, a folder or a name `xqdb models` lists (default: the bundle
+    /// `xqdb models` marks with *).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Similarity: dot or cosine.
@@ -90,12 +91,21 @@ pub(crate) struct EnableLexicalArgs {
 pub(crate) fn enable_lexical(a: EnableLexicalArgs) -> CliResult {
     let index = Index::open(&a.dir).map_err(err)?;
     let mut w = index.writer().map_err(err)?;
-    let added = w.enable_lexical(a.settings.settings()).map_err(err)?;
+    let wanted = a.settings.settings();
+    if let Some(kept) = index.snapshot().lexical_settings() {
+        if kept != wanted {
+            return Err(format!(
+                "the index already keeps a lexical index with {}; its settings are fixed when it is added",
+                crate::output::f32_tidy(json!(kept))
+            ));
+        }
+    }
+    let added = w.enable_lexical(wanted).map_err(err)?;
     drop(w);
     let report = index.verify().map_err(err)?;
     Ok(json!({
         "enabled": added,
-        "lexical": index.snapshot().lexical_settings(),
+        "lexical": crate::output::f32_tidy(json!(index.snapshot().lexical_settings())),
         "passages": report.passages,
         "postings": report.lexical_postings,
     }))
@@ -114,17 +124,25 @@ pub(crate) struct AddArgs {
     /// Encoder model bundle (a folder or a name `xqdb models` lists) for rows without a vector (default: the one the index records).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Language tag of rows that name none (default: detected where the detector is
+    /// confident; the rest stay untagged).
+    #[arg(long)]
+    lang: Option<String>,
 }
 
 #[derive(Args)]
 pub(crate) struct GetArgs {
     dir: PathBuf,
+    /// The passages' ids.
+    #[arg(required = true)]
     ids: Vec<String>,
 }
 
 #[derive(Args)]
 pub(crate) struct DeleteArgs {
     dir: PathBuf,
+    /// The passages' ids.
+    #[arg(required = true)]
     ids: Vec<String>,
 }
 
@@ -156,6 +174,7 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
         lexical,
         lexical_settings,
     } = a;
+    check_new_folder(&dir)?;
     let mut builder = Index::builder().metric(metric).dtype(dtype);
     if lexical {
         builder = builder.lexical(lexical_settings.settings());
@@ -189,8 +208,38 @@ pub(crate) fn init(a: InitArgs) -> CliResult {
     let s = index.stats().map_err(err)?;
     let profile = index.snapshot().xqg_profile().cloned();
     Ok(
-        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": profile, "codes": s.codes, "first_pass": s.first_pass, "oversample": s.oversample, "lexical": s.lexical }),
+        json!({ "created": dir, "dim": s.dim, "metric": s.metric, "dtype": s.dtype, "store_uuid": s.store_uuid, "model": s.model_fingerprint, "xqg": crate::output::f32_tidy(json!(profile)), "codes": s.codes, "first_pass": s.first_pass, "oversample": s.oversample, "lexical": crate::output::f32_tidy(json!(s.lexical)) }),
     )
+}
+
+/// `init` makes a new folder or fills an empty one: a file, or a folder holding other
+/// things, is refused before anything is written.
+fn check_new_folder(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Err(_) => Ok(()),
+        Ok(m) if !m.is_dir() => Err(format!(
+            "{} is a file; give a folder that does not exist yet (or an empty one)",
+            dir.display()
+        )),
+        Ok(_) => {
+            let mut entries =
+                std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            if entries.next().is_none() {
+                return Ok(());
+            }
+            if dir.join("catalog.redb").exists() {
+                return Err(format!(
+                    "{} already holds an index; open it (`xqdb stats {}`) or choose another folder",
+                    dir.display(),
+                    dir.display()
+                ));
+            }
+            Err(format!(
+                "{} is not empty and holds no index; give a new or empty folder",
+                dir.display()
+            ))
+        }
+    }
 }
 
 pub(crate) fn get(GetArgs { dir, ids }: GetArgs) -> CliResult {
@@ -225,6 +274,8 @@ pub(crate) fn delete(DeleteArgs { dir, ids }: DeleteArgs) -> CliResult {
 
 pub(crate) fn compact(DirArgs { dir }: DirArgs) -> CliResult {
     let index = Index::open(&dir).map_err(err)?;
+    // A compaction is one commit: an interrupt lets it finish (then the exit status is 130).
+    crate::common::interruptible();
     let rewritten = index.compact().map_err(err)?;
     Ok(json!({ "rewritten": rewritten, "stats": index.stats().map_err(err)? }))
 }
@@ -240,7 +291,15 @@ pub(crate) fn verify(DirArgs { dir }: DirArgs) -> CliResult {
 
 pub(crate) fn stats(DirArgs { dir }: DirArgs) -> CliResult {
     let index = Index::builder().read_only(true).open(&dir).map_err(err)?;
-    serde_json::to_value(index.stats().map_err(err)?).map_err(|e| e.to_string())
+    let stats = index.stats().map_err(err)?;
+    let languages = index.snapshot().languages().map_err(err)?;
+    let tagged: u64 = languages.iter().map(|(_, n)| n).sum();
+    let mut v = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
+    v["languages"] = json!(languages
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>());
+    v["untagged"] = json!(stats.passages.saturating_sub(tagged));
+    Ok(v)
 }
 
 /// `xqdb kernels`: the report, and with `check` the self-check of every runnable kernel.
@@ -291,6 +350,7 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
         upsert,
         batch_size,
         model,
+        lang,
     } = a;
     let index = crate::common::open_index(&dir, model.as_deref(), false)?;
     let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -303,8 +363,17 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
     };
     let mut reader = BufReader::new(f);
     let mut w = index.writer().map_err(err)?;
+    crate::common::interruptible();
+    let stop = |w: &mut xqdb::Writer, committed: usize| -> CliResult {
+        w.rollback();
+        Err(format!(
+            "interrupted: {committed} passages of earlier batches are committed; the batch in flight was not written"
+        ))
+    };
     let mut buf = Vec::new();
     let (mut line_no, mut added, mut commits) = (0usize, 0usize, 0usize);
+    // Rows of earlier batches, already durable when a later batch fails.
+    let mut committed = 0usize;
     let mut rows: Vec<Row> = Vec::new();
     let mut lines: Vec<usize> = Vec::new();
     loop {
@@ -318,19 +387,37 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
         line_no += 1;
         bar.inc(n as u64);
         let Some(row) = xqdb::ingest::jsonl::parse_line(&buf)
-            .map_err(|msg| batch_error(&file, Some(line_no), msg))?
+            .map_err(|msg| batch_error(&file, Some(line_no), msg, committed))?
         else {
             continue;
         };
-        rows.push(row.into());
+        let mut row: Row = row.into();
+        if row.passage.lang.is_none() {
+            row.passage.lang = lang.clone();
+        }
+        rows.push(row);
         lines.push(line_no);
+        if crate::common::interrupted() {
+            return stop(&mut w, committed);
+        }
         if batch_size.is_some_and(|b| rows.len() >= b) {
-            added += stage(&mut w, &mut rows, &mut lines, mode, &file)?;
+            added += stage(
+                &index, &mut w, &mut rows, &mut lines, mode, &file, committed,
+            )?;
+            if crate::common::interrupted() {
+                return stop(&mut w, committed);
+            }
             w.commit().map_err(err)?;
             commits += 1;
+            committed = added;
         }
     }
-    added += stage(&mut w, &mut rows, &mut lines, mode, &file)?;
+    added += stage(
+        &index, &mut w, &mut rows, &mut lines, mode, &file, committed,
+    )?;
+    if crate::common::interrupted() {
+        return stop(&mut w, committed);
+    }
     let info = w.commit().map_err(err)?;
     commits += 1;
     bar.finish_and_clear();
@@ -341,15 +428,21 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
 
 /// Stages one batch of rows (read from `lines` of `file`), with a progress bar for the rows
 /// the index encodes.
+#[allow(clippy::too_many_arguments)]
 fn stage(
+    index: &Index,
     w: &mut xqdb::Writer,
     rows: &mut Vec<Row>,
     lines: &mut Vec<usize>,
     mode: WriteMode,
     file: &Path,
+    committed: usize,
 ) -> Result<usize, String> {
-    let rows = std::mem::take(rows);
+    #[cfg_attr(not(feature = "documents"), allow(unused_mut))]
+    let mut rows = std::mem::take(rows);
     let lines = std::mem::take(lines);
+    #[cfg(feature = "documents")]
+    xqdb::documents::tag_rows(&xqdb::documents::Detector::default(), &mut rows);
     let n = rows.len();
     let encoded = rows
         .iter()
@@ -360,6 +453,12 @@ fn stage(
             )
         })
         .count();
+    if encoded > 0 {
+        // A passage longer than the model reads is refused, not cut silently.
+        let encoder = index.encoder().map_err(err)?;
+        xqdb::ingest::check_fits(&encoder, &rows)
+            .map_err(|e| batch_error(file, e.row.map(|r| lines[r]), e.error, committed))?;
+    }
     let bar = progress_bar(encoded as u64, "passages");
     let report = |p: &xqdb::Progress| {
         bar.set_position(p.passages as u64);
@@ -371,14 +470,36 @@ fn stage(
     };
     let staged = w.stage_rows(rows, mode, &report);
     bar.finish_and_clear();
-    staged.map_err(|e| batch_error(file, e.row.map(|r| lines[r]), e.error))?;
+    staged.map_err(|e| {
+        let hint = match (&e.error, mode) {
+            (xqdb::Error::DuplicateId { .. }, WriteMode::Insert) => {
+                "; add --upsert to replace passages that exist"
+            }
+            _ => "",
+        };
+        batch_error(
+            file,
+            e.row.map(|r| lines[r]),
+            format!("{}{hint}", e.error),
+            committed,
+        )
+    })?;
     Ok(n)
 }
 
-fn batch_error(file: &Path, line: Option<usize>, msg: impl std::fmt::Display) -> String {
+fn batch_error(
+    file: &Path,
+    line: Option<usize>,
+    msg: impl std::fmt::Display,
+    committed: usize,
+) -> String {
     let line = line.map(|l| format!(":{l}")).unwrap_or_default();
+    let earlier = match committed {
+        0 => String::new(),
+        n => format!("; the {n} passages of earlier batches are committed"),
+    };
     format!(
-        "{}{line}: {msg} (nothing of this batch was written)",
+        "{}{line}: {msg} (nothing of this batch was written{earlier})",
         file.display()
     )
 }
@@ -451,11 +572,12 @@ pub(crate) fn models(a: ModelsArgs, json_out: bool) -> CliResult {
                 .map(|s| format!("{s:>7.1} passages/s  "))
                 .unwrap_or_default();
             println!(
-                "{}{:<34} {:>5} {:>4}d {:>8.1} MB  {speed}{}",
+                "{}{:<34} {:>5} {:>4}d {:>4} tokens {:>8.1} MB  {speed}{}",
                 if b.default { "* " } else { "  " },
                 b.name,
                 b.dtype,
                 b.dim,
+                b.max_passage_tokens,
                 b.size_bytes as f64 / 1e6,
                 b.path.display()
             );

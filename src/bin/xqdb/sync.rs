@@ -62,6 +62,7 @@ pub(crate) fn sync(a: SyncArgs, json_out: bool) -> CliResult {
         lang: a.lang,
         languages: a.languages,
         dry_run: a.dry_run,
+        stop: Some(crate::common::interruptible()),
         ..Default::default()
     };
     let bar = progress_bar(0, "files");
@@ -95,6 +96,12 @@ pub(crate) fn sync(a: SyncArgs, json_out: bool) -> CliResult {
     );
     for s in &report.skipped {
         eprintln!("  skipped {}: {}", s.path, s.reason);
+    }
+    if report.interrupted {
+        eprintln!(
+            "interrupted: the files counted above are synced (each wholly); the others, and \
+             removals, wait for the next sync"
+        );
     }
     let v = serde_json::to_value(&report).map_err(|e| e.to_string());
     crate::output::quiet_unless(json_out, v)

@@ -1,5 +1,6 @@
 //! `SearchOptions`: what a search asks for (k, mode, fusion, first pass, filters, threads).
 
+use crate::error::{Error, Result};
 use crate::scan::Kernel;
 use crate::types::{Filter, FirstPass};
 
@@ -51,6 +52,19 @@ impl SearchOptions {
             fusion: crate::types::Fusion::default(),
             depth: None,
         }
+    }
+
+    /// Checks the counts a caller chose: `k` and `depth` at most [`MAX_K`](crate::MAX_K).
+    pub(crate) fn check(&self) -> Result<()> {
+        for (name, n) in [("k", Some(self.k)), ("depth", self.depth)] {
+            if let Some(n) = n.filter(|&n| n > crate::types::MAX_K) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} is {n}; a search returns at most {} hits",
+                    crate::types::MAX_K
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Sets the search mode (dense, lexical or hybrid).

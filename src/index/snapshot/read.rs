@@ -6,10 +6,10 @@ use super::options::SearchOptions;
 use crate::error::{Error, Result};
 use crate::index::Inner;
 use crate::scan::Rows;
-use crate::store::{self};
+use crate::store;
 use crate::types::{Dtype, Metric, Passage, Stats};
 use crate::xqg::{Augmentation, XqgProfile};
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableMultimapTable, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::Arc;
 
 /// A consistent, read-only view of one commit. Cheap to clone and to keep; files it
@@ -272,6 +272,31 @@ impl Snapshot {
             let mut out = Vec::new();
             for row in t.iter()? {
                 out.push(row?.0.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// The languages of the live passages and how many passages each has (sorted by tag);
+    /// passages without a language are not counted (they are `len()` minus the sum).
+    pub fn languages(&self) -> Result<Vec<(String, u64)>> {
+        store::in_catalog(&self.inner.catalog_path, || {
+            let t = match self.data.txn().open_multimap_table(store::LANGS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (lang, rids) = entry?;
+                let mut n = 0u64;
+                for rid in rids {
+                    rid?;
+                    n += 1;
+                }
+                if n > 0 {
+                    out.push((lang.value().to_string(), n));
+                }
             }
             Ok(out)
         })

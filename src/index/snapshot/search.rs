@@ -128,6 +128,7 @@ impl Snapshot {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        options.check()?;
         if options.k == 0 || queries.is_empty() {
             return Ok(vec![Vec::new(); queries.len()]);
         }

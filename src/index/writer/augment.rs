@@ -5,7 +5,7 @@ use super::stage::{Op, Writer};
 use crate::error::{Error, Result};
 use crate::index::snapshot::prepare_vector;
 use crate::index::Snapshot;
-use crate::store::{self};
+use crate::store;
 use crate::types::Passage;
 use crate::xqg::Augmentation;
 use redb::ReadableTable;

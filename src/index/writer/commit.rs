@@ -85,9 +85,18 @@ pub(super) fn i8_scale_for(stored: Option<f32>, vectors: &[&[f32]]) -> f32 {
 impl Writer {
     /// Makes every buffered change durable and visible in one transaction. When it returns
     /// `Ok`, a crash cannot lose the changes. Afterwards the tail is sealed into a segment
-    /// if it has grown past the index's `seal_rows`.
+    /// if it has grown past the index's `seal_rows`. With nothing buffered it writes nothing
+    /// and returns the current commit.
     pub fn commit(&mut self) -> Result<CommitInfo> {
         self.inner.check_poison()?;
+        if self.ops.is_empty() && self.files.is_empty() {
+            return Ok(CommitInfo {
+                commit_seq: self.inner.snapshot_data().counters.commit_seq,
+                written: 0,
+                deleted: 0,
+                merged: false,
+            });
+        }
         let ops = std::mem::take(&mut self.ops);
         let files = std::mem::take(&mut self.files);
         self.pending.clear();

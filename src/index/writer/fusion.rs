@@ -5,7 +5,7 @@ use super::stage::Writer;
 use crate::error::{Error, Result};
 use crate::index::snapshot::{prepare_vector, SnapshotData};
 use crate::segment::{encode_rows, RowSource};
-use crate::store::{self};
+use crate::store;
 use crate::xqg::Augmentation;
 use redb::ReadableTable;
 use std::collections::HashMap;

@@ -4,7 +4,7 @@ use super::stage::Writer;
 use crate::error::Result;
 use crate::index::snapshot::{SegmentView, SnapshotData, Tail};
 use crate::segment::RowSource;
-use crate::store::{self};
+use crate::store;
 use std::sync::Arc;
 
 /// Which segments (positions, oldest first) one step of size-tiered merging merges, given
@@ -102,8 +102,9 @@ impl Writer {
     /// segment is published by one commit; the old files are unlinked once no snapshot
     /// uses them. Returns whether anything was rewritten.
     pub fn compact(&mut self) -> Result<bool> {
-        self.seal()?;
-        self.guard(|w| w.merge_segments(None))
+        let sealed = self.seal()?.is_some();
+        let merged = self.guard(|w| w.merge_segments(None))?;
+        Ok(sealed || merged)
     }
 
     /// One step of automatic merging (see [`IndexBuilder::merge_fan_in`]): merges the

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::index::snapshot::{prepare_vector, SnapshotData};
 use crate::index::Inner;
 use crate::ingest::{IngestItem, Pipeline, Progress, Row, RowData, RowError, WriteMode};
-use crate::store::{self};
+use crate::store;
 use crate::types::Passage;
 use crate::xqg::Augmentation;
 use std::collections::{HashMap, HashSet};
@@ -250,7 +250,6 @@ impl Writer {
         progress: &dyn Fn(&Progress),
     ) -> Result<()> {
         self.inner.check_poison()?;
-        let encoder = self.inner.encoder()?;
         let mut seen = HashSet::new();
         for i in &items {
             let p = &i.passage;
@@ -259,6 +258,7 @@ impl Writer {
                 return Err(Error::DuplicateId { id: p.id.clone() });
             }
         }
+        let encoder = self.inner.encoder()?;
         let config = self.inner.snapshot_data().config.clone();
         let generator = match &config.xqg {
             Some(p) if !p.deferred && p.generator.is_some() => {
@@ -361,9 +361,20 @@ impl Writer {
             return Ok(());
         }
         self.stage_items(items, replace, progress).map_err(|error| {
-            let row = error
-                .passage_id()
-                .and_then(|id| item_rows.iter().find(|(rid, _)| rid == id).map(|&(_, r)| r));
+            let rows_of_id: Vec<usize> = error.passage_id().map_or_else(Vec::new, |id| {
+                item_rows
+                    .iter()
+                    .filter(|(rid, _)| rid == id)
+                    .map(|&(_, r)| r)
+                    .collect()
+            });
+            // An id given twice in the call is reported at its second row (the duplicate);
+            // any other error at the row that holds the id.
+            let row = match (&error, rows_of_id.as_slice()) {
+                (Error::DuplicateId { .. }, [_, second, ..]) => Some(*second),
+                (_, [first, ..]) => Some(*first),
+                _ => None,
+            };
             RowError { row, error }
         })
     }
