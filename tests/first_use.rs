@@ -262,32 +262,61 @@ fn a_duplicate_id_is_reported_at_the_duplicate_with_the_way_out() {
     assert!(matches!(e.error, xqdb::Error::DuplicateId { .. }));
 }
 
-/// Every command a message of the binary names (`` `xqdb NAME `` in its text) exists.
+/// Every command a message of the binary names (`` `xqdb NAME …` `` in its text) exists, and
+/// so do the lowercase words after it (subcommands): arguments are written as placeholders
+/// (`DIR`, `ID`), so a lowercase word that is not a subcommand names something that is not
+/// there (`xqdb lexical enable` was one).
 #[test]
 fn messages_name_commands_that_exist() {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_xqdb")).unwrap();
     let hay = String::from_utf8_lossy(&binary);
-    let mut names = std::collections::BTreeSet::new();
+    let mut phrases = std::collections::BTreeSet::new();
     for (i, _) in hay.match_indices("`xqdb ") {
-        let name: String = hay[i + 6..]
+        // The words up to the closing backtick (or the end of the literal).
+        let words: Vec<String> = hay[i + 6..]
             .chars()
-            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .take_while(|&c| c != '`' && (c.is_ascii_graphic() || c == ' '))
+            .collect::<String>()
+            .split(' ')
+            .map(str::to_string)
             .collect();
-        if !name.is_empty() {
-            names.insert(name);
+        if words.first().is_some_and(|w| !w.is_empty()) {
+            phrases.insert(words);
         }
     }
+    let names: std::collections::BTreeSet<&str> = phrases.iter().map(|w| w[0].as_str()).collect();
     assert!(
         names.contains("lexical") && names.contains("models"),
         "the scan found {names:?}"
     );
-    for name in &names {
+    for words in &phrases {
+        let name = &words[0];
         let out = xqdb(&[name.as_str(), "--help"]);
+        let (help, stderr) = text(&out);
         assert!(
             out.status.success(),
-            "a message names `xqdb {name}`, which does not exist: {}",
-            text(&out).1
+            "a message names `xqdb {name}`, which does not exist: {stderr}"
         );
+        // Lowercase words after the command must be its subcommands.
+        let subcommands: Vec<&str> = help
+            .split("Commands:")
+            .nth(1)
+            .map(|c| {
+                c.lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for word in words[1..]
+            .iter()
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()) && !w.is_empty())
+        {
+            assert!(
+                subcommands.contains(&word.as_str()),
+                "a message names `xqdb {}`: {name} has no subcommand {word:?}",
+                words.join(" ")
+            );
+        }
     }
 }
 
