@@ -27,7 +27,8 @@ LAYERS = [
     ["lexical"],
     ["ingest"],
     ["index"],
-    ["distill", "documents", "server", "interchange", "eval"],
+    ["distill", "documents", "eval"],
+    ["server", "interchange"],
     ["fuzzing"],
 ]
 LAYER = {m: i for i, group in enumerate(LAYERS) for m in group}
