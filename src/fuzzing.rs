@@ -178,10 +178,23 @@ pub fn document_text(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
+    let kind = [Kind::Text, Kind::Markdown, Kind::Html, Kind::Mdx][pick as usize % 4];
+    // Any bytes: decoded (or refused) with a map into them that never goes backwards or past
+    // their end.
+    if let Ok(d) = crate::documents::decode::decode(rest, kind, None) {
+        let mut previous = 0;
+        for at in d.text.char_indices().map(|(i, _)| i).chain([d.text.len()]) {
+            let original = d.original(at);
+            assert!(
+                previous <= original && original <= rest.len(),
+                "{at} → {original}"
+            );
+            previous = original;
+        }
+    }
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let kind = [Kind::Text, Kind::Markdown, Kind::Html, Kind::Mdx][pick as usize % 4];
     let chunking = ChunkOptions {
         target_words: 1 + (pick as usize / 3) % 40,
         max_words: 60,

@@ -312,9 +312,13 @@ fn bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed() {
         .iter()
         .map(|s| (s.path.as_str(), s.reason.as_str()))
         .collect();
-    assert_eq!(r.added, 1, "{r:?}");
+    // The note, and the Latin-1 file: read as Latin-1 (windows-1252), not skipped.
+    assert_eq!(r.added, 2, "{r:?}");
+    assert_eq!(
+        passages_of(&index, "latin1.txt")[0].text,
+        "Café crème, naïve"
+    );
     assert!(reasons["binary.txt"].contains("binary"), "{reasons:?}");
-    assert!(reasons["latin1.txt"].contains("UTF-8"), "{reasons:?}");
     assert!(reasons["empty.md"].contains("no text"), "{reasons:?}");
     assert!(reasons["photo.jpg"].contains("extension"), "{reasons:?}");
     assert!(
@@ -330,18 +334,22 @@ fn bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed() {
         !reasons.keys().any(|p| p.starts_with("the-index")),
         "{reasons:?}"
     );
-    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
     assert!(r.bytes_read < 4096, "read {} bytes", r.bytes_read);
     assert_eq!(passages_of(&index, "good.txt").len(), 1);
-    assert_eq!(index.snapshot().len(), 1);
+    assert_eq!(index.snapshot().len(), 2);
 
     // Fixed files are picked up by the next sync; still-bad ones are skipped again.
-    std::fs::write(folder.join("latin1.txt"), "Café crème, naïve").unwrap();
+    std::fs::write(
+        folder.join("binary.txt"),
+        "Now a plain note about crème brûlée.",
+    )
+    .unwrap();
     let r = run(&index, &folder, &SyncOptions::default());
     assert_eq!(r.added, 1, "{r:?}");
-    assert!(passages_of(&index, "latin1.txt")[0].text.contains("crème"));
+    assert!(passages_of(&index, "binary.txt")[0].text.contains("crème"));
     // The empty file is remembered (no passages) and left alone while it stays the same.
-    assert_eq!((r.skipped.len(), r.unchanged), (5, 2), "{r:?}");
+    assert_eq!((r.skipped.len(), r.unchanged), (4, 3), "{r:?}");
 }
 
 #[test]
@@ -1163,4 +1171,130 @@ fn the_readme_sync_example_works_as_written() {
     }
     assert_eq!(ran, 3, "the README's example has changed: {block}");
     assert!(!last.trim().is_empty());
+}
+
+/// Files in the encodings people keep text in (written from real questions of
+/// `../shared/data` in each language): every one is read, its passages are the text itself,
+/// `start`/`end` are offsets into the file's own bytes, and each file is found by one of its
+/// own sentences and by that sentence's English translation. A Latin-1 file is not read as
+/// UTF-8 mojibake; UTF-16 is read with and without a byte-order mark.
+#[test]
+fn files_in_other_encodings_are_read_with_ranges_into_their_bytes() {
+    use encoding_rs::Encoding;
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/xor-tydi");
+    // Two questions from `skip` on that the encoding can write (KOI8-R has no «», say).
+    let pairs = |lang: &str, skip: usize, enc: &'static Encoding| -> Vec<(String, String)> {
+        std::fs::read_to_string(format!("{data}/translations.{lang}-en.jsonl"))
+            .unwrap()
+            .lines()
+            .skip(skip)
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["native"].as_str().unwrap().to_string(),
+                    v["en"].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(native, _)| !enc.encode(native).2)
+            .take(2)
+            .collect()
+    };
+    fn utf16(text: &str, big: bool, bom: bool) -> Vec<u8> {
+        let mut out: Vec<u8> = if !bom {
+            vec![]
+        } else if big {
+            vec![0xfe, 0xff]
+        } else {
+            vec![0xff, 0xfe]
+        };
+        for u in text.encode_utf16() {
+            out.extend_from_slice(&if big {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    }
+    // (file, language, encoding label, how it is written)
+    let files: &[(&str, &str, &str, usize)] = &[
+        ("ja-sjis.txt", "ja", "shift_jis", 0),
+        ("ja-eucjp.txt", "ja", "euc-jp", 10),
+        ("ja-utf16be-bom.txt", "ja", "utf-16be", 20),
+        ("ko-euckr.txt", "ko", "euc-kr", 0),
+        ("ru-cp1251.txt", "ru", "windows-1251", 0),
+        ("ru-koi8r.txt", "ru", "koi8-r", 10),
+        ("ru-utf16le-bom.txt", "ru", "utf-16le", 20),
+        ("ar-cp1256.txt", "ar", "windows-1256", 0),
+        ("fi-latin1.txt", "fi", "iso-8859-1", 0),
+        ("fi-utf16le.txt", "fi", "utf-16le", 10),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, folder) = (tmp.path().join("index"), tmp.path().join("docs"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut expect = Vec::new();
+    for (i, &(name, lang, label, skip)) in files.iter().enumerate() {
+        let enc = Encoding::for_label(label.as_bytes()).unwrap();
+        let p = pairs(lang, skip, enc.output_encoding());
+        let text: String = p.iter().map(|(n, _)| format!("{n}\n\n")).collect();
+        let bytes = match label {
+            "utf-16be" => utf16(&text, true, true),
+            "utf-16le" => utf16(&text, false, name.contains("bom")),
+            _ => {
+                let (b, _, unmappable) = enc.encode(&text);
+                assert!(!unmappable, "{name}: text not encodable in {label}");
+                b.into_owned()
+            }
+        };
+        std::fs::write(folder.join(name), &bytes).unwrap();
+        expect.push((name, enc, bytes, p, i));
+    }
+    let index = new_index(&dir);
+    let o = SyncOptions {
+        chunk: xqdb::documents::ChunkOptions {
+            target_words: 40,
+            max_words: 60,
+            overlap_sentences: 0,
+        },
+        ..Default::default()
+    };
+    let r = run(&index, &folder, &o);
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(r.added, files.len());
+    for (name, enc, bytes, questions, _) in &expect {
+        let ps = passages_of(&index, name);
+        assert!(!ps.is_empty(), "{name}");
+        for p in ps
+            .iter()
+            .filter(|p| p.meta.as_ref().unwrap().get("document").is_none())
+        {
+            let m = p.meta.as_ref().unwrap();
+            let (s, e) = (
+                m["start"].as_u64().unwrap() as usize,
+                m["end"].as_u64().unwrap() as usize,
+            );
+            let (original, _) = enc.decode_without_bom_handling(&bytes[s..e]);
+            // A passage joins its paragraphs with single spaces.
+            let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(words(&original), words(&p.text), "{name}: bytes {s}..{e}");
+        }
+        let all: String = ps.iter().map(|p| p.text.as_str()).collect();
+        for (native, _) in questions.iter() {
+            assert!(
+                all.contains(native.as_str()),
+                "{name}: {native} not read right"
+            );
+        }
+        // Found by one of its own sentences (first), and by its English translation (among
+        // the top 3 passages of the 10 files).
+        let (native, english) = &questions[1];
+        for (query, depth) in [(native, 1), (english, 3)] {
+            let hits = index.search_text(query, depth).unwrap();
+            assert!(
+                hits.iter().any(|h| h.id.starts_with(&format!("{name}#"))),
+                "{name}: {query:?} found {:?}",
+                hits.iter().map(|h| &h.id).collect::<Vec<_>>()
+            );
+        }
+    }
 }

@@ -6,7 +6,9 @@
 //! Passage ids are `path#n` (`path` relative to the folder, `/`-separated, `n` from 0), and
 //! each passage's metadata holds `"path"`, `"start"` and `"end"` (its source byte range),
 //! `"line"` (the line of `start`, from 1) and `"title"` (the document's title); for PDF files
-//! `start`/`end`/`line` index the extracted text and `"page"` gives the page (from 1). The catalog
+//! `start`/`end`/`line` index the extracted text and `"page"` gives the page (from 1); for files
+//! in another encoding than UTF-8, `start`/`end` are offsets into the file's own bytes and
+//! `"encoding"` names it. The catalog
 //! keeps one record per synced file (FORMAT.md, "files").
 //!
 //! ```no_run
@@ -22,6 +24,7 @@
 //! of each file, `options` what a sync is asked, and `snippet` what a hit shows.
 
 mod chunk;
+pub(crate) mod decode;
 mod extract;
 mod lang;
 mod options;

@@ -26,6 +26,10 @@ pub struct SyncOptions {
     /// Languages the detector chooses among (tags of [`detectable_languages`](super::detectable_languages)); all when
     /// empty. Naming the collection's languages makes detection far more accurate.
     pub languages: Vec<String>,
+    /// The encoding every file is read with (a WHATWG label: `shift_jis`, `windows-1251`,
+    /// `utf-16le` …) instead of telling it file by file (byte-order mark, UTF-8, HTML
+    /// `<meta charset>`, then detection).
+    pub encoding: Option<String>,
     /// Walk, read and cut, but write nothing (the report says what a sync would do).
     pub dry_run: bool,
     /// Set (by a signal handler, say) to stop the sync after the file in progress: every file
@@ -35,6 +39,24 @@ pub struct SyncOptions {
     /// Test hook: runs after a file's content was read, before the content is checked again.
     #[doc(hidden)]
     pub after_read: Option<fn(&Path)>,
+}
+
+impl SyncOptions {
+    /// The forced encoding, if any; an unknown label is an error.
+    pub(crate) fn forced_encoding(&self) -> crate::Result<Option<&'static encoding_rs::Encoding>> {
+        match &self.encoding {
+            None => Ok(None),
+            Some(label) => encoding_rs::Encoding::for_label(label.trim().as_bytes())
+                .map(Some)
+                .ok_or_else(|| {
+                    crate::Error::InvalidArgument(format!(
+                        "unknown encoding {label:?} (WHATWG labels: utf-8, shift_jis, euc-jp, \
+                         euc-kr, gbk, gb18030, big5, windows-1251, koi8-r, windows-1256, \
+                         iso-8859-2, utf-16le …)"
+                    ))
+                }),
+        }
+    }
 }
 
 impl Default for SyncOptions {
@@ -48,6 +70,7 @@ impl Default for SyncOptions {
             context: DocumentContext::default(),
             lang: None,
             languages: Vec::new(),
+            encoding: None,
             dry_run: false,
             stop: None,
             after_read: None,
@@ -115,6 +138,10 @@ impl SyncOptions {
             self.context.sections,
             self.lang.as_deref().unwrap_or("-"),
             self.languages.join(",")
-        )
+        ) + &self
+            .encoding
+            .as_deref()
+            .map(|e| format!("; encoding {e}"))
+            .unwrap_or_default()
     }
 }

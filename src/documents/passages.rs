@@ -244,7 +244,6 @@ pub(super) fn rows_of(index: &Index, passages: Vec<Passage>, fuse: f32) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::documents::walk::content_problem;
     use crate::documents::*;
 
     #[test]
@@ -365,12 +364,5 @@ mod tests {
             Some("T › A")
         );
         assert_eq!(heading_of(Heading::Title, "T", &[], "T is a tool"), None);
-    }
-
-    #[test]
-    fn content_checks() {
-        assert!(content_problem(b"ok text").is_none());
-        assert!(content_problem(b"a\0b").unwrap().contains("binary"));
-        assert!(content_problem(b"caf\xe9").unwrap().contains("byte 3"));
     }
 }

@@ -1,14 +1,13 @@
 //! `sync`: the folder compared with the file records, each changed file read, cut, encoded
 //! and committed on its own (a file is never half in the index), removed files deleted.
 
+use super::decode::decode;
 use super::extract::Kind;
 use super::lang::Detector;
 use super::options::SyncOptions;
 use super::passages::{passages_of, rows_of};
 use super::record::{files, passage_id, FileRecord, FILE_RECORD_VERSION};
-use super::walk::{
-    content_problem, hash_file, hash_hex, mtime_ns, pdf_pages, read_limited, walk, Found,
-};
+use super::walk::{hash_file, hash_hex, mtime_ns, pdf_pages, read_limited, walk, Found};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ingest::WriteMode;
@@ -259,19 +258,20 @@ pub(super) fn sync_file(
         return Ok(Ok(()));
     }
     let pdf_text;
-    let (text, offset) = if kind == Kind::Pdf {
+    let decoded;
+    let text = if kind == Kind::Pdf {
         pdf_text = match pdf_pages(&bytes) {
             Ok(t) => t,
             Err(reason) => return Ok(Err(reason)),
         };
-        (pdf_text.as_str(), 0)
+        decoded = None;
+        pdf_text.as_str()
     } else {
-        if let Some(problem) = content_problem(&bytes) {
-            return Ok(Err(problem));
-        }
-        let text = std::str::from_utf8(&bytes).expect("checked above");
-        let stripped = text.strip_prefix('\u{feff}').unwrap_or(text);
-        (stripped, text.len() - stripped.len())
+        decoded = match decode(&bytes, kind, o.forced_encoding()?) {
+            Ok(d) => Some(d),
+            Err(reason) => return Ok(Err(reason)),
+        };
+        decoded.as_ref().map_or("", |d| d.text.as_str())
     };
     let mut passages = passages_of(
         &f.rel,
@@ -283,7 +283,8 @@ pub(super) fn sync_file(
         detector,
         fits,
     )?;
-    if offset > 0 {
+    // `start` and `end` name bytes of the file as it is on disk, whatever its encoding.
+    if let Some(d) = decoded.as_ref().filter(|d| d.remaps()) {
         for p in &mut passages {
             let m = p
                 .meta
@@ -291,8 +292,11 @@ pub(super) fn sync_file(
                 .and_then(|m| m.as_object_mut())
                 .expect("set");
             for key in ["start", "end"] {
-                let v = m[key].as_u64().unwrap_or(0) + offset as u64;
+                let v = d.original(m[key].as_u64().unwrap_or(0) as usize) as u64;
                 m.insert(key.into(), v.into());
+            }
+            if d.encoding != "UTF-8" {
+                m.insert("encoding".into(), d.encoding.into());
             }
         }
     }

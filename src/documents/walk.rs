@@ -154,16 +154,3 @@ pub(super) fn pdf_pages(bytes: &[u8]) -> std::result::Result<String, String> {
         Err(_) => Err("the PDF reader failed on this file".into()),
     }
 }
-
-/// Why a file's content cannot be indexed, if it cannot.
-pub(super) fn content_problem(bytes: &[u8]) -> Option<String> {
-    if bytes[..bytes.len().min(8192)].contains(&0) {
-        return Some("binary content (a NUL byte in the first 8 KiB)".into());
-    }
-    std::str::from_utf8(bytes).err().map(|e| {
-        format!(
-            "not valid UTF-8 (byte {}); files are read as UTF-8 only",
-            e.valid_up_to()
-        )
-    })
-}

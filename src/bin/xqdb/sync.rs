@@ -20,6 +20,10 @@ pub(crate) struct SyncArgs {
     /// Show what a sync would do; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Read every file with this encoding (a WHATWG label: shift_jis, windows-1251,
+    /// utf-16le …) instead of telling it file by file.
+    #[arg(long)]
+    encoding: Option<String>,
     /// Read hidden files and folders too.
     #[arg(long)]
     hidden: bool,
@@ -62,6 +66,7 @@ pub(crate) fn sync(a: SyncArgs, json_out: bool) -> CliResult {
         lang: a.lang,
         languages: a.languages,
         dry_run: a.dry_run,
+        encoding: a.encoding,
         stop: Some(crate::common::interruptible()),
         ..Default::default()
     };
