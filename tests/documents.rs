@@ -1110,15 +1110,7 @@ fn sigint_during_a_sync_stops_after_a_whole_file() {
 #[test]
 fn the_readme_sync_example_works_as_written() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let section = readme.split("`xqdb sync DIR FOLDER` keeps").nth(1).unwrap();
-    let block = section
-        .split("```sh\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let block = common::readme_block("`xqdb sync DIR FOLDER` keeps");
     let tmp = tempfile::tempdir().unwrap();
     let ix = tmp.path().join("docs.xqdb");
     let mut lines = block.lines();

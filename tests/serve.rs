@@ -902,16 +902,7 @@ fn empty_queries_sets_of_values_and_duplicates_over_http() {
 /// filter matches because `POST /passages` tags untagged passages it is sure of.
 #[test]
 fn the_readme_http_example_works_as_written() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("## Local HTTP API").nth(1).unwrap();
-    let block = section
-        .split("```sh\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let block = common::readme_block("## Local HTTP API");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     common::xqdb_json(&["init", dir.to_str().unwrap()]);

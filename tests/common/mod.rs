@@ -44,6 +44,16 @@ pub fn default_encoder() -> Arc<Encoder> {
     default_encoder_threads(EncoderOptions::default().threads)
 }
 
+/// The first ```` ```sh ```` block of README.md after `marker`: what the README tells a reader
+/// to type there.
+pub fn readme_block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split(marker).nth(1).expect("the README section");
+    let block = section.split("```sh\n").nth(1).expect("a sh block");
+    block.split("```").next().unwrap().to_string()
+}
+
 /// Runs `xqdb ARGS --json`, asserts that it succeeded and returns its JSON document.
 pub fn xqdb_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
