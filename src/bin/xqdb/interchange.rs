@@ -52,6 +52,12 @@ pub(crate) fn export(a: ExportArgs) -> CliResult {
         &xqdb::interchange::ExportOptions { batch_rows, f16 },
     )
     .map_err(err)?;
+    if !r.interrupted && crate::common::interrupted() {
+        eprintln!(
+            "interrupted: after the import had finished; all {} rows are committed",
+            r.rows
+        );
+    }
     let secs = start.elapsed().as_secs_f64();
     Ok(
         json!({ "file": file, "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),

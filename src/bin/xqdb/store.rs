@@ -277,6 +277,9 @@ pub(crate) fn compact(DirArgs { dir }: DirArgs) -> CliResult {
     // A compaction is one commit: an interrupt lets it finish (then the exit status is 130).
     crate::common::interruptible();
     let rewritten = index.compact().map_err(err)?;
+    if crate::common::interrupted() {
+        eprintln!("interrupted: the compaction finished first (it is one commit)");
+    }
     Ok(json!({ "rewritten": rewritten, "stats": index.stats().map_err(err)? }))
 }
 
@@ -421,6 +424,9 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
     let info = w.commit().map_err(err)?;
     commits += 1;
     bar.finish_and_clear();
+    if crate::common::interrupted() {
+        eprintln!("interrupted: after the last batch was committed; all {added} passages are");
+    }
     Ok(
         json!({ "added": added, "lines": line_no, "commits": commits, "commit_seq": info.commit_seq }),
     )
