@@ -29,6 +29,20 @@ pub(crate) fn interruptible() -> Arc<std::sync::atomic::AtomicBool> {
         .clone()
 }
 
+/// Whether a command has said what an interrupt left ([`tell_interrupted`]).
+static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says on stderr what an interrupt left (`interrupted: …`), once for the process.
+pub(crate) fn tell_interrupted(what: &str) {
+    TOLD.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("interrupted: {what}");
+}
+
+/// Whether [`tell_interrupted`] was called.
+pub(crate) fn told() -> bool {
+    TOLD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether an interrupt arrived (after [`interruptible`]).
 pub(crate) fn interrupted() -> bool {
     INTERRUPTED

@@ -52,12 +52,6 @@ pub(crate) fn export(a: ExportArgs) -> CliResult {
         &xqdb::interchange::ExportOptions { batch_rows, f16 },
     )
     .map_err(err)?;
-    if !r.interrupted && crate::common::interrupted() {
-        eprintln!(
-            "interrupted: after the import had finished; all {} rows are committed",
-            r.rows
-        );
-    }
     let secs = start.elapsed().as_secs_f64();
     Ok(
         json!({ "file": file, "report": r, "seconds": secs, "rows_per_second": r.rows as f64 / secs }),
@@ -116,10 +110,10 @@ pub(crate) fn import(a: ImportArgs) -> CliResult {
         r.bytes += one.bytes;
         if one.interrupted {
             r.interrupted = true;
-            eprintln!(
-                "interrupted: {} rows are committed; the batch in flight was not written",
+            crate::common::tell_interrupted(&format!(
+                "{} rows are committed; the batch in flight was not written",
                 r.rows
-            );
+            ));
             break;
         }
     }

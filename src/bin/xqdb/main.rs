@@ -168,6 +168,10 @@ fn main() -> ExitCode {
     };
     let code = output::finish(result, json);
     if common::interrupted() {
+        if !common::told() {
+            // The signal came after the command's work: what it printed holds.
+            eprintln!("interrupted: after the command had finished; its output above holds");
+        }
         // The command stopped at a safe point after SIGINT/SIGTERM (128 + SIGINT).
         return ExitCode::from(130);
     }

@@ -278,7 +278,7 @@ pub(crate) fn compact(DirArgs { dir }: DirArgs) -> CliResult {
     crate::common::interruptible();
     let rewritten = index.compact().map_err(err)?;
     if crate::common::interrupted() {
-        eprintln!("interrupted: the compaction finished first (it is one commit)");
+        crate::common::tell_interrupted("the compaction finished first (it is one commit)");
     }
     Ok(json!({ "rewritten": rewritten, "stats": index.stats().map_err(err)? }))
 }
@@ -369,9 +369,10 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
     crate::common::interruptible();
     let stop = |w: &mut xqdb::Writer, committed: usize| -> CliResult {
         w.rollback();
-        Err(format!(
-            "interrupted: {committed} passages of earlier batches are committed; the batch in flight was not written"
-        ))
+        crate::common::tell_interrupted(&format!(
+            "{committed} passages of earlier batches are committed; the batch in flight was not written"
+        ));
+        Err("stopped by a signal".into())
     };
     let mut buf = Vec::new();
     let (mut line_no, mut added, mut commits) = (0usize, 0usize, 0usize);
@@ -424,9 +425,7 @@ pub(crate) fn add(a: AddArgs) -> CliResult {
     let info = w.commit().map_err(err)?;
     commits += 1;
     bar.finish_and_clear();
-    if crate::common::interrupted() {
-        eprintln!("interrupted: after the last batch was committed; all {added} passages are");
-    }
+
     Ok(
         json!({ "added": added, "lines": line_no, "commits": commits, "commit_seq": info.commit_seq }),
     )

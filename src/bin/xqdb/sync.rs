@@ -103,12 +103,10 @@ pub(crate) fn sync(a: SyncArgs, json_out: bool) -> CliResult {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
     if report.interrupted {
-        eprintln!(
-            "interrupted: the files counted above are synced (each wholly); the others, and \
-             removals, wait for the next sync"
+        crate::common::tell_interrupted(
+            "the files counted above are synced (each wholly); the others, and removals, \
+             wait for the next sync",
         );
-    } else if crate::common::interrupted() {
-        eprintln!("interrupted: after the sync had finished; everything above is synced");
     }
     let v = serde_json::to_value(&report).map_err(|e| e.to_string());
     crate::output::quiet_unless(json_out, v)
