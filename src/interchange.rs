@@ -705,18 +705,9 @@ pub fn import(index: &Index, source: Source, options: &ImportOptions) -> Result<
     let flush = |w: &mut crate::Writer, rows: &mut Vec<Row>, row_nos: &mut Vec<u64>| {
         let rows = std::mem::take(rows);
         // A text longer than the model reads is refused, not cut silently.
-        let fits = if rows
-            .iter()
-            .any(|r| matches!(r.data, RowData::Text | RowData::Queries(_)))
-        {
-            index
-                .encoder()
-                .map_err(|error| crate::ingest::RowError { row: None, error })
-                .and_then(|encoder| crate::ingest::check_fits(&encoder, &rows))
-        } else {
-            Ok(())
-        };
-        let staged = fits.and_then(|()| w.stage_rows(rows, mode, &|_| {}));
+        let staged = index
+            .check_fits(&rows)
+            .and_then(|()| w.stage_rows(rows, mode, &|_| {}));
         let nos = std::mem::take(row_nos);
         staged.map_err(|e| match e.row {
             Some(r) => bad(&path, nos[r], e.error),

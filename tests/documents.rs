@@ -391,6 +391,17 @@ fn version_text(file: usize, version: usize) -> String {
     )
 }
 
+/// Writes version `version` of notes `shelf/00.txt` … for `files` files.
+fn write_shelf(folder: &Path, files: usize, version: usize) {
+    for f in 0..files {
+        write(
+            folder,
+            &format!("shelf/{f:02}.txt"),
+            &version_text(f, version),
+        );
+    }
+}
+
 /// Passages of each synced file all come from one version of it, the ids are contiguous, and
 /// no passage exists without its file's record.
 fn check_whole_files(index: &Index, versions_written: usize) -> BTreeMap<String, usize> {
@@ -458,11 +469,7 @@ fn sigkill_during_a_sync_leaves_every_file_wholly_old_or_wholly_new() {
     let files_n = 48;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_d0c5);
     drop(new_index(&dir));
-    let write_version = |v: usize| {
-        for f in 0..files_n {
-            write(&folder, &format!("shelf/{f:02}.txt"), &version_text(f, v));
-        }
-    };
+    let write_version = |v: usize| write_shelf(&folder, files_n, v);
     // A reader follows the writer's commits, so that each kill lands after the child's first
     // file commit, at a random point of the per-file phase measured on version 0.
     let reader = Index::builder().read_only(true).open(&dir).unwrap();
@@ -1061,11 +1068,7 @@ fn sigint_during_a_sync_stops_after_a_whole_file() {
     let files_n = 32;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x0005_16e7);
     drop(new_index(&dir));
-    let write_version = |v: usize| {
-        for f in 0..files_n {
-            write(&folder, &format!("shelf/{f:02}.txt"), &version_text(f, v));
-        }
-    };
+    let write_version = |v: usize| write_shelf(&folder, files_n, v);
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_xqdb"))
             .args(["sync", dir.to_str().unwrap(), folder.to_str().unwrap()])

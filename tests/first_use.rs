@@ -4,6 +4,9 @@
 //! the rough edges of a first session (one row each in `rough_edges`). Vectors-only indexes, so
 //! that no model is needed.
 
+mod common;
+
+use common::xqdb_json;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -123,7 +126,7 @@ fn huge_counts_are_refused_with_a_typed_error_and_json_says_so() {
         assert!(v["error"].as_str().unwrap().contains(k), "{v}");
     }
     // The largest k is served (four rows there are).
-    let v = common_json(&["search", &ix, "--vector-file", q, "-k", "100000"]);
+    let v = xqdb_json(&["search", &ix, "--vector-file", q, "-k", "100000"]);
     assert_eq!(v["hits"].as_array().unwrap().len(), 4);
     // A count clap cannot parse is a JSON error too under --json, with clap's exit status.
     let out = xqdb(&["search", &ix, "--vector-file", q, "-k", "-3", "--json"]);
@@ -137,15 +140,6 @@ fn huge_counts_are_refused_with_a_typed_error_and_json_says_so() {
         v["error"].as_str().unwrap().contains("--no-such-flag"),
         "{v}"
     );
-}
-
-fn common_json(args: &[&str]) -> Value {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("--json");
-    let out = xqdb(&all);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "xqdb {args:?}: {stdout} {stderr}");
-    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 #[test]
@@ -173,7 +167,7 @@ fn filters_take_lists_refuse_unknown_languages_and_match_any_of_a_set() {
     let search = |extra: &[&str]| {
         let mut args = vec!["search", &ix, "--vector-file", q];
         args.extend_from_slice(extra);
-        common_json(&args)
+        xqdb_json(&args)
     };
     assert_eq!(ids(&search(&["--lang", "en,ja"])), ["a", "b", "c"]);
     assert_eq!(
@@ -194,7 +188,7 @@ fn filters_take_lists_refuse_unknown_languages_and_match_any_of_a_set() {
     );
     assert_eq!(ids(&search(&["--meta", "topic=travel"])), ["d"]);
     // Stats count passages by language and those without one.
-    let stats = common_json(&["stats", &ix]);
+    let stats = xqdb_json(&["stats", &ix]);
     assert_eq!(stats["languages"], json!({ "en": 2, "ja": 1 }), "{stats}");
     assert_eq!(stats["untagged"], 1, "{stats}");
     // `add --lang` tags rows that name no language; rows that name one keep it; without it,
@@ -207,8 +201,8 @@ fn filters_take_lists_refuse_unknown_languages_and_match_any_of_a_set() {
             json!({ "id": "f", "text": "x", "lang": "ja", "vector": [1, 1, 0, 0] }),
         ],
     );
-    common_json(&["add", &ix, file.to_str().unwrap(), "--lang", "fi"]);
-    let got = common_json(&["get", &ix, "e", "f"]);
+    xqdb_json(&["add", &ix, file.to_str().unwrap(), "--lang", "fi"]);
+    let got = xqdb_json(&["get", &ix, "e", "f"]);
     let langs: Vec<&str> = got["passages"]
         .as_array()
         .unwrap()
@@ -222,8 +216,8 @@ fn filters_take_lists_refuse_unknown_languages_and_match_any_of_a_set() {
             json!({ "id": "g", "text": "Le musée ouvre à neuf heures du matin.", "vector": [0, 1, 1, 0] }),
         ],
     );
-    common_json(&["add", &ix, file.to_str().unwrap()]);
-    assert_eq!(common_json(&["get", &ix, "g"])["passages"][0]["lang"], "fr");
+    xqdb_json(&["add", &ix, file.to_str().unwrap()]);
+    assert_eq!(xqdb_json(&["get", &ix, "g"])["passages"][0]["lang"], "fr");
 }
 
 #[test]
@@ -401,13 +395,13 @@ fn rough_edges() {
     let (_, stderr) = text(&xqdb(&["add", &ix, &bad_json]));
     assert!(!stderr.contains("line 1 column"), "{stderr}");
     // A file saved with a byte-order mark reads.
-    assert_eq!(common_json(&["add", &ix, &bom])["added"], 1);
+    assert_eq!(xqdb_json(&["add", &ix, &bom])["added"], 1);
     // No hits says so.
     let out = xqdb(&["search", &ix, "--vector-file", q, "--meta", "topic=none"]);
     assert!(out.status.success());
     assert!(text(&out).0.contains("no hits"), "{}", text(&out).0);
     // Settings print as given, not as f32 noise.
-    let v = common_json(&[
+    let v = xqdb_json(&[
         "init",
         &t.join("fresh").to_string_lossy(),
         "--dim",
@@ -428,21 +422,21 @@ fn rough_edges() {
         "{stdout}"
     );
     // No-ops write no commit; compact says it rewrote when it sealed the tail.
-    let seq = || common_json(&["stats", &ix])["commit_seq"].as_u64().unwrap();
+    let seq = || xqdb_json(&["stats", &ix])["commit_seq"].as_u64().unwrap();
     let before = seq();
     assert_eq!(
-        common_json(&["delete", &ix, "nosuch"])["missing"],
+        xqdb_json(&["delete", &ix, "nosuch"])["missing"],
         json!(["nosuch"])
     );
-    assert_eq!(common_json(&["add", &ix, &empty])["added"], 0);
+    assert_eq!(xqdb_json(&["add", &ix, &empty])["added"], 0);
     assert_eq!(
         seq(),
         before,
         "a delete of nothing or an empty add wrote a commit"
     );
-    assert_eq!(common_json(&["compact", &ix])["rewritten"], true);
+    assert_eq!(xqdb_json(&["compact", &ix])["rewritten"], true);
     let after = seq();
-    assert_eq!(common_json(&["compact", &ix])["rewritten"], false);
+    assert_eq!(xqdb_json(&["compact", &ix])["rewritten"], false);
     assert_eq!(seq(), after, "a compact with nothing to do wrote a commit");
 }
 
@@ -523,14 +517,14 @@ fn interrupted_adds_leave_whole_batches_and_readers_recover_alone() {
             }
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
-        let stats = common_json(&["stats", ix]);
+        let stats = xqdb_json(&["stats", ix]);
         let n = stats["passages"].as_u64().unwrap() as usize;
         assert_eq!(
             n % BATCH,
             0,
             "round {round}: {n} passages is not whole batches"
         );
-        let hits = common_json(&[
+        let hits = xqdb_json(&[
             "search",
             ix,
             "--vector-file",

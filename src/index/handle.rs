@@ -212,6 +212,26 @@ impl Index {
         self.inner.encoder()
     }
 
+    /// Refuses rows this index's encoder would read only in part
+    /// ([`check_fits`](crate::ingest::check_fits)). The encoder is loaded only when some row is
+    /// to be encoded (no vector, no xQG record); a missing one is an error of no row.
+    pub fn check_fits(
+        &self,
+        rows: &[crate::ingest::Row],
+    ) -> std::result::Result<(), crate::ingest::RowError> {
+        use crate::ingest::{RowData, RowError};
+        if !rows
+            .iter()
+            .any(|r| matches!(r.data, RowData::Text | RowData::Queries(_)))
+        {
+            return Ok(());
+        }
+        let encoder = self
+            .encoder()
+            .map_err(|error| RowError { row: None, error })?;
+        crate::ingest::check_fits(&encoder, rows)
+    }
+
     /// The xQG generator of this index (see [`IndexBuilder::generator`]); loads the
     /// recorded folder on first use. [`Error::NoGenerator`] when the index has none.
     pub fn generator(&self) -> Result<Arc<Generator>> {

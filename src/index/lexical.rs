@@ -223,13 +223,15 @@ impl Snapshot {
             };
             let txn = self.data().txn();
             let stats = {
-                let meta = txn.open_table(store::META).map_err(|e| self.cerr(e))?;
+                let meta = txn
+                    .open_table(store::META)
+                    .map_err(|e| self.inner().catalog_err(e))?;
                 LexicalStats::read(&meta).map_err(|e| self.inner().meta_err(e))?
             };
             let (ranked, bound) =
                 lex::search(txn, &settings, &stats, &terms, allowed.as_deref(), n).map_err(
                     |e| match e {
-                        lex::LexError::Storage(e) => self.cerr(e),
+                        lex::LexError::Storage(e) => self.inner().catalog_err(e),
                         lex::LexError::Corrupt(r) => Error::corrupt(&self.inner().catalog_path, r),
                     },
                 )?;

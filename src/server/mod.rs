@@ -31,7 +31,7 @@ mod http;
 
 use crate::error::{Error, Result};
 use crate::ingest::jsonl::parse_line;
-use crate::ingest::{Row, RowData, RowError, WriteMode};
+use crate::ingest::{Row, WriteMode};
 use crate::{Filter, Index, SearchOptions, Writer};
 use http::{fail, reply, Reply, Request};
 use serde_json::{json, Value};
@@ -414,17 +414,7 @@ impl Server {
         };
         #[cfg(feature = "documents")]
         crate::documents::tag_rows(&crate::documents::Detector::default(), &mut parsed);
-        let needs_encoder = parsed
-            .iter()
-            .any(|r| matches!(r.data, RowData::Text | RowData::Queries(_)));
-        let fits = if needs_encoder {
-            self.index
-                .encoder()
-                .map_err(|error| RowError { row: None, error })
-                .and_then(|encoder| crate::ingest::check_fits(&encoder, &parsed))
-        } else {
-            Ok(())
-        };
+        let fits = self.index.check_fits(&parsed);
         if let Err(e) = fits.and_then(|()| w.stage_rows(parsed, mode, &|_| {})) {
             w.rollback();
             let status = status_of(&e.error);

@@ -458,12 +458,11 @@ fn stage(
             )
         })
         .count();
-    if encoded > 0 {
-        // A passage longer than the model reads is refused, not cut silently.
-        let encoder = index.encoder().map_err(err)?;
-        xqdb::ingest::check_fits(&encoder, &rows)
-            .map_err(|e| batch_error(file, e.row.map(|r| lines[r]), e.error, committed))?;
-    }
+    // A passage longer than the model reads is refused, not cut silently.
+    index.check_fits(&rows).map_err(|e| match e.row {
+        Some(r) => batch_error(file, Some(lines[r]), e.error, committed),
+        None => err(e.error),
+    })?;
     let bar = progress_bar(encoded as u64, "passages");
     let report = |p: &xqdb::Progress| {
         bar.set_position(p.passages as u64);

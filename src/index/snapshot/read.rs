@@ -34,11 +34,6 @@ impl Snapshot {
         Snapshot { inner, data }
     }
 
-    #[cfg_attr(not(feature = "lexical"), allow(dead_code))]
-    pub(in crate::index) fn cerr(&self, e: impl Into<redb::Error>) -> Error {
-        self.inner.catalog_err(e)
-    }
-
     /// Sequence number of the commit this snapshot shows (0 for a new index).
     pub fn commit_seq(&self) -> u64 {
         self.data.counters.commit_seq
@@ -289,11 +284,8 @@ impl Snapshot {
             let mut out = Vec::new();
             for entry in t.iter()? {
                 let (lang, rids) = entry?;
-                let mut n = 0u64;
-                for rid in rids {
-                    rid?;
-                    n += 1;
-                }
+                // The value list knows its length: one read per language, not per passage.
+                let n = rids.len();
                 if n > 0 {
                     out.push((lang.value().to_string(), n));
                 }
