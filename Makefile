@@ -37,7 +37,7 @@ kernels:
 # The core library alone (built and unit-tested), each optional feature alone (checked),
 # and the rule that the core pulls none of the optional features' crates. `make test`
 # builds and tests everything with all features.
-OPTIONAL_CRATES := ^(clap|indicatif|tiny_http|httparse|subtle|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|yaml-rust2|pdf-extract|encoding_rs|chardetng|rust-stemmers|unicode-normalization) v
+OPTIONAL_CRATES := ^(clap|indicatif|httparse|subtle|axum|hyper|hyper-util|tokio|tower|tower-http|utoipa|rustls|tokio-rustls|rustls-pemfile|ring|tracing|tracing-subscriber|serde_path_to_error|signal-hook|arrow-[a-z]+|parquet|whatlang|ignore|tl|pulldown-cmark|yaml-rust2|pdf-extract|encoding_rs|chardetng|rust-stemmers|unicode-normalization) v
 features:
 	$(CARGO) build --release --lib --no-default-features
 	$(CARGO) test --release --lib --no-default-features

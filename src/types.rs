@@ -89,6 +89,7 @@ impl Passage {
 }
 
 /// How vectors are compared. Scores are always "higher is better".
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
@@ -99,6 +100,7 @@ pub enum Metric {
 }
 
 /// How segment rows are stored on disk. The durable tail always keeps f32.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
@@ -198,6 +200,7 @@ impl FromStr for Dtype {
 }
 
 /// A passage to store, with the vector that represents it.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Passage {
     /// The caller's id, unique within the index.
@@ -245,6 +248,7 @@ impl Passage {
 }
 
 /// One search result.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Hit {
     /// The passage id.
@@ -330,6 +334,7 @@ impl Filter {
 }
 
 /// Counts and sizes of an index, as of one snapshot.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
     /// Live passages.
@@ -397,6 +402,7 @@ pub struct Stats {
 }
 
 /// How a search finds its candidates (see [`Codes`]).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirstPass {
@@ -549,6 +555,7 @@ impl Codes {
 /// version 7). Scoring is Lucene's BM25 per field: the passage's title and text form one
 /// field, its generated (or imported) queries another whose score is multiplied by
 /// `queries_weight`.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LexicalSettings {
     /// Term-frequency saturation (default 1.2).
@@ -595,6 +602,7 @@ impl LexicalSettings {
 }
 
 /// What a search ranks by.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
@@ -622,6 +630,7 @@ impl std::str::FromStr for SearchMode {
 }
 
 /// How a hybrid search merges the dense and lexical lists.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Fusion {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// A file of a by-file search.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FileHit {
     /// The file's path in the synced folder (the passage id for passages of no file).

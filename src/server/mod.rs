@@ -1,57 +1,94 @@
 //! A small HTTP JSON API over one index, for desktop apps written in other languages
-//! (`xqdb serve DIR --addr 127.0.0.1:PORT`).
+//! (`xqdb serve DIR --addr 127.0.0.1:PORT`), on hyper and tokio (a small runtime inside the
+//! server; the API below is blocking).
 //!
-//! On loopback it needs no credentials. Any other address needs a bearer token
+//! **Browsers.** Any web page the user visits can send requests to a local port, so the server
+//! refuses what a page could abuse, with or without a token: a `Host` that is not an IP
+//! address, `localhost` or a name of [`ServerOptions::allow_hosts`] (403: DNS rebinding); a
+//! body not sent as `application/json` (415: "simple" cross-origin requests need no
+//! preflight); a request whose `Origin` is not in [`ServerOptions::allow_origins`] (403; none
+//! by default). An allowed origin gets CORS headers and its preflights answered (a Tauri or
+//! Electron front-end: `--allow-origin tauri://localhost`).
+//!
+//! **Token.** On loopback it needs no credentials. Any other address needs a bearer token
 //! ([`ServerOptions::token`]; `xqdb serve --token-file` or `XQDB_SERVE_TOKEN`): every route but
 //! `/health` then answers 401 without `Authorization: Bearer TOKEN` (compared in constant time)
-//! and does nothing. At most [`ServerOptions::threads`] requests are served at once and
-//! [`ServerOptions::queue`] connections wait; further connections get 503 at once, so a flood
-//! costs neither threads nor memory without bound. Each connection carries one request and
-//! has [`ServerOptions::io_timeout`] for each read and write.
+//! and does nothing. Off loopback, [`ServerOptions::tls`] (`--tls-cert`, `--tls-key`) keeps
+//! the token off the wire in clear text.
+//!
+//! **Bounds.** At most [`ServerOptions::threads`] requests are worked on at once and
+//! [`ServerOptions::queue`] more wait; further requests get 503 with `Retry-After` at once.
+//! At most [`ServerOptions::max_connections`] connections are open (further ones get 503).
+//! A request's head must arrive within [`ServerOptions::request_timeout`] (of the connection
+//! opening or going idle: slow or idle connections are closed), and its body and answer
+//! within it again (408). Connections are kept alive between requests; `Expect:
+//! 100-continue` is answered.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
 //! | GET | `/health` | | `{"status": "ok", "passages", "commit_seq"}` |
 //! | GET | `/stats` | | [`crate::Stats`] |
-//! | POST | `/search` | `{"text" or "vector", "k", "lang": [..], "meta": {field: value or [any of these]}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth", "by_file"}` | `{"hits": [..]}`; with `"by_file": true`, `{"files": [{"path", "score", "passages", "best"}]}` (each synced file once, with its best passage) |
+//! | POST | `/search` | [`api::SearchRequest`]: `{"text"` or `"vector"` or `"queries": [...], "k", "lang": [..], "meta": {field: value or [any of these]}, "adapter", "query_lang", "first_pass", "oversample", "mode", "fusion", "depth", "by_file"}` | `{"hits": [..]}`; with `"by_file": true`, `{"files": [{"path", "score", "passages", "best"}]}`; for `queries`, `{"results": [one of those per query]}` |
+//! | GET | `/passages?after=ID&limit=N` | | `{"passages": [..], "next": ID}` (in id order; `next` absent after the last page) |
 //! | GET | `/passages/{id}` | | the passage, or 404 |
 //! | POST | `/passages` | `{"passages": [rows as in xqdb add], "upsert": false}` | `{"added", "commit_seq"}` |
 //! | DELETE | `/passages/{id}` | | `{"deleted": id, "commit_seq"}`, or 404 |
+//! | GET | `/openapi.json` | | the OpenAPI document of these routes |
 //!
-//! Each `POST /passages` and `DELETE` is one atomic, durable commit: a bad row rejects the
-//! whole request and nothing of it is written. Bad requests get a 4xx answer with
-//! `{"error": message}` and never stop the server: 400 (malformed JSON, invalid UTF-8, bad
-//! fields), 404, 405, 409 (duplicate id), 413 (body over the limit), 422 (wrong dimension,
-//! non-finite vector, invalid passage), 403 (writes to a read-only server), 401 (token
-//! missing or wrong), 501 (a transfer encoding other than chunked), 503 (no encoder for a
-//! text request, or busy). Shutdown stops accepting, lets requests in flight finish, and
-//! closes the index cleanly; nothing half-done is committed.
+//! Request bodies are typed: an unknown field or a value of the wrong type is a 400 whose
+//! message names the field. Each `POST /passages` and `DELETE` is one atomic, durable commit:
+//! a bad row rejects the whole request and nothing of it is written. Refusals have a
+//! `{"error": message}` body and never stop the server: 400, 401, 403, 404, 405, 408, 409
+//! (duplicate id), 413 (body over the limit), 415, 422 (wrong dimension, non-finite vector,
+//! invalid passage), 431 (head over 16 KiB), 503 (no encoder for a text request, or busy).
+//! Shutdown stops accepting, lets requests in flight finish (for at most
+//! [`ServerOptions::shutdown_grace`]), and closes the index cleanly; nothing half-done is
+//! committed.
 
-mod http;
+pub mod api;
+mod handlers;
+#[cfg(feature = "legacy-server")]
+mod legacy;
+mod router;
+mod transport;
 
 use crate::error::{Error, Result};
-use crate::ingest::jsonl::parse_line;
-use crate::ingest::{Row, WriteMode};
-use crate::{Filter, Index, SearchOptions, Writer};
-use http::{fail, reply, Reply, Request};
-use serde_json::{json, Value};
+use crate::Index;
+use handlers::State;
+use sha2::{Digest, Sha256};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 /// Shortest bearer token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// A certificate chain and its private key, PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Worker threads answering requests (at most this many at once).
+    /// Requests worked on at once (threads of the blocking pool).
     pub threads: usize,
-    /// Accepted connections that may wait for a worker; beyond them, 503.
+    /// Requests that may wait for a thread; beyond them, 503.
     pub queue: usize,
-    /// Time allowed for each read and write on a connection.
-    pub io_timeout: Duration,
+    /// Connections open at once; beyond them, 503.
+    pub max_connections: usize,
+    /// The deadline of a request's head (from the connection opening or going idle), and
+    /// again of its body and answer (408).
+    pub request_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
     /// Bearer token every route but `/health` requires; needed to listen on an address
     /// other than loopback. At least [`MIN_TOKEN_LEN`] characters.
     pub token: Option<String>,
@@ -61,6 +98,13 @@ pub struct ServerOptions {
     pub max_k: usize,
     /// Refuse writes (403).
     pub read_only: bool,
+    /// Host names accepted in the `Host` header besides IP addresses and `localhost`.
+    pub allow_hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`) whose requests are accepted and get CORS headers;
+    /// requests with any other `Origin` are refused.
+    pub allow_origins: Vec<String>,
+    /// Serve HTTPS with this certificate.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerOptions {
@@ -68,22 +112,42 @@ impl Default for ServerOptions {
         ServerOptions {
             threads: 4,
             queue: 64,
-            io_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
             token: None,
             max_body_bytes: 16 << 20,
             max_k: 10_000,
             read_only: false,
+            allow_hosts: Vec::new(),
+            allow_origins: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+/// The SHA-256 of a bearer token: tokens are compared as digests, so the comparison takes the
+/// same time whatever the token's length or content.
+pub(crate) struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn new(token: &str) -> Self {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        d.ct_eq(&self.0).into()
     }
 }
 
 /// A bound server; [`Server::run`] answers requests until the shutdown flag is raised.
 pub struct Server {
     listener: TcpListener,
-    limits: http::Limits,
-    index: Index,
-    writer: Option<Mutex<Writer>>,
-    options: ServerOptions,
+    runtime: Option<tokio::runtime::Runtime>,
+    state: Arc<State>,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     addr: SocketAddr,
 }
 
@@ -99,28 +163,6 @@ fn status_of(e: &Error) -> u16 {
         Error::NoEncoder | Error::RuntimeUnavailable { .. } => 503,
         _ => 500,
     }
-}
-
-fn from_error(e: Error) -> Reply {
-    fail(status_of(&e), e.to_string())
-}
-
-/// Decodes `%XX` escapes of a path segment; `None` for bad escapes or invalid UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl Server {
@@ -158,27 +200,65 @@ impl Server {
                  or XQDB_SERVE_TOKEN), or listen on loopback (127.0.0.1)"
             )));
         }
+        if options.request_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the request deadline must be positive".into(),
+            ));
+        }
+        let mut allow_origins = Vec::new();
+        for o in &options.allow_origins {
+            let n = router::normal_origin(o);
+            let host = n.split_once("://").map_or("", |(_, host)| host);
+            if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+                return Err(Error::InvalidArgument(format!(
+                    "--allow-origin {o:?} is not an origin (scheme://host[:port], such as \
+                     http://localhost:3000 or tauri://localhost)"
+                )));
+            }
+            allow_origins.push(n);
+        }
+        let tls = match &options.tls {
+            None => None,
+            Some(f) => Some(transport::tls_acceptor(&f.cert, &f.key).map_err(|e| {
+                Error::InvalidArgument(format!("TLS: {e}"))
+            })?),
+        };
         let listener = TcpListener::bind(&addrs[..]).map_err(|e| cannot(&e))?;
         listener.set_nonblocking(true).map_err(|e| cannot(&e))?;
         let addr = listener.local_addr().map_err(|e| cannot(&e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(options.threads.max(1))
+            .thread_name("xqdb-serve")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start the server: {e}")))?;
         let writer = if options.read_only {
             None
         } else {
             Some(Mutex::new(index.writer()?))
         };
-        let limits = http::Limits {
-            threads: options.threads.max(1),
-            queue: options.queue.max(1),
-            max_body_bytes: options.max_body_bytes,
-            io_timeout: options.io_timeout,
-            token: token.map(http::TokenDigest::new),
-        };
-        Ok(Server {
-            listener,
-            limits,
+        let guard = Arc::new(router::Guard {
+            allow_hosts: options
+                .allow_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            allow_origins,
+            token: token.map(TokenDigest::new),
+        });
+        let state = Arc::new(State {
             index,
             writer,
             options,
+        });
+        let app = router::app(state.clone(), guard);
+        Ok(Server {
+            listener,
+            runtime: Some(runtime),
+            state,
+            app,
+            tls,
             addr,
         })
     }
@@ -188,294 +268,139 @@ impl Server {
         self.addr
     }
 
-    /// Answers requests on `options.threads` threads until `shutdown` is set, then lets the
-    /// requests already accepted finish and returns.
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Answers requests until `shutdown` is set, then stops accepting, lets the requests in
+    /// flight finish (for at most [`ServerOptions::shutdown_grace`]) and returns.
     pub fn run(&self, shutdown: &AtomicBool) {
-        http::serve(&self.listener, &self.limits, shutdown, &|req| {
-            self.route(req)
+        let (Some(rt), Ok(listener)) = (&self.runtime, self.listener.try_clone()) else {
+            return;
+        };
+        let o = &self.state.options;
+        let settings = transport::Settings {
+            max_connections: o.max_connections,
+            deadline: o.request_timeout,
+            grace: o.shutdown_grace,
+            tls: self.tls.clone(),
+        };
+        let _ = rt.block_on(transport::serve(listener, self.app.clone(), settings, shutdown));
+    }
+
+    /// Serves with the hand-written transport the server had before (see `legacy.rs`): for
+    /// `benches/serve.rs` only.
+    #[cfg(feature = "legacy-server")]
+    #[doc(hidden)]
+    pub fn run_legacy(&self, shutdown: &AtomicBool) {
+        let o = &self.state.options;
+        let limits = legacy::Limits {
+            threads: o.threads.max(1),
+            queue: o.queue.max(1),
+            max_body_bytes: o.max_body_bytes,
+            io_timeout: o.request_timeout,
+            token: None,
+        };
+        legacy::serve(&self.listener, &limits, shutdown, &|req| {
+            legacy::route(&self.state, req)
         });
     }
 
-    fn body(req: &Request) -> std::result::Result<Value, Reply> {
-        let text = std::str::from_utf8(&req.body)
-            .map_err(|e| fail(400, format!("the body is not UTF-8: {e}")))?;
-        serde_json::from_str(text).map_err(|e| fail(400, format!("the body is not JSON: {e}")))
+    /// Finishes: waits for work in flight (for at most [`ServerOptions::shutdown_grace`]),
+    /// then drops the writer (nothing is buffered between requests) so that the index closes
+    /// cleanly.
+    pub fn close(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(self.state.options.shutdown_grace);
+        }
+        drop(self.app);
+        drop(self.state);
     }
-
-    fn route(&self, req: Request) -> Reply {
-        let path = req.path.split('?').next().unwrap_or("");
-        match (path, req.method.as_str()) {
-            ("/health", "GET") => {
-                let snap = self.index.snapshot();
-                reply(
-                    200,
-                    json!({ "status": "ok", "passages": snap.len(), "commit_seq": snap.commit_seq() }),
-                )
-            }
-            ("/stats", "GET") => match self.index.stats() {
-                Ok(s) => reply(200, json!(s)),
-                Err(e) => from_error(e),
-            },
-            ("/search", "POST") => match Self::body(&req) {
-                Ok(b) => self.search(&b),
-                Err(r) => r,
-            },
-            ("/passages", "POST") => match Self::body(&req) {
-                Ok(b) => self.add(&b),
-                Err(r) => r,
-            },
-            (p, m) if p.starts_with("/passages/") => {
-                let Some(id) = percent_decode(&p["/passages/".len()..]) else {
-                    return fail(400, "the passage id is not valid percent-encoded UTF-8");
-                };
-                match m {
-                    "GET" => match self.index.get(&id) {
-                        Ok(Some(p)) => reply(200, json!(p)),
-                        Ok(None) => fail(404, format!("no passage {id:?}")),
-                        Err(e) => from_error(e),
-                    },
-                    "DELETE" => self.delete(&id),
-                    _ => fail(405, "use GET or DELETE on /passages/{id}"),
-                }
-            }
-            ("/health" | "/stats", _) => fail(405, "use GET"),
-            ("/search" | "/passages", _) => fail(405, "use POST"),
-            _ => fail(404, format!("no route {path}")),
-        }
-    }
-
-    fn search(&self, b: &Value) -> Reply {
-        let Some(obj) = b.as_object() else {
-            return fail(400, "the body must be a JSON object");
-        };
-        let k = match obj.get("k") {
-            None => 10,
-            Some(v) => match v.as_u64() {
-                Some(k) if k as usize <= self.options.max_k => k as usize,
-                _ => {
-                    return fail(
-                        400,
-                        format!("k must be an integer from 0 to {}", self.options.max_k),
-                    )
-                }
-            },
-        };
-        let mut filter = Filter::new();
-        if let Some(langs) = obj.get("lang") {
-            let Some(list) = langs.as_array().and_then(|a| {
-                a.iter()
-                    .map(|l| l.as_str().map(String::from))
-                    .collect::<Option<Vec<_>>>()
-            }) else {
-                return fail(400, "lang must be an array of strings");
-            };
-            filter = filter.langs(list);
-        }
-        if let Some(meta) = obj.get("meta") {
-            let Some(m) = meta.as_object() else {
-                return fail(400, "meta must be an object of field: value");
-            };
-            for (field, value) in m {
-                filter = match value {
-                    Value::Array(any_of) => filter.meta_in(field, any_of.clone()),
-                    value => filter.meta_eq(field, value.clone()),
-                };
-            }
-        }
-        let adapter = obj.get("adapter").and_then(Value::as_bool).unwrap_or(true);
-        let mut options = SearchOptions::new(k).filter(filter).adapter(adapter);
-        match obj.get("query_lang") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(l)) => options.query_lang = Some(l.clone()),
-            Some(_) => return fail(400, "query_lang must be a language code (a string)"),
-        }
-        match obj.get("first_pass") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(p)) => match p.parse() {
-                Ok(p) => options.first_pass = Some(p),
-                Err(e) => return fail(400, e.to_string()),
-            },
-            Some(_) => return fail(400, "first_pass must be \"exact\", \"i8\" or \"binary\""),
-        }
-        match obj.get("oversample") {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(o) if o >= 1 && o <= crate::index::MAX_OVERSAMPLE as u64 => {
-                    options.oversample = Some(o as usize)
-                }
-                _ => {
-                    return fail(
-                        400,
-                        format!(
-                            "oversample must be an integer from 1 to {}",
-                            crate::index::MAX_OVERSAMPLE
-                        ),
-                    )
-                }
-            },
-        }
-        match obj.get("mode") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(m)) => match m.parse() {
-                Ok(m) => options.mode = m,
-                Err(e) => return fail(400, e),
-            },
-            Some(_) => return fail(400, "mode must be \"dense\", \"lexical\" or \"hybrid\""),
-        }
-        match obj.get("fusion") {
-            None | Some(Value::Null) => {}
-            Some(f) => match serde_json::from_value::<crate::types::Fusion>(f.clone()) {
-                Ok(f) if f.validate().is_ok() => options.fusion = f,
-                _ => {
-                    return fail(
-                        400,
-                        "fusion must be {\"kind\": \"rrf\", \"k\", \"lexical_weight\"} or \
-                         {\"kind\": \"weighted\", \"lexical_weight\" in [0, 1]}",
-                    )
-                }
-            },
-        }
-        match obj.get("depth") {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(d) if d >= 1 && d as usize <= self.options.max_k.max(1000) => {
-                    options.depth = Some(d as usize)
-                }
-                _ => {
-                    return fail(
-                        400,
-                        "depth must be a positive integer (at most max_k or 1000)",
-                    )
-                }
-            },
-        }
-        let by_file = match obj.get("by_file") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return fail(400, "by_file must be true or false"),
-        };
-        // A by-file search groups the passages of a deeper search of the same query.
-        let ranking = crate::FileRanking::default();
-        let searched = if by_file {
-            ranking.candidates(&options)
-        } else {
-            options.clone()
-        };
-        let hits = match (obj.get("text"), obj.get("vector")) {
-            (Some(Value::String(t)), None) => self.index.search_text_with(t, &searched),
-            (None, Some(v)) => {
-                let Some(vector) = vector_of(v) else {
-                    return fail(400, "vector must be an array of numbers");
-                };
-                self.index.search_with(&vector, &searched)
-            }
-            _ => return fail(400, "give exactly one of text (a string) or vector"),
-        };
-        match hits {
-            Ok(h) if by_file => reply(
-                200,
-                json!({ "files": crate::group_by_file(h, &ranking, options.k) }),
-            ),
-            Ok(h) => reply(200, json!({ "hits": h })),
-            Err(e) => from_error(e),
-        }
-    }
-
-    fn writer(&self) -> std::result::Result<std::sync::MutexGuard<'_, Writer>, Reply> {
-        match &self.writer {
-            None => Err(fail(403, "this server is read-only")),
-            Some(w) => Ok(w.lock().unwrap_or_else(|e| e.into_inner())),
-        }
-    }
-
-    fn add(&self, b: &Value) -> Reply {
-        let Some(rows) = b.get("passages").and_then(Value::as_array) else {
-            return fail(400, "the body must be {\"passages\": [...]}");
-        };
-        let upsert = b.get("upsert").and_then(Value::as_bool).unwrap_or(false);
-        let mut parsed = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let bytes = serde_json::to_vec(row).expect("JSON values serialise");
-            match parse_line(&bytes) {
-                Ok(Some(r)) => parsed.push(Row::from(r)),
-                Ok(None) => return fail(400, format!("passage {i} is empty")),
-                Err(msg) => return fail(400, format!("passage {i}: {msg}")),
-            }
-        }
-        let mut w = match self.writer() {
-            Ok(w) => w,
-            Err(r) => return r,
-        };
-        let n = parsed.len();
-        let mode = if upsert {
-            WriteMode::Upsert
-        } else {
-            WriteMode::Insert
-        };
-        #[cfg(feature = "documents")]
-        crate::documents::tag_rows(&crate::documents::Detector::default(), &mut parsed);
-        let fits = self.index.check_fits(&parsed);
-        if let Err(e) = fits.and_then(|()| w.stage_rows(parsed, mode, &|_| {})) {
-            w.rollback();
-            let status = status_of(&e.error);
-            return match e.row {
-                Some(i) => fail(status, format!("passage {i}: {}", e.error)),
-                None => fail(status, e.error.to_string()),
-            };
-        }
-        match w.commit() {
-            Ok(info) => reply(200, json!({ "added": n, "commit_seq": info.commit_seq })),
-            Err(e) => from_error(e),
-        }
-    }
-
-    fn delete(&self, id: &str) -> Reply {
-        let mut w = match self.writer() {
-            Ok(w) => w,
-            Err(r) => return r,
-        };
-        match w.delete(id) {
-            Ok(true) => match w.commit() {
-                Ok(info) => reply(200, json!({ "deleted": id, "commit_seq": info.commit_seq })),
-                Err(e) => from_error(e),
-            },
-            Ok(false) => {
-                w.rollback();
-                fail(404, format!("no passage {id:?}"))
-            }
-            Err(e) => {
-                w.rollback();
-                from_error(e)
-            }
-        }
-    }
-
-    /// Finishes: drops the writer (nothing is buffered between requests) so that the index
-    /// closes cleanly.
-    pub fn close(self) {
-        drop(self.writer);
-        drop(self.index);
-    }
-}
-
-/// A JSON array of numbers as a query vector.
-fn vector_of(v: &Value) -> Option<Vec<f32>> {
-    v.as_array()?
-        .iter()
-        .map(|x| x.as_f64().map(|f| f as f32))
-        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::percent_decode;
+mod tests;
 
-    #[test]
-    fn path_ids_are_percent_decoded() {
-        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
-        assert_eq!(percent_decode("%E3%81%82").as_deref(), Some("あ"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%ff"), None);
-        assert_eq!(percent_decode("%4"), None);
+/// An in-memory index of dimension 4 served by the real router (no socket), and a way to send
+/// it one request: for the unit tests and the `http_request` fuzz target.
+#[doc(hidden)]
+pub mod harness {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// The router over an in-memory index, with `options`.
+    pub struct Harness {
+        runtime: tokio::runtime::Runtime,
+        app: axum::Router,
+        state: Arc<State>,
+    }
+
+    impl Harness {
+        /// A fresh in-memory index (dot product, dimension 4) behind the router.
+        pub fn new(options: ServerOptions) -> Harness {
+            let index = Index::builder()
+                .dim(4)
+                .metric(crate::Metric::Dot)
+                .in_memory()
+                .expect("an in-memory index");
+            let writer = Some(Mutex::new(index.writer().expect("its writer")));
+            let guard = Arc::new(router::Guard {
+                allow_hosts: options.allow_hosts.clone(),
+                allow_origins: options
+                    .allow_origins
+                    .iter()
+                    .map(|o| router::normal_origin(o))
+                    .collect(),
+                token: options.token.as_deref().map(TokenDigest::new),
+            });
+            let state = Arc::new(State {
+                index,
+                writer,
+                options,
+            });
+            let app = router::app(state.clone(), guard);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            Harness {
+                runtime,
+                app,
+                state,
+            }
+        }
+
+        /// Sends one request; returns the status, the headers and the body's bytes.
+        pub fn send(
+            &self,
+            method: &str,
+            uri: &str,
+            headers: &[(&str, &str)],
+            body: &[u8],
+        ) -> Option<(u16, axum::http::HeaderMap, Vec<u8>)> {
+            let mut b = axum::http::Request::builder().method(method).uri(uri);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            let req = b.body(axum::body::Body::from(body.to_vec())).ok()?;
+            let app = self.app.clone();
+            self.runtime.block_on(async move {
+                let r = app.oneshot(req).await.ok()?;
+                let (parts, body) = r.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.ok()?;
+                Some((parts.status.as_u16(), parts.headers, bytes.to_vec()))
+            })
+        }
+
+        /// Live passages.
+        pub fn passages(&self) -> u64 {
+            self.state.index.snapshot().len()
+        }
+    }
+
+    /// Whether the server answers with this status somewhere (the fuzz target's check).
+    pub fn is_documented(status: u16) -> bool {
+        axum::http::StatusCode::from_u16(status).is_ok_and(router::is_documented)
     }
 }

@@ -1,7 +1,11 @@
-//! The HTTP/1.1 transport of the server: a fixed pool of worker threads fed by a bounded
-//! queue of accepted connections, one request per connection (`Connection: close`), heads
-//! parsed by `httparse`, bodies by `Content-Length` or chunked, time limits on every read and
-//! write, and a bearer token checked in constant time.
+//! The hand-written HTTP/1.1 transport the server had before it moved to hyper, kept (behind
+//! the `legacy-server` feature) only so that `benches/serve.rs` measures the two side by side:
+//! a fixed pool of worker threads fed by a bounded queue of accepted connections, one request
+//! per connection (`Connection: close`), heads parsed by `httparse`, bodies by
+//! `Content-Length` or chunked, time limits on every read and write, and a bearer token
+//! checked in constant time. It answers `/health`, `/stats`, `POST /search` and
+//! `POST /passages` with the same handlers as the real routes, and has none of the browser
+//! checks: do not use it.
 //!
 //! Why not a connection-per-thread server: a flood of connections must not create threads
 //! or buffers without bound. Here at most `threads` connections are served and `queue` wait;
@@ -9,13 +13,12 @@
 //! queue is full, closed), and accept errors (such as running out of file descriptors) only
 //! pause accepting.
 
+use super::TokenDigest;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
 
 /// Largest request head (request line and headers).
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -45,21 +48,6 @@ pub(super) fn reply(status: u16, body: Value) -> Reply {
 
 pub(super) fn fail(status: u16, msg: impl Into<String>) -> Reply {
     reply(status, json!({ "error": msg.into() }))
-}
-
-/// The SHA-256 of a bearer token: tokens are compared as digests, so the comparison takes the
-/// same time whatever the token's length or content.
-pub(super) struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn new(token: &str) -> Self {
-        TokenDigest(Sha256::digest(token.as_bytes()).into())
-    }
-
-    fn matches(&self, given: &str) -> bool {
-        let d: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-        d.ct_eq(&self.0).into()
-    }
 }
 
 /// Transport settings (from `ServerOptions`).
@@ -346,17 +334,28 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The routes the load benchmark uses, answered by the same handlers as the real server.
+pub(super) fn route(state: &super::State, req: Request) -> Reply {
+    use super::api::{parse, ApiError};
+    fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Reply {
+        match r {
+            Ok(v) => reply(200, json!(v)),
+            Err(e) => fail(e.status.as_u16(), e.message),
+        }
+    }
+    let path = req.path.split('?').next().unwrap_or("");
+    match (path, req.method.as_str()) {
+        ("/health", "GET") => answer(Ok(state.health())),
+        ("/stats", "GET") => answer(state.stats()),
+        ("/search", "POST") => answer(parse(&req.body).and_then(|r| state.search(r))),
+        ("/passages", "POST") => answer(parse(&req.body).and_then(|r| state.add(r))),
+        _ => fail(404, format!("no route {path}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_match_only_themselves() {
-        let t = TokenDigest::new("s3cret-token-of-some-length");
-        assert!(t.matches("s3cret-token-of-some-length"));
-        assert!(!t.matches("s3cret-token-of-some-lengtH"));
-        assert!(!t.matches(""));
-    }
 
     #[test]
     fn the_head_ends_at_the_first_blank_line() {
