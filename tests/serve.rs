@@ -402,7 +402,7 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     vectors_index(&dir);
-    let (workers, queue) = (2usize, 8usize);
+    let (workers, queue, connections) = (2usize, 8usize, 16usize);
     let srv = serve(
         &dir,
         &[
@@ -410,8 +410,10 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
             &workers.to_string(),
             "--queue",
             &queue.to_string(),
+            "--max-connections",
+            &connections.to_string(),
             "--timeout-secs",
-            "5",
+            "2",
         ],
     );
     let a = srv.addr.clone();
@@ -423,15 +425,12 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
     assert_eq!(st, 200);
     let (threads_before, peak_before) = threads_and_peak_kib(srv.child.id());
 
-    // Idle connections that send nothing hold every worker and fill the queue: the next
-    // request is told 503 at once instead of waiting or hanging.
-    // One at a time, so that the workers have taken the first ones before the queue fills.
-    let idle: Vec<TcpStream> = (0..workers + queue)
-        .map(|_| {
-            let s = TcpStream::connect(&a).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            s
-        })
+    // Idle connections that send nothing take every connection slot: the next request is
+    // told 503 at once instead of waiting or hanging; the server closes the idle ones at the
+    // request deadline.
+    let opened = std::time::Instant::now();
+    let idle: Vec<TcpStream> = (0..connections)
+        .map(|_| TcpStream::connect(&a).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let started = std::time::Instant::now();
@@ -442,7 +441,17 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
         "503 took {:?}",
         started.elapsed()
     );
-    drop(idle);
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(s.read(&mut buf), Ok(0)), "an idle connection was not closed");
+    }
+    let closed = opened.elapsed();
+    assert!(
+        closed >= Duration::from_secs(2) && closed < Duration::from_secs(4),
+        "idle connections closed after {closed:?} (deadline 2 s)"
+    );
+    assert_eq!(request(&a, "GET", "/health", None).0, 200);
 
     // 200 clients at once: each gets 200 or 503, none hangs (30 s read timeout).
     let body = json!({ "vector": [1.0, 0.0, 0.0, 0.0], "k": 1 }).to_string();
@@ -469,7 +478,7 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
         "200 clients: {counts:?}; server threads {threads_before} -> {threads_after}, peak RSS {} -> {} KiB",
         peak_before, peak_after
     );
-    // The workers, the acceptor and the rejecting thread: no thread per connection.
+    // The workers and the runtime's two I/O threads: no thread per connection.
     assert!(
         threads_after <= threads_before + 1,
         "{threads_before} -> {threads_after}"
@@ -504,7 +513,7 @@ fn chunked_bodies_are_read_and_limited() {
     let body = json!({ "passages": [row("c", [0.0, 1.0, 0.0, 0.0])] }).to_string();
     let (first, second) = body.split_at(body.len() / 2);
     let chunked = format!(
-        "POST /passages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        "POST /passages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
         first.len(),
         second.len()
     );
@@ -514,13 +523,13 @@ fn chunked_bodies_are_read_and_limited() {
     // Over the limit in chunks: 413; a broken chunk: 400; nothing written by either.
     let big = "x".repeat(3000);
     let over = format!(
-        "POST /passages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        "POST /passages HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
         big.len(),
         big.len()
     );
     assert_eq!(raw_status(a, over.as_bytes()), 413);
     let broken =
-        "POST /passages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
+        "POST /passages HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
     assert_eq!(raw_status(a, broken.as_bytes()), 400);
     let (_, v) = request(a, "GET", "/stats", None);
     assert_eq!(v["passages"], 1, "{v}");

@@ -24,8 +24,9 @@ pub const MAX_LIST: usize = 1000;
 pub struct SearchRequest {
     /// A text query, encoded by the index's encoder.
     pub text: Option<String>,
-    /// A query vector of the index's dimension.
-    pub vector: Option<Vec<f32>>,
+    /// A query vector of the index's dimension (read as double precision, so that a value
+    /// beyond `f32` is refused as a non-finite vector, 422).
+    pub vector: Option<Vec<f64>>,
     /// A batch of queries, each a text or a vector, answered with one encode and one scan:
     /// the answer is `{"results": [...]}`, one entry per query in order.
     pub queries: Option<Vec<Query>>,
@@ -62,7 +63,7 @@ pub enum Query {
     /// A text query.
     Text(String),
     /// A query vector.
-    Vector(Vec<f32>),
+    Vector(Vec<f64>),
 }
 
 /// `POST /passages`: rows as `xqdb add` reads them from JSONL.
@@ -232,6 +233,11 @@ pub fn not_json() -> ApiError {
     )
 }
 
+/// A vector as the index takes it.
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
 /// Parses a JSON body into `T`; the message of a refusal names the field (`adapter: invalid
 /// type: string "false", expected a boolean`).
 pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -239,12 +245,12 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let what = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not JSON: {inner}")
-        } else if path == "." {
-            inner.to_string()
-        } else {
+        let what = if path != "." {
             format!("{path}: {inner}")
+        } else if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not JSON: {inner}")
+        } else {
+            inner.to_string()
         };
         ApiError::new(400, what)
     })?;

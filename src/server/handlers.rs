@@ -2,7 +2,7 @@
 //! on its blocking pool): no HTTP here beyond the status of a refusal.
 
 use super::api::{
-    Added, Answer, ApiError, Deleted, Health, Page, Query, SearchAnswer, SearchRequest,
+    to_f32, Added, Answer, ApiError, Deleted, Health, Page, Query, SearchAnswer, SearchRequest,
     MAX_LIST, MAX_QUERIES,
 };
 use super::ServerOptions;
@@ -114,7 +114,7 @@ impl State {
                 Ok(SearchAnswer::One(answer(hits)))
             }
             (None, Some(v), None) => {
-                let hits = self.index.search_with(&v, &searched)?;
+                let hits = self.index.search_with(&to_f32(&v), &searched)?;
                 Ok(SearchAnswer::One(answer(hits)))
             }
             (None, None, Some(queries)) => {
@@ -143,7 +143,7 @@ impl State {
                     }
                 }
                 if !vectors.is_empty() {
-                    let v: Vec<Vec<f32>> = vectors.iter().map(|(_, v)| v.clone()).collect();
+                    let v: Vec<Vec<f32>> = vectors.iter().map(|(_, v)| to_f32(v)).collect();
                     let hits = self.index.search_batch(&v, &searched)?;
                     for ((i, _), h) in vectors.iter().zip(hits) {
                         results[*i] = Some(h);
@@ -206,11 +206,11 @@ impl State {
         let mut parsed = Vec::with_capacity(r.passages.len());
         for (i, row) in r.passages.iter().enumerate() {
             let bytes = serde_json::to_vec(row)
-                .map_err(|e| ApiError::new(400, format!("passages[{i}]: {e}")))?;
+                .map_err(|e| ApiError::new(400, format!("passage {i}: {e}")))?;
             match parse_line(&bytes) {
                 Ok(Some(r)) => parsed.push(Row::from(r)),
-                Ok(None) => return Err(ApiError::new(400, format!("passages[{i}] is empty"))),
-                Err(msg) => return Err(ApiError::new(400, format!("passages[{i}]: {msg}"))),
+                Ok(None) => return Err(ApiError::new(400, format!("passage {i} is empty"))),
+                Err(msg) => return Err(ApiError::new(400, format!("passage {i}: {msg}"))),
             }
         }
         let mut w = self.writer()?;
@@ -227,7 +227,7 @@ impl State {
             w.rollback();
             let status = super::status_of(&e.error);
             return Err(match e.row {
-                Some(i) => ApiError::new(status, format!("passages[{i}]: {}", e.error)),
+                Some(i) => ApiError::new(status, format!("passage {i}: {}", e.error)),
                 None => ApiError::new(status, e.error.to_string()),
             });
         }

@@ -21,7 +21,7 @@ use crate::types::{Dtype, FirstPass, Fusion, Hit, LexicalSettings, Metric, Passa
 use crate::Stats;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as With};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -182,10 +182,23 @@ async fn blocking<T: Send + 'static>(
 /// A path segment, percent-decoded; 400 for bad escapes or invalid UTF-8.
 type Id = Result<Path<String>, axum::extract::rejection::PathRejection>;
 
-fn id_of(id: Id) -> Result<String, ApiError> {
-    id.map(|Path(id)| id).map_err(|_| {
-        ApiError::new(400, "the passage id is not valid percent-encoded UTF-8")
+/// Whether every `%` of a raw path starts an escape of two hex digits (the decoder keeps a
+/// bad escape as it is; the API refuses it).
+fn escapes_are_valid(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     })
+}
+
+fn id_of(uri: &Uri, id: Id) -> Result<String, ApiError> {
+    let bad = || ApiError::new(400, "the passage id is not valid percent-encoded UTF-8");
+    if !escapes_are_valid(uri.path()) {
+        return Err(bad());
+    }
+    id.map(|Path(id)| id).map_err(|_| bad())
 }
 
 /// Liveness and size; needs no token.
@@ -241,8 +254,12 @@ async fn add_passages(
 /// One passage.
 #[utoipa::path(get, path = "/passages/{id}", params(("id" = String, Path, description = "the passage id, percent-encoded")),
     responses((status = 200, body = Passage), (status = 404, body = ErrorBody)))]
-async fn get_passage(With(s): With<Arc<State>>, id: Id) -> Result<Json<Passage>, ApiError> {
-    let id = id_of(id)?;
+async fn get_passage(
+    With(s): With<Arc<State>>,
+    uri: Uri,
+    id: Id,
+) -> Result<Json<Passage>, ApiError> {
+    let id = id_of(&uri, id)?;
     blocking(&s, move |s| s.get(&id)).await.map(Json)
 }
 
@@ -252,9 +269,10 @@ async fn get_passage(With(s): With<Arc<State>>, id: Id) -> Result<Json<Passage>,
     (status = 404, body = ErrorBody)))]
 async fn delete_passage(
     With(s): With<Arc<State>>,
+    uri: Uri,
     id: Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    let id = id_of(id)?;
+    let id = id_of(&uri, id)?;
     blocking(&s, move |s| s.delete(&id)).await.map(Json)
 }
 
@@ -380,6 +398,14 @@ mod tests {
             "",
         ] {
             assert!(!g.host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_escapes_are_told() {
+        assert!(escapes_are_valid("/passages/a%2Fb%20c%E3%81%82"));
+        for bad in ["/passages/%zz", "/passages/%4", "/passages/%+A", "/passages/%"] {
+            assert!(!escapes_are_valid(bad), "{bad}");
         }
     }
 
