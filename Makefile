@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical wheel python-test bench-python ray-example proptest-soak bench-docs
+.PHONY: demo test setup kernels features lint bench bench-peers bench-ingest fuzz-smoke interop export-venv generator bench-generator distill-unseen distill-encoder hybrid-quality bench-lexical bench-serve wheel python-test bench-python ray-example proptest-soak bench-docs
 
 setup:
 	$(PYTHON) scripts/setup_models.py
@@ -58,6 +58,12 @@ bench: setup
 	$(CARGO) bench --bench scan
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench generate
+
+# The HTTP server against its former hand-written transport, side by side (BENCHMARKS.md,
+# "HTTP server"; ~3 min): latency on new and kept-alive connections, 200 concurrent clients,
+# a flood of 2,000 connections.
+bench-serve:
+	$(CARGO) bench --bench serve --features legacy-server
 
 # Keyword and hybrid search at 1,000,000 passages (BENCHMARKS.md, "Hybrid search"; ~10 min,
 # ~5 GB of scratch space under target/): insert throughput, lexical bytes per passage,
