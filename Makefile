@@ -51,7 +51,7 @@ lint:
 	$(PYTHON) scripts/check_imports.py --self-test
 	$(PYTHON) scripts/check_imports.py
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features xqdb/legacy-server -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 bench: setup
@@ -144,7 +144,7 @@ interop: setup
 # Each cargo-fuzz target for FUZZ_SECONDS (CI runs this after `make test`). Needs a nightly
 # toolchain and cargo-fuzz; both are installed when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config document_text lexical_text
+FUZZ_TARGETS := segment_reader catalog_values model_files jsonl_line store_sequence tokenizer_config document_text lexical_text http_request
 fuzz-smoke:
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

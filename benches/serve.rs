@@ -1,7 +1,7 @@
 //! The HTTP server against the transport it had before, side by side in one run
 //! (`make bench-serve`; `cargo bench --bench serve --features legacy-server`). Each server runs
 //! in a child process of this benchmark (so that its threads and peak memory are its own),
-//! with the default settings (4 workers, a queue of 64):
+//! with the default settings (4 workers; a queue of 256 for the new one, 64 for the old):
 //!
 //! 1. latency of a vector search on a 10-row index: a new connection per request (both), and
 //!    one kept-alive connection (the new server; the old one closes after each answer);
@@ -26,12 +26,13 @@ const JSON: &str = "Content-Type: application/json\r\n";
 /// Child mode: `serve new|legacy DIR`; prints the address, serves until stdin closes.
 fn child(kind: &str, dir: &str) {
     let index = xqdb::Index::open(dir).expect("the index");
-    let server = xqdb::server::Server::bind(
-        index,
-        "127.0.0.1:0",
-        xqdb::server::ServerOptions::default(),
-    )
-    .expect("bind");
+    // The old transport's default queue was 64 connections.
+    let queue = if kind == "legacy" { 64 } else { 256 };
+    let options = xqdb::server::ServerOptions {
+        queue,
+        ..Default::default()
+    };
+    let server = xqdb::server::Server::bind(index, "127.0.0.1:0", options).expect("bind");
     println!("{}", server.addr());
     std::io::stdout().flush().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -74,8 +75,8 @@ impl Served {
 
     /// (threads, peak RSS in KiB) of the server process.
     fn threads_and_peak(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -117,7 +118,11 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> Option<u16> {
 }
 
 fn search_request(addr: &str, body: &str, keep_alive: bool) -> String {
-    let close = if keep_alive { "" } else { "Connection: close\r\n" };
+    let close = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     format!(
         "POST /search HTTP/1.1\r\nHost: {addr}\r\n{JSON}{close}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -192,7 +197,10 @@ fn load(server: &Served, clients: usize, each: usize, dim: usize, keep_alive: bo
                 while done < each {
                     attempt += 1;
                     let q: Vec<f32> = (0..dim)
-                        .map(|d| (((c * 7919 + d * 104_729) as u64 + attempt) % 1000) as f32 / 1000.0 - 0.5)
+                        .map(|d| {
+                            (((c * 7919 + d * 104_729) as u64 + attempt) % 1000) as f32 / 1000.0
+                                - 0.5
+                        })
                         .collect();
                     let body = serde_json::json!({ "vector": q, "k": 10 }).to_string();
                     let request = search_request(&addr, &body, keep_alive);
@@ -245,11 +253,17 @@ fn load(server: &Served, clients: usize, each: usize, dim: usize, keep_alive: bo
     }
 }
 
-/// `n` connections at once (from 16 threads), each asking `/health`: (200s, 503s, no answer).
+/// `n` connections at once, each sending `GET /health` as soon as it is open; then 16 threads
+/// read the answers: (200s, 503s, no answer).
 fn flood(addr: &str, n: usize) -> (usize, usize, usize) {
     let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    // Open every connection first, then send on all of them.
-    let opened: Vec<Option<TcpStream>> = (0..n).map(|_| TcpStream::connect(addr).ok()).collect();
+    let opened: Vec<Option<TcpStream>> = (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).ok()?;
+            s.write_all(request.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
     let chunks: Vec<Vec<Option<TcpStream>>> = {
         let mut it = opened.into_iter();
         (0..16)
@@ -259,14 +273,11 @@ fn flood(addr: &str, n: usize) -> (usize, usize, usize) {
     let threads: Vec<_> = chunks
         .into_iter()
         .map(|conns| {
-            let request = request.clone();
             std::thread::spawn(move || {
                 let mut counts = (0, 0, 0);
                 for s in conns {
                     let st = s.and_then(|s| {
                         s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-                        let mut w = s.try_clone().ok()?;
-                        w.write_all(request.as_bytes()).ok()?;
                         read_answer(&mut BufReader::new(s))
                     });
                     match st {
@@ -302,8 +313,11 @@ fn make_index(dir: &Path, rows: usize, dim: usize) {
                 (state % 2001) as f32 / 1000.0 - 1.0
             })
             .collect();
-        w.insert(xqdb::Passage::new(format!("p{i}"), format!("passage {i}")), &v)
-            .unwrap();
+        w.insert(
+            xqdb::Passage::new(format!("p{i}"), format!("passage {i}")),
+            &v,
+        )
+        .unwrap();
     }
     w.commit().unwrap();
 }
@@ -325,17 +339,31 @@ fn main() {
     let n = scale(2000);
     let mut report = serde_json::Map::new();
 
-    println!("## Latency: a vector search on a 10-row index ({n} requests, after {} warm-up)", n / 10);
+    println!(
+        "## Latency: a vector search on a 10-row index ({n} requests, after {} warm-up)",
+        n / 10
+    );
     println!("| server | connection | median ms | p99 ms |\n|---|---|---|---|");
     for kind in ["legacy", "new"] {
         let s = Served::start(kind, &small);
-        let modes: &[bool] = if kind == "new" { &[false, true] } else { &[false] };
+        let modes: &[bool] = if kind == "new" {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for &keep in modes {
             let (median, p99) = latency(&s.addr, n, keep);
-            let conn = if keep { "kept alive" } else { "new per request" };
+            let conn = if keep {
+                "kept alive"
+            } else {
+                "new per request"
+            };
             println!("| {kind} | {conn} | {median:.3} | {p99:.3} |");
             report.insert(
-                format!("latency_{kind}_{}", if keep { "keepalive" } else { "new_connection" }),
+                format!(
+                    "latency_{kind}_{}",
+                    if keep { "keepalive" } else { "new_connection" }
+                ),
                 serde_json::json!({ "median_ms": median, "p99_ms": p99 }),
             );
         }
@@ -351,7 +379,11 @@ fn main() {
         let l = load(&s, clients, each, 384, keep);
         println!(
             "| {kind} | {} | {:.2} | {:.0} | {} | {} | {} | {:.1} |",
-            if keep { "kept alive" } else { "new per request" },
+            if keep {
+                "kept alive"
+            } else {
+                "new per request"
+            },
             l.seconds,
             l.searches_per_s,
             l.busy_503,

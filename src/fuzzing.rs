@@ -304,6 +304,60 @@ pub fn lexical_text(data: &[u8]) {
     }
 }
 
+/// One HTTP request through the server's whole router (guard, CORS, token, limits, routes)
+/// over an in-memory index: the first byte picks the method and the headers sent, the bytes
+/// up to the first newline are the path, the rest is the body. Every answer must have a status
+/// the API documents, and every refusal an `{"error": ...}` body.
+#[cfg(feature = "server")]
+pub fn http_request(data: &[u8]) {
+    use crate::server::harness::{is_documented, Harness};
+    thread_local! {
+        static SERVER: Harness = Harness::new(crate::server::ServerOptions {
+            allow_origins: vec!["http://localhost:3000".into()],
+            ..Default::default()
+        });
+    }
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let methods = [
+        "GET", "POST", "DELETE", "PUT", "OPTIONS", "PATCH", "HEAD", "BREW",
+    ];
+    let method = methods[usize::from(flags & 7)];
+    let (path, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let path = format!("/{}", String::from_utf8_lossy(path));
+    let mut headers = Vec::new();
+    if flags & 8 != 0 {
+        headers.push(("content-type", "application/json"));
+    }
+    if flags & 16 != 0 {
+        headers.push(("origin", "http://localhost:3000"));
+    }
+    if flags & 32 != 0 {
+        headers.push(("origin", "http://evil.example"));
+    }
+    if flags & 64 != 0 {
+        headers.push(("host", "evil.example"));
+    }
+    if flags & 128 != 0 {
+        headers.push(("access-control-request-method", "POST"));
+    }
+    SERVER.with(|server| {
+        // A path that is not a URI is refused before it reaches the router.
+        if let Some((status, _, bytes)) = server.send(method, &path, &headers, body) {
+            assert!(is_documented(status), "{method} {path}: {status}");
+            if status >= 400 && method != "HEAD" {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&bytes).expect("a refusal's body is JSON");
+                assert!(v["error"].is_string(), "{method} {path}: {status} {v}");
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +371,8 @@ mod tests {
             model_files(&data);
             jsonl_line(&data);
             store_sequence(&data);
+            #[cfg(feature = "server")]
+            http_request(&data);
         }
     }
 

@@ -444,7 +444,10 @@ fn a_flood_of_connections_gets_200_or_503_and_the_server_keeps_answering() {
     for mut s in idle {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 16];
-        assert!(matches!(s.read(&mut buf), Ok(0)), "an idle connection was not closed");
+        assert!(
+            matches!(s.read(&mut buf), Ok(0)),
+            "an idle connection was not closed"
+        );
     }
     let closed = opened.elapsed();
     assert!(

@@ -86,7 +86,13 @@ fn parse_response(out: &[u8]) -> (u16, String, Value) {
 const JSON: &str = "Content-Type: application/json\r\n";
 
 fn add(addr: &str, rows: &Value) -> (u16, Value) {
-    let (s, _, v) = raw(addr, "POST", "/passages", JSON, &json!({ "passages": rows }).to_string());
+    let (s, _, v) = raw(
+        addr,
+        "POST",
+        "/passages",
+        JSON,
+        &json!({ "passages": rows }).to_string(),
+    );
     (s, v)
 }
 
@@ -136,14 +142,32 @@ fn web_page_requests_are_refused_and_write_nothing() {
     assert_eq!(s, 415, "{v}");
     let (s, _, v) = raw(a, "GET", "/stats", "Host: evil.example:80\r\n", "");
     assert_eq!(s, 403, "{v}");
-    let (s, _, v) = raw(a, "POST", "/search", JSON, r#"{"vector":[1,0,0,0],"k":3,"adpter":true}"#);
+    let (s, _, v) = raw(
+        a,
+        "POST",
+        "/search",
+        JSON,
+        r#"{"vector":[1,0,0,0],"k":3,"adpter":true}"#,
+    );
     assert_eq!(s, 400, "{v}");
     assert!(v["error"].as_str().unwrap().contains("adpter"), "{v}");
-    let (s, _, v) = raw(a, "POST", "/search", JSON, r#"{"vector":[1,0,0,0],"k":3,"adapter":"false"}"#);
+    let (s, _, v) = raw(
+        a,
+        "POST",
+        "/search",
+        JSON,
+        r#"{"vector":[1,0,0,0],"k":3,"adapter":"false"}"#,
+    );
     assert_eq!(s, 400, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("adapter:"), "{v}");
     // JSON from a page whose origin is not allowed.
-    let (s, _, _) = raw(a, "POST", "/passages", &format!("{JSON}Origin: http://evil.example\r\n"), planted);
+    let (s, _, _) = raw(
+        a,
+        "POST",
+        "/passages",
+        &format!("{JSON}Origin: http://evil.example\r\n"),
+        planted,
+    );
     assert_eq!(s, 403);
     let (s, _, v) = raw(a, "GET", "/stats", "", "");
     assert_eq!((s, v["passages"].as_u64()), (200, Some(1)), "{v}");
@@ -156,7 +180,16 @@ fn an_allowed_origin_gets_cors_headers_and_can_search() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     vectors_index(&dir);
-    let srv = serve(&dir, &["--allow-origin", "http://localhost:5173", "--allow-host", "my-box.lan"], &[]);
+    let srv = serve(
+        &dir,
+        &[
+            "--allow-origin",
+            "http://localhost:5173",
+            "--allow-host",
+            "my-box.lan",
+        ],
+        &[],
+    );
     let a = srv.addr.as_str();
     assert_eq!(add(a, &json!([row("a", [1.0, 0.0, 0.0, 0.0])])).0, 200);
     let origin = "Origin: http://localhost:5173\r\n";
@@ -168,13 +201,31 @@ fn an_allowed_origin_gets_cors_headers_and_can_search() {
         "",
     );
     assert!(s == 200 || s == 204, "{s} {head}");
-    assert!(head.contains("access-control-allow-origin: http://localhost:5173"), "{head}");
-    let (s, head, v) = raw(a, "POST", "/search", &format!("{JSON}{origin}Host: my-box.lan:7700\r\n"), r#"{"vector":[1,0,0,0],"k":1}"#);
+    assert!(
+        head.contains("access-control-allow-origin: http://localhost:5173"),
+        "{head}"
+    );
+    let (s, head, v) = raw(
+        a,
+        "POST",
+        "/search",
+        &format!("{JSON}{origin}Host: my-box.lan:7700\r\n"),
+        r#"{"vector":[1,0,0,0],"k":1}"#,
+    );
     assert_eq!(s, 200, "{v}");
-    assert!(head.contains("access-control-allow-origin: http://localhost:5173"), "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://localhost:5173"),
+        "{head}"
+    );
     assert_eq!(v["hits"][0]["id"], "a");
     // Another origin's preflight is refused.
-    let (s, head, _) = raw(a, "OPTIONS", "/search", "Origin: http://localhost:5174\r\nAccess-Control-Request-Method: POST\r\n", "");
+    let (s, head, _) = raw(
+        a,
+        "OPTIONS",
+        "/search",
+        "Origin: http://localhost:5174\r\nAccess-Control-Request-Method: POST\r\n",
+        "",
+    );
     assert_eq!(s, 403);
     assert!(!head.contains("access-control-allow-origin"), "{head}");
 }
@@ -186,7 +237,17 @@ fn a_thousand_requests_over_one_connection() {
     vectors_index(&dir);
     let srv = serve(&dir, &[], &[]);
     let a = srv.addr.as_str();
-    assert_eq!(add(a, &json!([row("a", [1.0, 0.0, 0.0, 0.0]), row("b", [0.0, 1.0, 0.0, 0.0])])).0, 200);
+    assert_eq!(
+        add(
+            a,
+            &json!([
+                row("a", [1.0, 0.0, 0.0, 0.0]),
+                row("b", [0.0, 1.0, 0.0, 0.0])
+            ])
+        )
+        .0,
+        200
+    );
     let s = TcpStream::connect(a).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut w = s.try_clone().unwrap();
@@ -194,9 +255,18 @@ fn a_thousand_requests_over_one_connection() {
     let body = r#"{"vector":[0,1,0,0],"k":1}"#;
     for i in 0..1000 {
         if i % 2 == 0 {
-            write!(w, "POST /search HTTP/1.1\r\nHost: {a}\r\n{JSON}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+            write!(
+                w,
+                "POST /search HTTP/1.1\r\nHost: {a}\r\n{JSON}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
             let (st, v) = read_one(&mut r);
-            assert_eq!((st, v["hits"][0]["id"].as_str()), (200, Some("b")), "request {i}: {v}");
+            assert_eq!(
+                (st, v["hits"][0]["id"].as_str()),
+                (200, Some("b")),
+                "request {i}: {v}"
+            );
         } else {
             write!(w, "GET /health HTTP/1.1\r\nHost: {a}\r\n\r\n").unwrap();
             let (st, v) = read_one(&mut r);
@@ -226,8 +296,15 @@ fn expect_100_continue_is_answered_at_once() {
     let mut interim = [0u8; 25];
     s.read_exact(&mut interim).unwrap();
     let waited = started.elapsed();
-    assert!(interim.starts_with(b"HTTP/1.1 100 Continue\r\n"), "{:?}", String::from_utf8_lossy(&interim));
-    assert!(waited < Duration::from_millis(500), "100 Continue after {waited:?}");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    assert!(
+        waited < Duration::from_millis(500),
+        "100 Continue after {waited:?}"
+    );
     s.write_all(body.as_bytes()).unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
@@ -244,7 +321,11 @@ fn slow_clients_are_cut_at_the_deadline_and_others_are_served() {
     let dir = tmp.path().join("idx");
     vectors_index(&dir);
     let deadline = 3.0;
-    let srv = serve(&dir, &["--timeout-secs", "3", "--threads", "2", "--queue", "4"], &[]);
+    let srv = serve(
+        &dir,
+        &["--timeout-secs", "3", "--threads", "2", "--queue", "4"],
+        &[],
+    );
     let a = srv.addr.clone();
     assert_eq!(add(&a, &json!([row("a", [1.0, 0.0, 0.0, 0.0])])).0, 200);
     let stop = Arc::new(AtomicBool::new(false));
@@ -291,7 +372,10 @@ fn slow_clients_are_cut_at_the_deadline_and_others_are_served() {
         // A write fails once the server has closed (the first write after the close may
         // still succeed): cut between the deadline and a few seconds after it.
         let secs = after.as_secs_f64();
-        assert!(secs >= deadline - 0.5 && secs <= deadline + 4.0, "slow client {i} cut after {secs:.1} s");
+        assert!(
+            secs >= deadline - 0.5 && secs <= deadline + 4.0,
+            "slow client {i} cut after {secs:.1} s"
+        );
     }
 }
 
@@ -335,7 +419,10 @@ fn sigterm_under_load_keeps_every_acknowledged_write() {
         if let Some(s) = srv.child.try_wait().unwrap() {
             break s;
         }
-        assert!(signalled.elapsed() < Duration::from_secs(15), "no exit within the grace bound");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(15),
+            "no exit within the grace bound"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     for t in writers {
@@ -345,9 +432,16 @@ fn sigterm_under_load_keeps_every_acknowledged_write() {
     let index = Index::open(&dir).unwrap();
     let acked = acked.lock().unwrap();
     for id in acked.iter() {
-        assert!(index.get(id).unwrap().is_some(), "acknowledged {id} is missing");
+        assert!(
+            index.get(id).unwrap().is_some(),
+            "acknowledged {id} is missing"
+        );
     }
-    println!("{} writes acknowledged, all present; exit {:?} after SIGTERM", acked.len(), signalled.elapsed());
+    println!(
+        "{} writes acknowledged, all present; exit {:?} after SIGTERM",
+        acked.len(),
+        signalled.elapsed()
+    );
 }
 
 /// A self-signed certificate for `localhost`, written as PEM files.
@@ -368,12 +462,19 @@ fn tls_serves_https_and_refuses_clear_text() {
     let token = "a-token-of-sufficient-length";
     let srv = serve(
         &dir,
-        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
         &[("XQDB_SERVE_TOKEN", token)],
     );
     let a = srv.addr.clone();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(der)).unwrap();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der))
+        .unwrap();
     #[allow(deprecated)] // the server's provider; see src/server/transport.rs
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -384,7 +485,8 @@ fn tls_serves_https_and_refuses_clear_text() {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let sock = TcpStream::connect(&a).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
     write!(tls, "GET /stats HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = Vec::new();
@@ -394,10 +496,18 @@ fn tls_serves_https_and_refuses_clear_text() {
     // Clear text on the TLS port gets no HTTP answer.
     let mut s = TcpStream::connect(&a).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    assert!(!out.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        !out.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 /// Off loopback without TLS the token would travel in clear text: a warning names the flags.
@@ -415,14 +525,28 @@ fn clear_text_off_loopback_is_warned_about() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.starts_with("listening on http://"), "{line}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--tls-cert") && err.contains("--tls-key"), "{err}");
+    assert!(
+        err.contains("--tls-cert") && err.contains("--tls-key"),
+        "{err}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"])
+        .args([
+            "serve",
+            dir.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -442,7 +566,12 @@ fn the_access_log_has_a_line_per_request() {
     unsafe { libc::kill(srv.child.id() as i32, libc::SIGTERM) };
     srv.child.wait().unwrap();
     let mut err = String::new();
-    srv.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    srv.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let lines: Vec<Value> = err
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -277,7 +277,10 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(413, "the body exceeds the server's limit (--max-body-bytes)")
+                ApiError::new(
+                    413,
+                    "the body exceeds the server's limit (--max-body-bytes)",
+                )
             } else {
                 ApiError::new(status.as_u16(), format!("cannot read the body: {e}"))
             }
@@ -301,7 +304,11 @@ mod tests {
         let e = parse::<SearchRequest>(br#"{"k":1} x"#).unwrap_err();
         assert!(e.message.contains("not JSON"), "{}", e.message);
         let e = parse::<SearchRequest>(br#"{"mode":"fuzzy"}"#).unwrap_err();
-        assert!(e.message.contains("mode") && e.message.contains("hybrid"), "{}", e.message);
+        assert!(
+            e.message.contains("mode") && e.message.contains("hybrid"),
+            "{}",
+            e.message
+        );
         assert!(parse::<SearchRequest>(br#"{"queries":["a",[1,2]],"k":3}"#).is_ok());
     }
 

@@ -74,7 +74,8 @@ impl State {
             options.mode = m;
         }
         if let Some(f) = r.fusion {
-            f.validate().map_err(|e| ApiError::new(400, e.to_string()))?;
+            f.validate()
+                .map_err(|e| ApiError::new(400, e.to_string()))?;
             options.fusion = f;
         }
         if let Some(d) = r.depth {

@@ -111,7 +111,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             threads: 4,
-            queue: 64,
+            queue: 256,
             max_connections: 512,
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
@@ -163,6 +163,29 @@ fn status_of(e: &Error) -> u16 {
         Error::NoEncoder | Error::RuntimeUnavailable { .. } => 503,
         _ => 500,
     }
+}
+
+/// Connections the kernel completes and holds before they are accepted.
+const BACKLOG: u32 = 1024;
+
+/// A non-blocking listener on the first of `addrs` that binds, with a backlog of [`BACKLOG`]
+/// (the standard library's is 128: a burst of connections would wait for SYN retries).
+fn listen(runtime: &tokio::runtime::Runtime, addrs: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    let _in = runtime.enter();
+    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address");
+    for addr in addrs {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(*addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return listener.into_std(),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl Server {
@@ -219,13 +242,11 @@ impl Server {
         }
         let tls = match &options.tls {
             None => None,
-            Some(f) => Some(transport::tls_acceptor(&f.cert, &f.key).map_err(|e| {
-                Error::InvalidArgument(format!("TLS: {e}"))
-            })?),
+            Some(f) => Some(
+                transport::tls_acceptor(&f.cert, &f.key)
+                    .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?,
+            ),
         };
-        let listener = TcpListener::bind(&addrs[..]).map_err(|e| cannot(&e))?;
-        listener.set_nonblocking(true).map_err(|e| cannot(&e))?;
-        let addr = listener.local_addr().map_err(|e| cannot(&e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(options.threads.max(1))
@@ -233,6 +254,8 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start the server: {e}")))?;
+        let listener = listen(&runtime, &addrs).map_err(|e| cannot(&e))?;
+        let addr = listener.local_addr().map_err(|e| cannot(&e))?;
         let writer = if options.read_only {
             None
         } else {
@@ -286,7 +309,12 @@ impl Server {
             grace: o.shutdown_grace,
             tls: self.tls.clone(),
         };
-        let _ = rt.block_on(transport::serve(listener, self.app.clone(), settings, shutdown));
+        let _ = rt.block_on(transport::serve(
+            listener,
+            self.app.clone(),
+            settings,
+            shutdown,
+        ));
     }
 
     /// Serves with the hand-written transport the server had before (see `legacy.rs`): for

@@ -76,7 +76,7 @@ impl Guard {
 
     fn origin_allowed(&self, origin: &str) -> bool {
         let o = normal_origin(origin);
-        self.allow_origins.iter().any(|a| *a == o)
+        self.allow_origins.contains(&o)
     }
 }
 
@@ -404,7 +404,12 @@ mod tests {
     #[test]
     fn bad_escapes_are_told() {
         assert!(escapes_are_valid("/passages/a%2Fb%20c%E3%81%82"));
-        for bad in ["/passages/%zz", "/passages/%4", "/passages/%+A", "/passages/%"] {
+        for bad in [
+            "/passages/%zz",
+            "/passages/%4",
+            "/passages/%+A",
+            "/passages/%",
+        ] {
             assert!(!escapes_are_valid(bad), "{bad}");
         }
     }

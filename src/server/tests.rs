@@ -9,8 +9,16 @@ use serde_json::{json, Value};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-fn send(h: &Harness, method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let (status, _, bytes) = h.send(method, uri, headers, body.as_bytes()).expect("an answer");
+fn send(
+    h: &Harness,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let (status, _, bytes) = h
+        .send(method, uri, headers, body.as_bytes())
+        .expect("an answer");
     let v = if bytes.is_empty() {
         Value::Null
     } else {
@@ -23,7 +31,13 @@ fn with_rows(h: &Harness, n: usize) {
     let rows: Vec<Value> = (0..n)
         .map(|i| json!({"id": format!("p{i:03}"), "text": format!("passage {i}"), "vector": [1.0, i as f32, 0.0, 0.0]}))
         .collect();
-    let (s, v) = send(h, "POST", "/passages", &[JSON], &json!({ "passages": rows }).to_string());
+    let (s, v) = send(
+        h,
+        "POST",
+        "/passages",
+        &[JSON],
+        &json!({ "passages": rows }).to_string(),
+    );
     assert_eq!(s, 200, "{v}");
 }
 
@@ -40,24 +54,51 @@ fn web_pages_cannot_write_or_read() {
     let h = Harness::new(ServerOptions::default());
     let row = r#"{"passages":[{"id":"evil","text":"planted","vector":[1,0,0,0]}]}"#;
     // A "simple" cross-origin POST: text/plain, from a page.
-    let (s, v) = send(&h, "POST", "/passages", &[("content-type", "text/plain"), ("origin", "http://evil.example")], row);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/passages",
+        &[
+            ("content-type", "text/plain"),
+            ("origin", "http://evil.example"),
+        ],
+        row,
+    );
     assert_eq!(s, 415, "{v}");
     // No content type at all.
     assert_eq!(send(&h, "POST", "/passages", &[], row).0, 415);
     // JSON from a page (the browser would have asked first): the origin is refused.
-    let (s, v) = send(&h, "POST", "/passages", &[JSON, ("origin", "http://evil.example")], row);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/passages",
+        &[JSON, ("origin", "http://evil.example")],
+        row,
+    );
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("--allow-origin"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--allow-origin"),
+        "{v}"
+    );
     // DNS rebinding: a name that is not this server's.
     let (s, v) = send(&h, "GET", "/stats", &[("host", "evil.example:80")], "");
     assert_eq!(s, 403, "{v}");
     assert!(v["error"].as_str().unwrap().contains("--allow-host"), "{v}");
     // A preflight from a page not allowed.
-    let pre = [("origin", "http://evil.example"), ("access-control-request-method", "POST")];
+    let pre = [
+        ("origin", "http://evil.example"),
+        ("access-control-request-method", "POST"),
+    ];
     assert_eq!(send(&h, "OPTIONS", "/passages", &pre, "").0, 403);
     assert_eq!(h.passages(), 0, "nothing was written");
     // What a local client sends is accepted.
-    let (s, v) = send(&h, "POST", "/passages", &[JSON, ("host", "127.0.0.1:7700")], row);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/passages",
+        &[JSON, ("host", "127.0.0.1:7700")],
+        row,
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(h.passages(), 1);
 }
@@ -69,14 +110,29 @@ fn an_allowed_origin_gets_cors_and_can_search() {
         ..Default::default()
     });
     with_rows(&h, 3);
-    let pre = [("origin", "http://localhost:3000"), ("access-control-request-method", "POST"), ("access-control-request-headers", "content-type")];
+    let pre = [
+        ("origin", "http://localhost:3000"),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "content-type"),
+    ];
     let (status, headers, _) = h.send("OPTIONS", "/search", &pre, b"").unwrap();
     assert!(status == 200 || status == 204, "{status}");
-    assert_eq!(headers["access-control-allow-origin"], "http://localhost:3000");
-    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
     let body = br#"{"vector":[1,0,0,0],"k":2}"#;
     let (status, headers, bytes) = h
-        .send("POST", "/search", &[JSON, ("origin", "tauri://localhost")], body)
+        .send(
+            "POST",
+            "/search",
+            &[JSON, ("origin", "tauri://localhost")],
+            body,
+        )
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(headers["access-control-allow-origin"], "tauri://localhost");
@@ -88,16 +144,52 @@ fn an_allowed_origin_gets_cors_and_can_search() {
 fn bodies_are_typed() {
     let h = Harness::new(ServerOptions::default());
     with_rows(&h, 2);
-    let (s, v) = send(&h, "POST", "/search", &[JSON], r#"{"vector":[1,0,0,0],"k":3,"adpter":true}"#);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        r#"{"vector":[1,0,0,0],"k":3,"adpter":true}"#,
+    );
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("unknown field `adpter`"), "{v}");
-    let (s, v) = send(&h, "POST", "/search", &[JSON], r#"{"vector":[1,0,0,0],"k":3,"adapter":"false"}"#);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `adpter`"),
+        "{v}"
+    );
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        r#"{"vector":[1,0,0,0],"k":3,"adapter":"false"}"#,
+    );
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().starts_with("adapter: invalid type"), "{v}");
-    let (s, v) = send(&h, "POST", "/search", &[JSON], r#"{"vector":[1,0,0,0],"k":-1}"#);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("adapter: invalid type"),
+        "{v}"
+    );
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        r#"{"vector":[1,0,0,0],"k":-1}"#,
+    );
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().starts_with("k:"), "{v}");
-    let (s, v) = send(&h, "POST", "/passages", &[JSON], r#"{"passages":[],"upsrt":true}"#);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/passages",
+        &[JSON],
+        r#"{"passages":[],"upsrt":true}"#,
+    );
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("upsrt"), "{v}");
     let (s, v) = send(&h, "GET", "/passages?limt=3", &[], "");
@@ -110,20 +202,48 @@ fn bodies_are_typed() {
 fn a_batch_answers_as_its_queries_one_by_one() {
     let h = Harness::new(ServerOptions::default());
     with_rows(&h, 20);
-    let queries = [json!([1.0, 3.0, 0.0, 0.0]), json!([0.0, -1.0, 1.0, 0.0]), json!([2.0, 0.5, 0.0, 1.0])];
-    let (s, batch) = send(&h, "POST", "/search", &[JSON], &json!({"queries": queries, "k": 4}).to_string());
+    let queries = [
+        json!([1.0, 3.0, 0.0, 0.0]),
+        json!([0.0, -1.0, 1.0, 0.0]),
+        json!([2.0, 0.5, 0.0, 1.0]),
+    ];
+    let (s, batch) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        &json!({"queries": queries, "k": 4}).to_string(),
+    );
     assert_eq!(s, 200, "{batch}");
     let results = batch["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
     for (q, r) in queries.iter().zip(results) {
-        let (s, one) = send(&h, "POST", "/search", &[JSON], &json!({"vector": q, "k": 4}).to_string());
+        let (s, one) = send(
+            &h,
+            "POST",
+            "/search",
+            &[JSON],
+            &json!({"vector": q, "k": 4}).to_string(),
+        );
         assert_eq!(s, 200);
         assert_eq!(one["hits"], r["hits"]);
     }
     // Text queries need an encoder: 503 names it, nothing else changes.
-    let (s, v) = send(&h, "POST", "/search", &[JSON], r#"{"queries":["a text",[1,0,0,0]]}"#);
+    let (s, v) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        r#"{"queries":["a text",[1,0,0,0]]}"#,
+    );
     assert_eq!(s, 503, "{v}");
-    let (s, _) = send(&h, "POST", "/search", &[JSON], r#"{"queries":[[1,0,0,0]],"text":"x"}"#);
+    let (s, _) = send(
+        &h,
+        "POST",
+        "/search",
+        &[JSON],
+        r#"{"queries":[[1,0,0,0]],"text":"x"}"#,
+    );
     assert_eq!(s, 400);
 }
 
@@ -182,31 +302,64 @@ fn the_openapi_document_matches_the_routes() {
         let (method, path) = route.split_once(' ').unwrap();
         let path = path.replace("{id}", "some-id");
         let (s, v) = send(&h, method, &path, &[JSON], "{}");
-        assert!(s != 405 && !(s == 404 && v["error"].as_str().unwrap_or("").starts_with("no route")), "{route}: {s} {v}");
+        assert!(
+            s != 405 && !(s == 404 && v["error"].as_str().unwrap_or("").starts_with("no route")),
+            "{route}: {s} {v}"
+        );
         let (s, _) = send(&h, "PUT", &path, &[JSON], "{}");
         assert_eq!(s, 405, "PUT {path}");
     }
     // The search body's fields in the document are the request type's.
-    let fields: Vec<&String> = doc["components"]["schemas"]["SearchRequest"]["properties"].as_object().unwrap().keys().collect();
-    assert!(fields.iter().any(|f| *f == "queries") && fields.iter().any(|f| *f == "by_file"), "{fields:?}");
+    let fields: Vec<&String> = doc["components"]["schemas"]["SearchRequest"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert!(
+        fields.iter().any(|f| *f == "queries") && fields.iter().any(|f| *f == "by_file"),
+        "{fields:?}"
+    );
 }
 
 #[test]
 fn the_token_guards_every_route_but_health() {
     let token = "a-token-of-sufficient-length";
-    let h = Harness::new(ServerOptions { token: Some(token.into()), ..Default::default() });
+    let h = Harness::new(ServerOptions {
+        token: Some(token.into()),
+        ..Default::default()
+    });
     assert_eq!(send(&h, "GET", "/health", &[], "").0, 200);
     let (s, _) = send(&h, "GET", "/stats", &[], "");
     assert_eq!(s, 401);
     let auth = format!("bearer {token}");
-    assert_eq!(send(&h, "GET", "/stats", &[("authorization", &auth)], "").0, 200);
+    assert_eq!(
+        send(&h, "GET", "/stats", &[("authorization", &auth)], "").0,
+        200
+    );
     let row = r#"{"passages":[{"id":"a","text":"t","vector":[1,0,0,0]}]}"#;
-    assert_eq!(send(&h, "POST", "/passages", &[JSON, ("authorization", "Bearer wrong-token-of-length")], row).0, 401);
+    assert_eq!(
+        send(
+            &h,
+            "POST",
+            "/passages",
+            &[JSON, ("authorization", "Bearer wrong-token-of-length")],
+            row
+        )
+        .0,
+        401
+    );
     assert_eq!(h.passages(), 0);
 }
 
 fn method() -> impl Strategy<Value = &'static str> {
-    prop_oneof![Just("GET"), Just("POST"), Just("DELETE"), Just("PUT"), Just("OPTIONS"), Just("PATCH")]
+    prop_oneof![
+        Just("GET"),
+        Just("POST"),
+        Just("DELETE"),
+        Just("PUT"),
+        Just("OPTIONS"),
+        Just("PATCH")
+    ]
 }
 
 fn path() -> impl Strategy<Value = String> {

@@ -18,8 +18,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// Connections over the limit being told 503 at once; beyond them a connection is closed.
-const REFUSING: usize = 256;
+/// Connections over the limit being told 503 at once (each reads the request it was sent, for
+/// at most [`REFUSE_READ`], so that closing does not reset the connection before the client
+/// has read the answer); beyond them a connection is closed unanswered.
+const REFUSING: usize = 2048;
+/// How long a refused connection may take to send its request's head.
+const REFUSE_READ: Duration = Duration::from_millis(500);
 /// Largest request head (request line and headers); 431 above it.
 const MAX_HEAD_BYTES: usize = 16 << 10;
 /// How often the accept loop looks at the shutdown flag.
@@ -108,11 +112,31 @@ pub(super) async fn serve(
     Ok(())
 }
 
-/// Answers 503 to a connection over the limit: reads what it sent first (briefly), so that
-/// closing does not reset the connection before the client reads the answer.
+/// Answers 503 to a connection over the limit: reads the head it sent first (briefly, at most
+/// 16 KiB), so that closing does not reset the connection before the client reads the answer.
 async fn busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    let mut sink = [0u8; 8192];
-    let _ = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut sink)).await;
+    let mut sink = [0u8; 4096];
+    let read_head = async {
+        let (mut seen, mut tail) = (0usize, [0u8; 4]);
+        while seen < MAX_HEAD_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    seen += n;
+                    // The head ends at the first blank line (possibly split across reads).
+                    let mut window = tail.to_vec();
+                    window.extend_from_slice(&sink[..n]);
+                    if window.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                    let keep = window.len().min(4);
+                    tail = [0; 4];
+                    tail[4 - keep..].copy_from_slice(&window[window.len() - keep..]);
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSE_READ, read_head).await;
     let body = br#"{"error":"the server is busy; try again"}"#;
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",

@@ -22,7 +22,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 4)]
     threads: usize,
     /// Requests that may wait for a worker; further ones get 503.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     queue: usize,
     /// Connections open at once; further ones get 503.
     #[arg(long, default_value_t = 512)]
@@ -75,7 +75,9 @@ enum LogFormat {
 
 /// Sends `tracing` events (the access log, target `xqdb::access`) to stderr.
 fn start_log(format: Option<LogFormat>) -> Result<(), String> {
-    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let format = match (format, &from_env) {
         (Some(f), _) => f,
         (None, Some(_)) => LogFormat::Text,
