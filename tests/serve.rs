@@ -929,15 +929,47 @@ fn the_readme_http_example_works_as_written() {
         };
         let url = line
             .split_whitespace()
+            .map(|w| w.trim_matches('\''))
             .find(|w| w.starts_with("localhost:7700"))
             .unwrap();
         let path = &url["localhost:7700".len()..];
         let body = line
             .split_once(" -d '")
             .map(|(_, b)| b.trim_end_matches('\''));
-        let (st, v) = request(&srv.addr, method, path, body.map(str::as_bytes));
+        // Exactly the headers the line sends (curl sends a form's content type otherwise).
+        let headers: String = line
+            .split(" -H '")
+            .skip(1)
+            .filter_map(|h| h.split_once('\''))
+            .map(|(h, _)| format!("{h}\r\n"))
+            .collect();
+        let path = path.trim_end_matches('\'');
+        let body = body.unwrap_or("");
+        let mut s = TcpStream::connect(&srv.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: localhost:7700\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let (st, v) = read_response(s).unwrap();
+        if path.starts_with("/openapi.json") {
+            assert_eq!(st, 200);
+            assert!(v["paths"]["/search"]["post"].is_object(), "{v}");
+            ran += 1;
+            continue;
+        }
         assert_eq!(st, 200, "{line}: {v}");
-        if path == "/search" {
+        if path.starts_with("/passages?") {
+            assert_eq!(v["passages"][0]["id"], "p1", "{line}: {v}");
+        }
+        if v.get("results").is_some() {
+            for r in v["results"].as_array().unwrap() {
+                assert_eq!(r["hits"][0]["id"], "p1", "{line}: {v}");
+            }
+        }
+        if path == "/search" && v.get("results").is_none() {
             assert_eq!(v["hits"][0]["id"], "p1", "{line}: {v}");
         }
         if path == "/passages/p1" {
@@ -945,5 +977,35 @@ fn the_readme_http_example_works_as_written() {
         }
         ran += 1;
     }
-    assert_eq!(ran, 4, "the README's example has changed: {block}");
+    assert_eq!(ran, 7, "the README's example has changed: {block}");
+}
+
+/// The README's table of `POST /search` fields names exactly the fields the request type
+/// takes (as the OpenAPI document, generated from that type, lists them).
+#[test]
+fn the_readme_search_fields_are_the_request_types() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Local HTTP API").unwrap()..];
+    let table = &section[section.find("| field | type | meaning |").unwrap()..];
+    let mut in_readme: Vec<String> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').nth(1).unwrap().trim().trim_matches('`').to_string())
+        .collect();
+    in_readme.sort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &[]);
+    let (st, doc) = request(&srv.addr, "GET", "/openapi.json", None);
+    assert_eq!(st, 200);
+    let mut in_type: Vec<String> = doc["components"]["schemas"]["SearchRequest"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    in_type.sort();
+    assert_eq!(in_readme, in_type);
 }
