@@ -323,6 +323,8 @@ def per_row_activations(model):
     per row (per-axis, axis 0) does the division, rounding and shift in one pass.
     """
     g = model.graph
+    # ReduceMax takes its axes as an input from opset 18, as an attribute before.
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     g.initializer.extend([
         onnx.numpy_helper.from_array(np.array([-1], np.int64), "xqdb_rowq/axes"),
         onnx.numpy_helper.from_array(np.array([1], np.int64), "xqdb_rowq/one"),
@@ -353,7 +355,9 @@ def per_row_activations(model):
                 mk("Concat", ["xqdb_rowq/axes", f"{t}/k"], [f"{t}/shape2"], name=f"{t}/Shape2", axis=0),
                 mk("Reshape", [x, f"{t}/shape2"], [f"{t}/x2"], name=f"{t}/Rows"),
                 mk("Abs", [f"{t}/x2"], [f"{t}/abs"], name=f"{t}/Abs"),
-                mk("ReduceMax", [f"{t}/abs", "xqdb_rowq/axes"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=0),
+                (mk("ReduceMax", [f"{t}/abs", "xqdb_rowq/axes"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=0)
+                 if opset >= 18 else
+                 mk("ReduceMax", [f"{t}/abs"], [f"{t}/max"], name=f"{t}/ReduceMax", keepdims=0, axes=[-1])),
                 mk("Max", [f"{t}/max", "xqdb_rowq/eps"], [f"{t}/pos"], name=f"{t}/Max"),
                 mk("Div", [f"{t}/pos", "xqdb_rowq/127"], [f"{t}/s"], name=f"{t}/Scale"),
                 mk("Shape", [f"{t}/s"], [f"{t}/n"], name=f"{t}/N"),

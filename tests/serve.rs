@@ -984,14 +984,22 @@ fn the_readme_http_example_works_as_written() {
 /// takes (as the OpenAPI document, generated from that type, lists them).
 #[test]
 fn the_readme_search_fields_are_the_request_types() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = &readme[readme.find("## Local HTTP API").unwrap()..];
     let table = &section[section.find("| field | type | meaning |").unwrap()..];
     let mut in_readme: Vec<String> = table
         .lines()
         .skip(2)
         .take_while(|l| l.starts_with('|'))
-        .map(|l| l.split('|').nth(1).unwrap().trim().trim_matches('`').to_string())
+        .map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .trim_matches('`')
+                .to_string()
+        })
         .collect();
     in_readme.sort();
     let tmp = tempfile::tempdir().unwrap();

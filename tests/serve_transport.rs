@@ -582,3 +582,28 @@ fn the_access_log_has_a_line_per_request() {
     assert_eq!(lines[0]["fields"]["status"], 200);
     assert_eq!(lines[1]["fields"]["status"], 404);
 }
+
+/// A head over 16 KiB is refused with 431 and the server goes on answering.
+#[test]
+fn an_oversized_head_is_refused_with_431() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    vectors_index(&dir);
+    let srv = serve(&dir, &[], &[]);
+    let a = srv.addr.as_str();
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let big = "x".repeat(20 << 10);
+    let _ = write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(
+        out.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&out[..out.len().min(80)])
+    );
+    assert_eq!(raw(a, "GET", "/health", "", "").0, 200);
+}
