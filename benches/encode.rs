@@ -83,6 +83,116 @@ fn throughput(
     (rust_best, py_best)
 }
 
+/// `n` passages of about `words` words: consecutive English questions of the translation
+/// data, cut at a word count.
+fn passages_of(n: usize, words: usize) -> Vec<String> {
+    let all: Vec<String> = passages(n * 8)
+        .iter()
+        .flat_map(|p| p.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let start = (i * words * 3) % (all.len() - words);
+            all[start..start + words].join(" ")
+        })
+        .collect()
+}
+
+/// The int8 default encoded one text per call (its rows depend on their batch otherwise)
+/// against the same bundle in batches of 32 as before (a copy of its manifest that claims
+/// batch invariance) and the fp32 bundle in batches, on short and long passages.
+fn one_text_per_call(
+    bundles: &[xqdb::model::InstalledBundle],
+    threads: usize,
+    reps: usize,
+    n: usize,
+) {
+    let int8 = bundles
+        .iter()
+        .find(|b| b.default)
+        .expect("the default bundle");
+    let fp32 = bundles
+        .iter()
+        .find(|b| b.name.ends_with("-fp32"))
+        .expect("the fp32 bundle");
+    // The same files, with a manifest that lets the encoder batch them.
+    let tmp = tempfile::tempdir().unwrap();
+    let batched = tmp.path().join("int8-batched");
+    std::fs::create_dir(&batched).unwrap();
+    for f in std::fs::read_dir(&int8.path).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_owned();
+        if name == "xqdb-bundle.json" {
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            m["batch_invariant"] = serde_json::json!(true);
+            std::fs::write(batched.join(&name), serde_json::to_vec(&m).unwrap()).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&f, batched.join(&name)).unwrap();
+        }
+    }
+    let open = |dir: &std::path::Path| {
+        Encoder::open(
+            ModelBundle::open(dir).unwrap(),
+            &EncoderOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let encoders = [
+        (
+            format!("{} (default): one text per call", int8.name),
+            open(&int8.path),
+        ),
+        (
+            format!("{}: batches of 32 (before)", int8.name),
+            open(&batched),
+        ),
+        (format!("{}: batches of 32", fp32.name), open(&fp32.path)),
+    ];
+    println!();
+    println!("# one text per call: {n} passages, {threads} threads, best of {reps}");
+    println!("| encoder | ~58 words: passages/s | vs before | ~300 words: passages/s | vs before | max abs difference, alone vs in a batch |");
+    println!("|---|---|---|---|---|---|");
+    let sets = [passages_of(n, 58), passages_of(n / 4, 300)];
+    let mut rates = vec![[0f64; 2]; encoders.len()];
+    for (s, texts) in sets.iter().enumerate() {
+        for (e, (_, enc)) in encoders.iter().enumerate() {
+            enc.encode_passages(&texts[..4]).unwrap();
+            for _ in 0..reps {
+                let t = Instant::now();
+                enc.encode_passages(texts).unwrap();
+                rates[e][s] = rates[e][s].max(texts.len() as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    for (e, (name, enc)) in encoders.iter().enumerate() {
+        let texts = &sets[0][..32];
+        let together = enc.encode_passages(texts).unwrap();
+        let worst = texts
+            .iter()
+            .zip(&together)
+            .map(|(t, v)| {
+                let alone = enc.encode_passages(&[t]).unwrap().remove(0);
+                alone
+                    .iter()
+                    .zip(v)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+            })
+            .fold(0f32, f32::max);
+        println!(
+            "| {name} | {:.1} | {:.2} | {:.1} | {:.2} | {worst:.1e} |",
+            rates[e][0],
+            rates[e][0] / rates[1][0],
+            rates[e][1],
+            rates[e][1] / rates[1][1]
+        );
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -96,7 +206,7 @@ fn main() {
     };
     let sessions = env("XQDB_SESSIONS", EncoderOptions::default().sessions);
     let options = EncoderOptions {
-        threads: (threads / sessions).max(1),
+        threads,
         sessions,
         batch_size: env("XQDB_BATCH_ROWS", EncoderOptions::default().batch_size),
         batch_tokens: env("XQDB_BATCH_TOKENS", EncoderOptions::default().batch_tokens),
@@ -110,8 +220,7 @@ fn main() {
         ..options.clone()
     };
     eprintln!(
-        "encoder: {sessions} session(s) x {} thread(s)",
-        options.threads
+        "encoder: {sessions} session(s) (0: chosen by the bundle), {threads} thread(s) in all"
     );
     let encoder = Arc::new(Encoder::open(bundle, &options).unwrap());
     let n = if full { 512 } else { 64 };
@@ -162,6 +271,12 @@ fn main() {
         );
     }
     let _ = std::fs::remove_file(&texts_file);
+    one_text_per_call(
+        &bundles,
+        threads,
+        if full { 3 } else { 1 },
+        if full { 192 } else { 32 },
+    );
 
     // Search latency over 100,000 stored passages (random unit vectors stand in for their
     // embeddings: the scan costs the same), queries encoded by the model for real.

@@ -46,8 +46,14 @@ def session(model, threads=0):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def fused_graph(src_model):
-    """The default graph (scripts/convert_e5.py) rebuilt with the transformer operators."""
+def fused_graph(src_model, attention="fused"):
+    """The default graph (scripts/convert_e5.py) rebuilt with the transformer operators.
+
+    `attention="fused"`: each layer's attention is one com.microsoft Attention (the three
+    projections inside it); `"mha"`: the three projections are one MatMul of the concatenated
+    matrices, split, then com.microsoft MultiHeadAttention (the scores, mask and softmax), so
+    that the projection is an ordinary matrix product a quantiser can take.
+    """
     from onnx import TensorProto, helper, numpy_helper
     m = onnx.load(src_model)
     t = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
@@ -83,8 +89,17 @@ def fused_graph(src_model):
         p = f"l{l}."
         qkv_w = np.concatenate([t[p + "q.w.T"], t[p + "k.w.T"], t[p + "v.w.T"]], axis=1)
         qkv_b = np.concatenate([t[p + "q.b"], t[p + "k.b"], t[p + "v.b"]])
-        ctx = node("Attention", [x, const(p + "qkv.w", qkv_w), const(p + "qkv.b", qkv_b), mask],
-                   domain="com.microsoft", name=p + "attention", num_heads=heads)
+        if attention == "mha":
+            # Three products of the same input (one quantisation of it serves all three) and
+            # MultiHeadAttention for the rest: no split copy (its packed QKV layout is not
+            # implemented on the CPU).
+            q, k, v = (node("Add", [node("MatMul", [x, const(p + f"{w}.w.T", t[p + f"{w}.w.T"])], name=p + w),
+                                    const(p + f"{w}.b", t[p + f"{w}.b"])]) for w in "qkv")
+            ctx = node("MultiHeadAttention", [q, k, v, "", mask], domain="com.microsoft",
+                       name=p + "attention", num_heads=heads)
+        else:
+            ctx = node("Attention", [x, const(p + "qkv.w", qkv_w), const(p + "qkv.b", qkv_b), mask],
+                       domain="com.microsoft", name=p + "attention", num_heads=heads)
         x = residual_norm(node("MatMul", [ctx, const(p + "ao.w.T", t[p + "ao.w.T"])], name=p + "ao"),
                           p + "ao.b", x, p + "aln.w", p + "aln.b")
         mid = node("BiasGelu", [node("MatMul", [x, const(p + "fi.w.T", t[p + "fi.w.T"])], name=p + "fi"),

@@ -42,8 +42,10 @@ fn rust_embeddings_equal_python_onnxruntime_embeddings() {
         if b.dtype == "fp32" {
             check_parity(&b.path, 7, 2, 0.9999);
         } else {
+            // A bundle whose rows depend on their batch is encoded one text per call
+            // whatever the batch size asked: as exact in batches as alone.
             check_parity(&b.path, 1, 1, 0.9999);
-            check_parity(&b.path, 32, 1, 0.995);
+            check_parity(&b.path, 32, 1, 0.9999);
         }
     }
 }

@@ -97,9 +97,23 @@ pub struct Manifest {
     /// bundle gets, e.g. `optimization.disable_specified_optimizers`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub session_config: BTreeMap<String, String>,
+    /// Whether each output row depends on its own input row only, whatever else shares its
+    /// batch; absent: true unless [`Manifest::dtype`] is `int8` (see
+    /// [`Manifest::batch_invariant`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_invariant: Option<bool>,
 }
 
 impl Manifest {
+    /// Whether a text's vector is the same in any batch. ONNX Runtime's dynamic int8
+    /// (`QAttention`, `DynamicQuantizeMatMul`) quantises a whole batch's activations with one
+    /// scale, so in a batch a row's output depends on the other rows (up to ~1e-2 per
+    /// component); the encoder then runs each text on its own.
+    pub fn batch_invariant(&self) -> bool {
+        self.batch_invariant
+            .unwrap_or(self.dtype.as_deref() != Some("int8"))
+    }
+
     /// Parses and checks a manifest's text (format, kind, sizes, and that every file it
     /// names is a plain path inside its folder); `manifest_path` is named in errors.
     pub fn parse(text: &str, manifest_path: &Path) -> Result<Manifest> {

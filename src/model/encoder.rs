@@ -8,15 +8,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokenizers::{Tokenizer, TruncationParams};
 
+/// Most sessions [`EncoderOptions::sessions`] = 0 opens for a bundle encoded one text per call.
+const MAX_AUTO_SESSIONS: usize = 4;
+
 /// Settings for loading an [`Encoder`].
 #[derive(Clone, Debug)]
 pub struct EncoderOptions {
-    /// Intra-op threads of each ONNX session (default: all cores).
+    /// Threads in all (default, or 0: all cores): each session gets `threads / sessions`
+    /// (at least one) for its inference calls.
     pub threads: usize,
-    /// Sessions that run batches concurrently (default 1). Each holds its own copy of the
-    /// weights; on two cores two one-thread sessions measured no faster than one two-thread one.
+    /// Sessions that run inference calls concurrently; 0 (the default) chooses: one for a
+    /// batch-invariant bundle (on two cores two one-thread sessions measured no faster than
+    /// one two-thread one on batches), and for a bundle whose rows depend on their batch (see
+    /// [`Manifest::batch_invariant`](super::bundle::Manifest::batch_invariant)) one per
+    /// thread up to 4, since its texts go one per call. Each session holds its own copy of
+    /// the weights (~125 MB for the int8 default).
     pub sessions: usize,
-    /// Most texts per inference call (default 32).
+    /// Most texts per inference call (default 32). A bundle whose rows depend on their
+    /// batch gets one text per call whatever this says, so that a text's vector never
+    /// depends on the texts encoded with it (and no row is padded).
     pub batch_size: usize,
     /// Most tokens per inference call, padding included (rows × the longest row; default
     /// 4096). Texts are grouped by token length, so a batch of short queries holds more rows
@@ -30,7 +40,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            sessions: 1,
+            sessions: 0,
             batch_size: 32,
             batch_tokens: 4096,
             runtime: None,
@@ -114,15 +124,28 @@ impl Encoder {
             .or_else(|| query_tok.token_to_id("<pad>"))
             .unwrap_or(0);
         let model_path = bundle.model_path();
+        let threads = match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let alone = !m.batch_invariant();
+        let n_sessions = match options.sessions {
+            0 if alone => threads.min(MAX_AUTO_SESSIONS),
+            0 => 1,
+            n => n,
+        };
+        // Sessions share their prepacked weights (the container needs the runtime loaded).
+        super::runtime::init_runtime(options.runtime.as_deref())?;
+        let prepacked = ort::session::builder::PrepackedWeights::new();
         let mut sessions = Vec::new();
-        for _ in 0..options.sessions.max(1) {
+        for _ in 0..n_sessions {
             sessions.push(super::runtime::new_session(
                 options.runtime.as_deref(),
                 &model_path,
-                options.threads,
+                (threads / n_sessions).max(1),
                 &m.session_config,
                 None,
-                None,
+                Some(&prepacked),
             )?);
         }
         let session = &sessions[0];
@@ -153,7 +176,7 @@ impl Encoder {
             query_tok,
             passage_tok,
             sessions: sessions.into_iter().map(Mutex::new).collect(),
-            batch_size: options.batch_size.max(1),
+            batch_size: if alone { 1 } else { options.batch_size.max(1) },
             batch_tokens: options.batch_tokens.max(1),
             pad_id,
         })
@@ -352,7 +375,7 @@ impl Encoder {
             let encodings = self.tokenize(&texts[start..end], kind)?;
             Ok(self.batches((start..).zip(encodings).collect()))
         };
-        if texts.len() <= TOKENIZE_WINDOW && self.sessions.len() == 1 {
+        if texts.len() <= TOKENIZE_WINDOW && (self.sessions.len() == 1 || texts.len() == 1) {
             for start in starts {
                 for batch in window_batches(start)? {
                     for (pos, v) in self.infer(batch, 0)? {
