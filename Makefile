@@ -182,8 +182,8 @@ bench-python: setup wheel
 
 # The scale-out path of docs/SCALING.md, checked: a local Ray cluster (ray.init() on this
 # machine) runs python/examples/ray_augment.py over a Parquet file of passages in 2 workers
-# (query generation with the test generator, encoding with the fp32 default bundle); `xqdb
-# import` of its part files must give the queries, vectors (1e-5) and top-10s of a local
+# (query generation with the test generator, encoding with the default model); `xqdb
+# import` of its part files must give the queries, vectors (exactly) and top-10s of a local
 # ingest (scripts/ray_example.py; target/ray-example.json). Not in CI (Ray is ~100 MB).
 RAY_VENV = target/ray-venv
 ray-example: setup wheel

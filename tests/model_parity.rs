@@ -36,9 +36,9 @@ fn rust_embeddings_equal_python_onnxruntime_embeddings() {
         "{bundles:?}"
     );
     for b in bundles {
-        // Dynamic int8 quantises activations per batch, so a text's vector depends on its
-        // batch: the fixture was made one text at a time, and so is the exact check; in
-        // batches the vectors stay close. fp32 batches are spread over two sessions.
+        // Dynamic int8 quantises activations per call, so the encoder gives such a bundle one
+        // text per call (the fixture was made one text at a time too). fp32 batches are
+        // spread over two sessions.
         if b.dtype == "fp32" {
             check_parity(&b.path, 7, 2, 0.9999);
         } else {
