@@ -9,44 +9,16 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xqdb::{Index, Metric};
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
-        .args(["serve", dir.to_str().unwrap(), "--addr", "127.0.0.1:0"])
-        .args(extra)
-        .envs(env.iter().copied())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .split_once("://")
-        .map(|(_, a)| a.to_string())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server { child, addr }
+fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> common::Served {
+    common::serve_at(dir, "127.0.0.1:0", extra, env)
 }
 
 fn vectors_index(dir: &Path) {

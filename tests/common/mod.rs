@@ -133,3 +133,44 @@ pub mod stress {
         (0..DIM).map(|j| [1.0, -1.0, 0.5, 0.0][j % 4]).collect()
     }
 }
+
+/// A running `xqdb serve` child process, killed when dropped.
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// The address it printed (`host:port`).
+    pub addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `xqdb serve DIR --addr ADDR EXTRA...` with `env` (and without `RUST_LOG`), and waits
+/// for its first line, `listening on http(s)://ADDR`.
+pub fn serve_at(dir: &std::path::Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xqdb"))
+        .args(["serve", dir.to_str().unwrap(), "--addr", addr])
+        .args(extra)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .split_once("://")
+        .filter(|(head, _)| head.starts_with("listening on http"))
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Served { child, addr }
+}
