@@ -228,7 +228,6 @@ impl Server {
                 "the request deadline must be positive".into(),
             ));
         }
-        let mut allow_origins = Vec::new();
         for o in &options.allow_origins {
             let n = router::normal_origin(o);
             let host = n.split_once("://").map_or("", |(_, host)| host);
@@ -238,7 +237,6 @@ impl Server {
                      http://localhost:3000 or tauri://localhost)"
                 )));
             }
-            allow_origins.push(n);
         }
         let tls = match &options.tls {
             None => None,
@@ -261,15 +259,7 @@ impl Server {
         } else {
             Some(Mutex::new(index.writer()?))
         };
-        let guard = Arc::new(router::Guard {
-            allow_hosts: options
-                .allow_hosts
-                .iter()
-                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
-                .collect(),
-            allow_origins,
-            token: token.map(TokenDigest::new),
-        });
+        let guard = Arc::new(router::Guard::new(&options));
         let state = Arc::new(State {
             index,
             writer,
@@ -373,15 +363,7 @@ pub mod harness {
                 .in_memory()
                 .expect("an in-memory index");
             let writer = Some(Mutex::new(index.writer().expect("its writer")));
-            let guard = Arc::new(router::Guard {
-                allow_hosts: options.allow_hosts.clone(),
-                allow_origins: options
-                    .allow_origins
-                    .iter()
-                    .map(|o| router::normal_origin(o))
-                    .collect(),
-                token: options.token.as_deref().map(TokenDigest::new),
-            });
+            let guard = Arc::new(router::Guard::new(&options));
             let state = Arc::new(State {
                 index,
                 writer,

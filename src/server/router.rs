@@ -49,6 +49,24 @@ pub(crate) fn normal_origin(origin: &str) -> String {
 }
 
 impl Guard {
+    /// The guard of a server with `options`: host names and origins as compared, the token's
+    /// digest (trimmed, as it is checked).
+    pub fn new(options: &super::ServerOptions) -> Guard {
+        Guard {
+            allow_hosts: options
+                .allow_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            allow_origins: options
+                .allow_origins
+                .iter()
+                .map(|o| normal_origin(o))
+                .collect(),
+            token: options.token.as_deref().map(|t| TokenDigest::new(t.trim())),
+        }
+    }
+
     /// Whether a `Host` header names this server: an IP address (a web page cannot make a
     /// browser send one that resolves elsewhere), `localhost` or a subdomain of it, or a name
     /// given with `--allow-host`.
@@ -355,7 +373,7 @@ pub(crate) fn app(state: Arc<State>, guard: Arc<Guard>) -> Router {
         .with_state(state)
 }
 
-/// A status the server answers with, for the access log's tests and the fuzz target.
+/// A status the server answers with (the in-process tests' and the fuzz target's check).
 pub(crate) fn is_documented(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
